@@ -1,0 +1,419 @@
+"""One typed configuration for data, model, training and evaluation.
+
+A run is described by a *profile* - a YAML file under ``refine_iqa_lib/configs/profiles/``
+(``smoke``, ``tiny``, ``paper``) - plus dotted overrides::
+
+    cfg = load_config("tiny", {"stage2.learning_rate": 5e-5, "model.path": "/models/Qwen2.5-VL-7B-Instruct"})
+    cfg = load_config("smoke", ["stage1.max_steps=2"])
+
+Unknown profiles, sections or keys fail with an error naming them and listing the valid ones.
+Values are converted to the field's declared type (so ``"1e-4"`` from a command line becomes a
+float). The only differences between scales are values in these files: no code path is specific
+to a profile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "configs" / "profiles"
+ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A profile, section, key or value that does not exist or does not fit."""
+
+
+@dataclass
+class PathsConfig:
+    """Where things are written. Relative paths are resolved against the repository root."""
+
+    results_dir: str = "results"          # tables, metrics JSON, executed notebooks
+    figures_dir: str = "figures"          # PNG + PDF figures
+    work_dir: str = "results/work/{profile}"  # built datasets, runs, checkpoints (git-ignored)
+    cache_dir: str = ".cache/refine_iqa"  # the stand-in model cache (git-ignored)
+
+
+@dataclass
+class ModelConfig:
+    """The policy. ``path: tiny`` builds the offline stand-in; anything else is a local folder."""
+
+    path: str = "tiny"
+    seed: int = 0                         # stand-in initialisation seed
+    dtype: str = "float32"                # float32 on CPU; bfloat16 on GPUs (paper)
+    min_pixels: int = 56 * 56
+    max_pixels: int = 112 * 112           # paper: about 151,200
+    tiny_arch: dict = field(default_factory=dict)  # overrides of models.TINY_ARCH
+
+
+@dataclass
+class PerceptionConfig:
+    """Refine-Perception dataset construction (Fig. 2)."""
+
+    source: str = "embedded"              # embedded | coco | jsonl
+    root: str = ""                        # image folder (coco / jsonl sources)
+    annotations: str = ""                 # COCO instances JSON or the objects JSONL
+    n_images: int = 200                   # source scenes drawn from the pool (embedded: composites)
+    image_size: int = 112                 # longest side of stored images (snapped to multiples of 28)
+    min_object_area: float = 0.02         # minimum box area as a fraction of the image
+    quality_scorer: str = "default"       # no-reference filter; see data.pipeline
+    quality_threshold: float = 0.0
+    perceptibility_threshold: float = 0.0
+    combo_prob: float = 0.0               # share of two-distortion samples
+    test_size: int = 40                   # paper: 1,500
+    workers: int = 2
+    review_file: str = ""                 # human review decisions (accept/reject), honoured by the build
+    seed: int = 0
+
+
+@dataclass
+class ScoringDataConfig:
+    """Stage-2 training sets and the IQA evaluation sets.
+
+    ``roots`` maps a dataset name to its folder; the name ``embedded`` (or a root of
+    ``"embedded"``) uses the synthetic stand-in written in KonIQ's layout.
+    """
+
+    train: list = field(default_factory=lambda: ["koniq"])
+    eval: list = field(default_factory=lambda: ["koniq"])
+    roots: dict = field(default_factory=lambda: {"koniq": "embedded"})
+    embedded_n_images: int = 400
+    embedded_image_size: int = 112
+    embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
+    seed: int = 0
+
+
+@dataclass
+class WarmupConfig:
+    """Supervised warm-up of the random stand-in (not in the paper; skipped for real models)."""
+
+    enabled: bool = True                  # only ever applied when model.path == "tiny"
+    max_steps: int = 500
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    warmup_steps: int = 20
+    seed: int = 0
+
+
+@dataclass
+class StageConfig:
+    """One GRPO stage (Stage-1 perception or Stage-2 scoring)."""
+
+    enabled: bool = True
+    mode: str = "no_think"                # no_think (Stage-1) | think (Stage-2)
+    num_train_epochs: float = 1.0
+    max_steps: int = -1                   # > 0 overrides epochs
+    max_samples: int = 0                  # 0 = all
+    learning_rate: float = 1e-4
+    lr_scheduler_type: str = "linear"
+    warmup_ratio: float = 0.0
+    num_generations: int = 8              # G
+    prompts_per_step: int = 2             # prompts per optimizer step per process
+    gradient_accumulation_steps: int = 1
+    max_completion_length: int = 32
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    beta: float = 0.0                     # KL coefficient (paper: none)
+    loss_type: str = "dapo"               # token-level averaging (Eq. 7)
+    use_pd: bool = True                   # probability-difference reward (Eq. 2-5), Stage-2
+    use_pm: bool = True                   # policy-gradient modification (Eq. 6), Stage-2
+    answer_eps: float = 0.5               # Eq. 1
+    adv_eps: float = 0.02                 # Eq. 6
+    lambdas: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # Eq. 5
+    variant: str = "paper"                # paper | authors (reference-facts §1)
+    init_from: str = "previous"           # previous stage's weights, or "base"
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 0
+
+
+@dataclass
+class LaunchConfig:
+    """How training jobs are launched (accelerate)."""
+
+    accelerate_config: str = "cpu"        # cpu | ddp | zero3 (files under configs/accelerate)
+    num_processes: int = 1
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"           # colocate | server
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    use_cpu: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings (Tables 1-4)."""
+
+    batch_size: int = 8
+    max_samples: int = 0                  # 0 = all
+    modes: list = field(default_factory=lambda: ["no_think", "think"])
+    methods: list = field(default_factory=lambda: ["prob", "numeric"])
+    logistic_plcc: bool = False           # PLCC raw (default) or after a 4-parameter logistic fit
+    max_new_tokens: int = 32
+    qbench_root: str = "embedded"
+    qbench_split: str = "dev"
+
+
+@dataclass
+class Config:
+    profile: str = "tiny"
+    seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    scoring: ScoringDataConfig = field(default_factory=ScoringDataConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # ---- derived locations (absolute) -------------------------------------------------------
+    def resolve(self, path: str) -> Path:
+        """Absolute path for a config path (``{profile}`` substituted, relative to the repo)."""
+        p = Path(os.path.expanduser(str(path).format(profile=self.profile)))
+        return p if p.is_absolute() else REPO_ROOT / p
+
+    @property
+    def results_dir(self) -> Path:
+        return self.resolve(self.paths.results_dir)
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.resolve(self.paths.figures_dir)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.resolve(self.paths.work_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolve(self.paths.cache_dir)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def available_profiles() -> list[str]:
+    """Profile names (YAML files under ``configs/profiles``)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}")
+        try:
+            out = tp(float(value)) if tp is int and isinstance(value, str) and "e" in value.lower() else tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return out
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    if tp is list or origin is list:
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+    if tp is dict or origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls, data: dict, where: str = ""):
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        name = where or "config"
+        raise ConfigError(f"unknown key(s) {unknown} in {name}; valid keys: {valid}")
+    base = cls()
+    kwargs = {}
+    for f in fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            cur = getattr(base, f.name)
+            val = data[f.name]
+            if dataclasses.is_dataclass(cur) and isinstance(val, dict):
+                kwargs[f.name] = _build(type(cur), {**asdict(cur), **val}, key)
+            elif isinstance(cur, dict) and isinstance(val, dict):  # free-form mapping: merge
+                kwargs[f.name] = _convert(_deep_merge(cur, val), hints[f.name], key)
+            else:
+                kwargs[f.name] = _convert(val, hints[f.name], key)
+    return dataclasses.replace(base, **kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _check_path(dotted: str) -> None:
+    cls: Any = Config
+    parts = dotted.split(".")
+    for i, p in enumerate(parts):
+        valid = [f.name for f in fields(cls)]
+        if p not in valid:
+            where = ".".join(parts[:i]) or "config"
+            raise ConfigError(f"unknown key {dotted!r}: {p!r} is not in {where}; valid keys: {valid}")
+        tp = typing.get_type_hints(cls)[p]
+        if i < len(parts) - 1:
+            if not dataclasses.is_dataclass(tp):
+                if tp is dict or typing.get_origin(tp) is dict:
+                    return  # free-form mapping (e.g. scoring.roots.koniq)
+                raise ConfigError(f"unknown key {dotted!r}: {p!r} is a value, not a section")
+            cls = tp
+
+
+def parse_overrides(overrides: dict | list | tuple | None) -> dict:
+    """Normalise overrides (``{"a.b": v}``, nested dicts, or ``["a.b=v", ...]``) to a nested dict."""
+    tree: dict = {}
+    if not overrides:
+        return tree
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            if "=" not in str(item):
+                raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. stage2.learning_rate=1e-4")
+            k, v = str(item).split("=", 1)
+            items.append((k.strip(), yaml.safe_load(v) if v.strip() else ""))
+    for k, v in items:
+        if isinstance(v, dict) and "." not in k and k in [f.name for f in fields(Config)] and k not in ("profile", "seed"):
+            for kk, vv in _flatten(v, k).items():
+                _check_path(kk)
+                _set_dotted(tree, kk, vv)
+        else:
+            _check_path(k)
+            _set_dotted(tree, k, v)
+    return tree
+
+
+def _flatten(d: dict, prefix: str) -> dict:
+    """``{"lr": 1, "x": {...}}`` under ``stage2`` -> ``{"stage2.lr": 1, ...}`` (sections only)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}"
+        if isinstance(v, dict) and _section_type(key) is not None:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _section_type(dotted: str):
+    cls: Any = Config
+    for p in dotted.split("."):
+        hints = typing.get_type_hints(cls)
+        if p not in hints:
+            return None
+        cls = hints[p]
+    return cls if dataclasses.is_dataclass(cls) else None
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> Config:
+    """Load a profile and apply dotted overrides.
+
+    >>> cfg = load_config("smoke", {"stage2.learning_rate": "5e-5"})
+    >>> cfg.profile, cfg.stage2.learning_rate, cfg.stage2.mode
+    ('smoke', 5e-05, 'think')
+    >>> load_config("nope")
+    Traceback (most recent call last):
+    ...
+    refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'smoke', 'tiny']
+    """
+    if isinstance(profile, Config):  # already loaded
+        cfg = profile
+        return _build(Config, _deep_merge(cfg.to_dict(), parse_overrides(overrides))) if overrides else cfg
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        name = path.stem
+    else:
+        name = str(profile)
+        path = PROFILE_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown profile {name!r}; valid profiles: {available_profiles()}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    data.setdefault("profile", name)
+    for section, body in data.items():
+        if isinstance(body, dict):
+            for k in _flatten(body, section):
+                try:
+                    _check_path(k)
+                except ConfigError as e:
+                    raise ConfigError(f"{path}: {e}") from None
+    merged = _deep_merge(data, parse_overrides(overrides))
+    try:
+        return _build(Config, merged)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    from .io import write_text
+
+    return write_text(path, cfg.to_yaml())
+
+
+def accelerate_config_path(name: str) -> Path:
+    """Path of a shipped accelerate config (``cpu``, ``ddp``, ``zero3``) or a user file."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    p = ACCELERATE_DIR / f"{name}.yaml"
+    if not p.is_file():
+        valid = sorted(q.stem for q in ACCELERATE_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown accelerate config {name!r}; valid: {valid} or a path to a YAML file")
+    return p

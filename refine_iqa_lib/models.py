@@ -1,0 +1,345 @@
+"""Policy models: load any local Qwen2.5-VL folder, or build the offline tiny stand-in.
+
+``load_policy(path)`` returns ``(model, processor)`` for a local Qwen2.5-VL folder - the real
+Qwen2.5-VL-7B-Instruct or the tiny stand-in that :func:`build_tiny_model` writes. Both go through
+the same code; only the folder differs.
+
+Without torchvision (the CPU torch wheel here cannot import PyPI's torchvision) transformers cannot
+build Qwen2.5-VL's *video* processor, so the stock ``Qwen2_5_VLProcessor`` fails to construct, and
+``AutoProcessor`` may silently hand back a bare tokenizer (TRL then treats the model as text-only).
+:class:`ImageOnlyQwen2_5_VLProcessor` is the stock processor minus the video processor; it is
+registered for the Qwen2.5-VL config and used whenever torchvision is missing. Images go through
+the PIL image processor, which needs no torchvision.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .io import write_json
+
+#: Files a Qwen2.5-VL folder must hold for :func:`load_policy` (weights checked separately).
+REQUIRED_FILES = ("config.json", "tokenizer_config.json")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "model.safetensors.index.json")
+
+#: Qwen2.5-VL's special tokens, in Qwen's order; the tiny tokenizer gives them ids 0..N-1.
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+)
+
+#: The Qwen2.5-VL chat layout (written for this project): default system turn, images as
+#: <|vision_start|><|image_pad|><|vision_end|>, <|im_start|>role ... <|im_end|> turns.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: Default architecture of the stand-in (reference-facts §4): ~5 M parameters.
+TINY_ARCH = {
+    "vocab_size": 2048,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vision_depth": 2,
+    "vision_hidden_size": 128,
+    "vision_intermediate_size": 256,
+    "vision_num_heads": 4,
+    "min_pixels": 56 * 56,
+    "max_pixels": 112 * 112,
+}
+
+_BUILD_VERSION = "1"  # bump when the stand-in's recipe changes (invalidates caches)
+
+
+def has_torchvision() -> bool:
+    """Whether torchvision is importable (decides which processor class is used)."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:  # PyPI's torchvision fails to import beside the CPU torch build
+        import torchvision  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _processor_class():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    global ImageOnlyQwen2_5_VLProcessor
+    if "ImageOnlyQwen2_5_VLProcessor" in globals():
+        return globals()["ImageOnlyQwen2_5_VLProcessor"]
+
+    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 - mirrors transformers' naming
+        """``Qwen2_5_VLProcessor`` without a video processor (works without torchvision)."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+            self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+            self.image_token_id = getattr(tokenizer, "image_token_id", None) or tokenizer.convert_tokens_to_ids(
+                self.image_token
+            )
+            self.video_token_id = getattr(tokenizer, "video_token_id", None) or tokenizer.convert_tokens_to_ids(
+                self.video_token
+            )
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    from transformers import AutoProcessor
+
+    AutoProcessor.register(Qwen2_5_VLConfig, ImageOnlyQwen2_5_VLProcessor, exist_ok=True)
+    globals()["ImageOnlyQwen2_5_VLProcessor"] = ImageOnlyQwen2_5_VLProcessor
+    return ImageOnlyQwen2_5_VLProcessor
+
+
+def check_model_dir(path: str | os.PathLike) -> Path:
+    """Check that ``path`` looks like a Qwen2.5-VL folder; raise naming what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path}: model folder not found. Expected a local Qwen2.5-VL folder (e.g. a copy of "
+            "Qwen2.5-VL-7B-Instruct) holding config.json, tokenizer files and *.safetensors weights."
+        )
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or *.bin)")
+    if not ((path / "preprocessor_config.json").is_file() or (path / "processor_config.json").is_file()):
+        missing.append("preprocessor_config.json (image processor settings)")
+    if missing:
+        raise FileNotFoundError(f"{path}: not a complete Qwen2.5-VL folder; missing: {', '.join(missing)}")
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("model_type") != "qwen2_5_vl":
+        raise ValueError(
+            f"{path / 'config.json'}: model_type is {cfg.get('model_type')!r}; expected 'qwen2_5_vl' "
+            "(Qwen2.5-VL is the model class the paper fine-tunes)"
+        )
+    return path
+
+
+def load_processor(path: str | os.PathLike, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The Qwen2.5-VL processor for a folder, with or without torchvision.
+
+    ``min_pixels`` / ``max_pixels`` override the image processor's resize bounds (the paper's
+    runs cap images at about 151,200 pixels).
+    """
+    path = check_model_dir(path)
+    kwargs = {}
+    if min_pixels is not None or max_pixels is not None:
+        size = {}
+        if min_pixels is not None:
+            size["shortest_edge"] = int(min_pixels)
+        if max_pixels is not None:
+            size["longest_edge"] = int(max_pixels)
+        kwargs["size"] = size
+    if has_torchvision():
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(path, **kwargs)
+    else:
+        processor = _processor_class().from_pretrained(path, **kwargs)
+    if not hasattr(processor, "image_processor"):
+        raise TypeError(
+            f"{path}: the processor loaded as {type(processor).__name__}, which has no image processor; "
+            "the model would be treated as text-only"
+        )
+    processor.tokenizer.padding_side = "left"  # generation needs left padding
+    return processor
+
+
+def load_policy(path: str | os.PathLike, dtype: str = "float32", min_pixels: int | None = None,
+                max_pixels: int | None = None, device: str | None = None):
+    """Load ``(model, processor)`` from a local Qwen2.5-VL folder (tiny stand-in or the real 7B).
+
+    ``dtype``: ``"float32"`` (CPU), ``"bfloat16"`` (GPU, as in the paper) or ``"auto"``.
+    """
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    path = check_model_dir(path)
+    processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model, processor
+
+
+# --------------------------------------------------------------------------- tiny stand-in
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Text the stand-in's BPE is trained on: the project's prompts, answers and vocabulary."""
+    from . import prompts
+
+    words = [
+        "blur", "noise", "compression", "overexposure", "underexposure", "high contrast",
+        "low contrast", "oversaturate", "desaturate", "oversharpen", "pixelate", "quantization",
+        "slight", "just noticeable", "relatively obvious", "severe", "very severe", "none",
+        "sharp", "clean", "bright", "dark", "colour", "color", "object", "region", "box", "image",
+        "picture", "quality", "distortion", "reference", "distorted", "original", "which", "what",
+        "how", "where", "yes", "no", "the", "is", "of", "in", "and", "a", "this", "that", "with",
+        "excellent", "good", "fair", "poor", "bad", "score", "Score:", "Answer", "option", "letter",
+        "person", "cat", "cup", "rocket", "flower", "building", "sky", "tree", "face", "motorcycle",
+    ]
+    lines = [prompts.scoring_prompt(m, v) for m in prompts.MODES for v in prompts.VARIANTS]
+    lines += [prompts.completion_text(prompts.format_mos_text(s / 10), m, "The picture is sharp and clean.")
+              for s in range(50) for m in prompts.MODES]
+    lines += [" ".join(words), "A. B. C. D. E. F. [12, 34, 56, 78]", CHAT_TEMPLATE]
+    lines += [f"<|im_start|>{r}\n<|im_end|>\n" for r in ("system", "user", "assistant")]
+    lines += ["You are a helpful assistant.", "<think></think><answer></answer>"]
+    return lines * 4
+
+
+def _build_tokenizer(vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    # Qwen2's pre-tokenisation: every digit is its own piece, so numbers tokenise digit by digit.
+    pattern = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
+    )
+    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        bos_token=None, unk_token=None, chat_template=CHAT_TEMPLATE,
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|im_end|>", "<|endoftext|>")],
+    )
+    fast.padding_side = "left"
+    return fast
+
+
+def tiny_config(arch: dict, tokenizer):
+    """A Qwen2.5-VL config with the stand-in's sizes and the tokenizer's special-token ids."""
+    from transformers import Qwen2_5_VLConfig
+
+    tid = tokenizer.convert_tokens_to_ids
+    head_dim = arch["hidden_size"] // arch["num_attention_heads"]
+    half = head_dim // 2  # mrope sections (temporal, height, width) must sum to head_dim / 2
+    section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=arch["hidden_size"],
+            intermediate_size=arch["intermediate_size"], num_hidden_layers=arch["num_hidden_layers"],
+            num_attention_heads=arch["num_attention_heads"], num_key_value_heads=arch["num_key_value_heads"],
+            max_position_embeddings=4096, rope_scaling={"type": "mrope", "mrope_section": section},
+            tie_word_embeddings=True, bos_token_id=tid("<|endoftext|>"), eos_token_id=tid("<|im_end|>"),
+            pad_token_id=tid("<|endoftext|>"),
+        ),
+        vision_config=dict(
+            depth=arch["vision_depth"], hidden_size=arch["vision_hidden_size"],
+            intermediate_size=arch["vision_intermediate_size"], num_heads=arch["vision_num_heads"],
+            out_hidden_size=arch["hidden_size"], patch_size=14, spatial_merge_size=2,
+            temporal_patch_size=2, window_size=112, fullatt_block_indexes=[arch["vision_depth"] - 1],
+        ),
+        image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"),
+        bos_token_id=tid("<|endoftext|>"), eos_token_id=tid("<|im_end|>"), pad_token_id=tid("<|endoftext|>"),
+        tie_word_embeddings=True,
+    )
+
+
+def _fingerprint(arch: dict, seed: int) -> str:
+    blob = json.dumps({"arch": arch, "seed": seed, "version": _BUILD_VERSION,
+                       "corpus": hashlib.sha256("\n".join(_tokenizer_corpus()).encode()).hexdigest()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | None = None,
+                     force: bool = False) -> Path:
+    """Build the offline stand-in (a tiny ``Qwen2_5_VLForConditionalGeneration``) into ``out_dir``.
+
+    Same class as Qwen2.5-VL-7B-Instruct, ~5 M parameters, randomly initialised from ``seed``; a
+    byte-level BPE tokenizer trained locally (one token per digit, Qwen's special tokens, the
+    Qwen2.5-VL chat template). Same seed and architecture give identical weights and tokenizer.
+    Cached: if ``out_dir`` already holds a build with the same fingerprint it is returned as is.
+    The folder is written atomically (built in a temp folder, then renamed). No network.
+    """
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    out_dir = Path(out_dir)
+    arch = {**TINY_ARCH, **(arch or {})}
+    fp = _fingerprint(arch, seed)
+    stamp = out_dir / "refine_iqa_stand_in.json"
+    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp:
+        return out_dir
+
+    tokenizer = _build_tokenizer(arch["vocab_size"])
+    config = tiny_config(arch, tokenizer)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    del gen
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.pad_token_id = config.pad_token_id
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=arch["min_pixels"], max_pixels=arch["max_pixels"])
+    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in model.parameters())
+        write_json(tmp / "refine_iqa_stand_in.json", {
+            "fingerprint": fp, "seed": seed, "arch": arch, "n_parameters": n_params,
+            "note": "Offline stand-in for Qwen2.5-VL-7B-Instruct: same model class, random weights.",
+        })
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_model_path(cfg) -> Path:
+    """The policy folder a config names: ``model.path: tiny`` builds (or reuses) the stand-in in
+    ``<cache_dir>/tiny-seed<seed>``; any other value is a local Qwen2.5-VL folder, checked."""
+    if cfg.model.path == "tiny":
+        return build_tiny_model(cfg.cache_dir / f"tiny-seed{cfg.model.seed}", seed=cfg.model.seed,
+                                arch=cfg.model.tiny_arch or None)
+    return check_model_dir(cfg.resolve(cfg.model.path))
+
+
+def is_stand_in(path: str | os.PathLike) -> bool:
+    """Whether a model folder is the offline stand-in (decides whether the warm-up applies)."""
+    return (Path(path) / "refine_iqa_stand_in.json").is_file()
