@@ -1,0 +1,47 @@
+# refine-iqa: two commands do all set-up on a fresh machine (Python 3.11 + pip, no conda).
+#   make reproduce   run every numbered notebook headless with the embedded default (PROFILE=tiny)
+#   make test        run the test suite (unit tests, doctests, every notebook with the smoke profile)
+#
+# torch: the CPU build by default. GPU users choose their own build, e.g.
+#   make reproduce TORCH_SPEC="torch==2.6.0" PROFILE=paper
+# (or pre-install torch in .venv and set TORCH_SPEC="" to leave it as it is).
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PROFILE    ?= tiny
+EXTRAS     ?= test
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.refine-iqa-installed
+
+.PHONY: reproduce test venv dry-run clean-results lab bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-install when the project's dependencies change.
+$(STAMP): pyproject.toml | $(PY)
+	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m refine_iqa_lib.reproduce --profile $(PROFILE)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+dry-run: $(STAMP)
+	$(PY) -m refine_iqa_lib.reproduce --profile paper --dry-run
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean-results:
+	rm -rf results/work results/executed

@@ -1,0 +1,234 @@
+"""Launch training stages as ``accelerate`` jobs, from a notebook or a shell.
+
+The same command serves both scales; only the accelerate config and the profile differ::
+
+    # CPU, one process (smoke / tiny)
+    accelerate launch --config_file refine_iqa_lib/configs/accelerate/cpu.yaml \\
+        -m refine_iqa_lib.train --stage 2 --profile <resolved.yaml>
+    # paper: 8 GPUs, DeepSpeed ZeRO-3
+    accelerate launch --config_file refine_iqa_lib/configs/accelerate/zero3.yaml --num_processes 8 \\
+        -m refine_iqa_lib.train --stage 2 --profile paper
+
+Several CPU processes are started with ``torchrun --nproc_per_node N`` (gloo), which is what
+accelerate cannot do on CPU. vLLM generation goes through TRL (``launch.use_vllm``): colocate
+mode needs nothing else; server mode needs ``trl vllm-serve`` running first (printed by
+``--dry-run``).
+
+CLI: ``python -m refine_iqa_lib.launch --stage {warmup,1,2} --profile P [--set k=v] [--dry-run]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, accelerate_config_path, load_config, save_config
+
+STAGES = ("warmup", "1", "2")
+STAGE_DIRS = {"warmup": "warmup", "1": "stage1", "2": "stage2"}
+
+
+def default_run_dir(cfg: Config, stage: str) -> Path:
+    """``<work_dir>/runs/{warmup,stage1,stage2}``."""
+    return cfg.work_dir / "runs" / STAGE_DIRS[_check_stage(stage)]
+
+
+def _check_stage(stage) -> str:
+    stage = str(stage)
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    return stage
+
+
+def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
+                  config_file: str | os.PathLike | None = None, resume: bool = True) -> list[str]:
+    """The exact command that runs ``stage`` for ``cfg``.
+
+    ``config_file`` is the resolved config the job reads (written by :func:`run_stage_subprocess`);
+    without it the profile name is passed (its overrides then must be given again).
+    """
+    stage = _check_stage(stage)
+    launch = cfg.launch
+    profile_arg = str(config_file) if config_file else cfg.profile
+    train_args = ["-m", "refine_iqa_lib.train", "--stage", stage, "--profile", profile_arg]
+    if run_dir is not None:
+        train_args += ["--run-dir", str(run_dir)]
+    train_args.append("--resume" if resume else "--no-resume")
+    if launch.use_cpu and launch.num_processes > 1:
+        return ["torchrun", "--standalone", f"--nproc_per_node={launch.num_processes}", *train_args]
+    cmd = [_accelerate_executable(), "launch", "--config_file",
+           str(accelerate_config_path(launch.accelerate_config)), "--num_processes", str(launch.num_processes)]
+    if launch.use_cpu:
+        cmd.append("--cpu")
+    return cmd + train_args
+
+
+def _accelerate_executable() -> str:
+    """``accelerate`` from this environment (so a notebook's kernel and the job agree)."""
+    exe = Path(sys.executable).parent / "accelerate"
+    return str(exe) if exe.is_file() else "accelerate"
+
+
+def stage_settings(cfg: Config, stage) -> str:
+    """One line with a stage's resolved training settings (printed by dry runs)."""
+    stage = _check_stage(stage)
+    if stage == "warmup":
+        w = cfg.warmup
+        return f"SFT steps={w.max_steps} batch={w.batch_size} lr={w.learning_rate}"
+    s = cfg.stage1 if stage == "1" else cfg.stage2
+    length = f"max_steps={s.max_steps}" if s.max_steps > 0 else f"epochs={s.num_train_epochs}"
+    return (f"mode={s.mode} G={s.num_generations} prompts/step={s.prompts_per_step} {length} "
+            f"lr={s.learning_rate} ({s.lr_scheduler_type}) beta={s.beta} loss={s.loss_type} "
+            f"PD={s.use_pd} PM={s.use_pm} variant={s.variant} T={s.temperature} top_p={s.top_p} "
+            f"top_k={s.top_k} max_completion={s.max_completion_length} processes={cfg.launch.num_processes} "
+            f"({cfg.launch.accelerate_config}{', vLLM ' + cfg.launch.vllm_mode if cfg.launch.use_vllm else ''})")
+
+
+def vllm_server_command(cfg: Config, model_path: str) -> list[str] | None:
+    """The ``trl vllm-serve`` command to start first when ``launch.vllm_mode == "server"``."""
+    if not (cfg.launch.use_vllm and cfg.launch.vllm_mode == "server"):
+        return None
+    return ["trl", "vllm-serve", "--model", str(model_path)]
+
+
+def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
+                         overrides: list[str] | dict | None = None, resume: bool = True,
+                         dry_run: bool = False, log_file: str | os.PathLike | None = None) -> Path:
+    """Run one stage in a child process and stream its output (notebooks call this).
+
+    The resolved config (``cfg`` plus ``overrides``) is written next to the run folder and passed
+    to the job, so the child sees exactly the notebook's settings. Returns the run folder. A
+    failing job raises ``RuntimeError`` with the exit code and the log's last lines.
+    """
+    stage = _check_stage(stage)
+    cfg = load_config(cfg, overrides) if overrides else cfg
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
+    if dry_run:
+        print("$ " + shlex.join(build_command(cfg, stage, run_dir, None, resume)))
+        print(f"# {stage_settings(cfg, stage)}\n# resolved config:\n{cfg.to_yaml()}")
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = save_config(cfg, run_dir.parent / f"{run_dir.name}.launch.yaml")
+    cmd = build_command(cfg, stage, run_dir, resolved, resume)
+    print("$ " + shlex.join(cmd), flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "5")}
+    log_path = Path(log_file) if log_file else run_dir.parent / f"{run_dir.name}.log"
+    tail: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          bufsize=1) as proc, log_path.open("a", encoding="utf-8") as log:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail = (tail + [line.rstrip()])[-30:]
+            if _worth_showing(line):
+                print(line, end="", flush=True)
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"stage {stage} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
+    return run_dir
+
+
+def _worth_showing(line: str) -> bool:
+    """Drop the noisiest library chatter from the streamed log (it stays in the log file)."""
+    noisy = ("Loading weights", "Writing model shards", "[transformers]")
+    return not any(n in line for n in noisy)
+
+
+def pipeline_plan(cfg: Config) -> list[dict]:
+    """Every step of the pipeline with the inputs it needs, what is missing, and its command."""
+    from .models import REQUIRED_FILES
+
+    steps = []
+
+    def add(name, description, problems, command=None):
+        steps.append({"name": name, "description": description, "problems": problems,
+                      "command": shlex.join(command) if command else None})
+
+    # model
+    model_problems = []
+    if cfg.model.path != "tiny":
+        mp = cfg.resolve(cfg.model.path)
+        if not mp.is_dir():
+            model_problems.append(f"{mp}: model folder not found (put Qwen2.5-VL-7B-Instruct here or set model.path)")
+        else:
+            model_problems += [f"{mp / f}: missing" for f in REQUIRED_FILES if not (mp / f).is_file()]
+            if not any(mp.glob("*.safetensors")):
+                model_problems.append(f"{mp}: no *.safetensors weights")
+    add("model", f"policy {cfg.model.path}", model_problems)
+
+    # perception sources
+    per = cfg.perception
+    per_problems = []
+    if per.source != "embedded":
+        for label, p in (("image folder", per.root), ("annotations", per.annotations)):
+            if not p or not cfg.resolve(p).exists():
+                per_problems.append(f"perception {label} {p!r}: not found")
+    add("perception build", f"Refine-Perception from {per.source}", per_problems,
+        [sys.executable, "-m", "refine_iqa_lib.data.build", "--profile", cfg.profile])
+
+    # scoring datasets
+    score_problems = []
+    for name in sorted(set(cfg.scoring.train) | set(cfg.scoring.eval)):
+        root = cfg.scoring.roots.get(name)
+        if root is None:
+            score_problems.append(f"scoring.roots has no entry for {name!r}")
+        elif root != "embedded" and not cfg.resolve(root).is_dir():
+            score_problems.append(f"{name}: folder {cfg.resolve(root)} not found")
+        elif root != "embedded":
+            score_problems += _dataset_file_problems(name, cfg.resolve(root))
+    add("IQA datasets", f"train {cfg.scoring.train}, eval {cfg.scoring.eval}", score_problems)
+    if cfg.eval.qbench_root != "embedded":
+        qb = cfg.resolve(cfg.eval.qbench_root)
+        f = qb / f"llvisionqa_{cfg.eval.qbench_split}.json"
+        add("Q-Bench", f"A1 {cfg.eval.qbench_split} split", [] if f.is_file() else [f"{f}: not found"])
+
+    for stage, label in (("warmup", "SFT warm-up (stand-in only)"), ("1", "Stage-1 GRPO"), ("2", "Stage-2 GRPO")):
+        if stage == "warmup" and (cfg.model.path != "tiny" or not cfg.warmup.enabled):
+            continue
+        if stage == "1" and not cfg.stage1.enabled:
+            continue
+        cmd = build_command(cfg, stage, default_run_dir(cfg, stage))
+        add(label, stage_settings(cfg, stage), [], cmd)
+    server = vllm_server_command(cfg, str(cfg.resolve(cfg.model.path)))
+    if server:
+        add("vLLM server", "start before the stages (server mode)", [], server)
+    return steps
+
+
+def _dataset_file_problems(name: str, root: Path) -> list[str]:
+    try:
+        from .data.iqa import DATASETS
+    except ImportError:  # adapters not installed yet
+        return []
+    info = DATASETS.get(name)
+    if info is None:
+        return [f"{name}: unknown dataset; valid: {sorted(DATASETS)}"]
+    files = getattr(info, "label_files", None) or getattr(info, "labels", None) or ()
+    if isinstance(files, str):
+        files = (files,)
+    return [f"{root / f}: missing ({name} labels file)" for f in files if not (root / f).exists()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.launch", description="Launch a training stage.")
+    ap.add_argument("--stage", required=True, choices=STAGES)
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--run-dir")
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="print the exact command and resolved settings")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.profile, args.sets)
+        run_stage_subprocess(cfg, args.stage, args.run_dir, resume=not args.no_resume, dry_run=args.dry_run)
+    except (ConfigError, RuntimeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
