@@ -1,0 +1,36 @@
+"""environment.yml (conda) and the Makefile (pip) must install the same environment."""
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conda_environment_matches_make():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    make = (ROOT / "Makefile").read_text()
+    torch_spec = re.search(r"^TORCH_SPEC\s*\?=\s*(\S+)", make, re.M).group(1)
+    extras = re.search(r"^EXTRAS\s*\?=\s*(\S+)", make, re.M).group(1)
+    assert torch_spec in pip
+    assert f"-e .[{extras}]" in pip
+    assert python == "python=3.11"
+
+
+def test_ci_runs_exactly_readmes_test_command():
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make reproduce" in (ROOT / "README.md").read_text()
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert ci[-1] == "make test"
+
+
+def test_package_data_ships_configs():
+    import refine_iqa_lib
+
+    pkg = Path(refine_iqa_lib.__file__).parent
+    assert sorted(p.name for p in (pkg / "configs" / "profiles").glob("*.yaml")) == ["paper.yaml", "smoke.yaml", "tiny.yaml"]
+    toml = (ROOT / "pyproject.toml").read_text()
+    assert "configs/**/*.yaml" in toml
