@@ -1,0 +1,450 @@
+"""Tables 1-6 of the paper, regenerated in the paper's layout with our numbers beside the paper's.
+
+The paper's numbers are data (``results/paper/table{1..6}.csv``, see ``results/paper/README.md``);
+ours are read from the JSON files the evaluators write. :func:`build_table` returns, for every
+row of the paper's table, a ``paper`` row and (where this project can produce it) an
+``ours (<profile>)`` row; a row we cannot produce carries a ``note`` saying why, and an ``ours``
+row with missing result files names them in its ``note``. :func:`write_table` writes CSV,
+Markdown and LaTeX.
+
+Result files (the schema evaluators write; one file per evaluation, fractions in [0, 1])
+----------------------------------------------------------------------------------------------
+Under ``results/<profile>/``:
+
+* ``scoring/<model>__<dataset>__<mode>__<method>.json`` (Tables 3, 5, 6)::
+
+      {"model": "s2", "dataset": "koniq", "mode": "no_think", "method": "prob",
+       "srcc": 0.51, "plcc": 0.49, "plcc_kind": "raw", "n": 2015, "n_nan": 0, "profile": "tiny"}
+
+  ``dataset`` is a key of ``refine_iqa_lib.data.iqa.DATASETS``; ``mode`` is ``think`` or
+  ``no_think``; ``method`` is ``prob`` (Eq. 8 expectation) or ``num`` (parsed number);
+  ``srcc``/``plcc``/``plcc_kind``/``n``/``n_nan`` are ``metrics.correlation_report``'s output.
+* ``perception/<model>.json`` (Tables 1, 2; no-think mode)::
+
+      {"model": "s1", "profile": "tiny", "mode": "no_think", "n": 1500,
+       "description": {"blur": 0.91, ..., "quantization": 0.37, "easy": 0.9, "hard": 0.6, "overall": 0.76},
+       "grounding":   {"blur": 0.95, ..., "quantization": 0.31, "easy": 0.9, "hard": 0.6, "overall": 0.77}}
+
+  ``description`` holds accuracies (type, object and severity all right), ``grounding`` mean IoU,
+  keyed by the category names in :data:`PERCEPTION_CATEGORIES` plus ``easy``/``hard``/``overall``.
+* ``qbench/<model>__<mode>.json`` (Tables 4, 5, 6)::
+
+      {"model": "s2", "mode": "think", "profile": "tiny", "split": "dev", "n": 1495,
+       "accuracy": {"yes_no": 0.84, "what": 0.85, "how": 0.73, "technical": 0.81, "other": 0.80,
+                    "incontext_technical": 0.81, "incontext_other": 0.83, "overall": 0.81}}
+
+* Ablations (Tables 5, 6) are ordinary runs with their own model name and the same files:
+  :data:`RUNS` maps the roles to names (``s2_no_stage1``, ``s2_no_pd``, ``s2_no_pm``); the
+  numeric-inference row of Table 6 is model ``s2`` with ``method="num"``.
+
+``ours`` may also be a dict ``{"scoring": [...], "perception": [...], "qbench": [...]}`` of such
+records, or the long DataFrame :func:`load_results` returns.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from refine_iqa_lib.io import read_json, write_text
+
+#: Repository copy of the paper's numbers.
+PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+
+#: Snake-case category key -> the paper's column header (Tables 1-2), in the paper's order.
+PERCEPTION_CATEGORIES = {
+    "blur": "Blur", "noise": "Noise", "compression": "Comp.", "overexposure": "OE", "underexposure": "UE",
+    "oversaturation": "OSat.", "desaturation": "DSat.", "oversharpening": "OSharp.", "high_contrast": "HC",
+    "low_contrast": "LC", "pixelation": "Pixel.", "quantization": "Quant.",
+}
+EASY = ("Blur", "Noise", "Comp.", "OE", "UE")
+HARD = ("OSat.", "DSat.", "OSharp.", "HC", "LC", "Pixel.", "Quant.")
+#: Other spellings accepted for perception keys (the distortion engine's family names).
+_CATEGORY_ALIASES = {
+    "brighten": "overexposure", "darken": "underexposure", "oversaturate": "oversaturation",
+    "desaturate": "desaturation", "oversharpen": "oversharpening", "pixelate": "pixelation",
+    "contrast_strengthen": "high_contrast", "contrast_weaken": "low_contrast",
+}
+#: Table 3 header -> dataset key; Tables 5-6 scoring header -> dataset key.
+T3_DATASETS = {"KONIQ": "koniq", "SPAQ": "spaq", "LIVE-C": "livec", "AGIQA-3K": "agiqa3k",
+               "KADID-10K": "kadid10k", "CSIQ": "csiq"}
+T56_DATASETS = {"KonIQ": "koniq", "AGIQA": "agiqa3k", "SPAQ": "spaq", "KADID": "kadid10k"}
+#: Table 4 header -> Q-Bench accuracy key; Tables 5-6 interpret header -> key.
+T4_KEYS = {"Binary": "yes_no", "What": "what", "How": "how", "Technical": "technical", "Other": "other",
+           "In-context Technical": "incontext_technical", "In-context Other": "incontext_other",
+           "Overall": "overall"}
+T56_INTERPRET = {"Tech.": "technical", "Overall": "overall"}
+#: Role -> model (run) name in the result files.
+RUNS = {"base": "base", "s1": "s1", "s2": "s2", "no_stage1": "s2_no_stage1", "no_pd": "s2_no_pd",
+        "no_pm": "s2_no_pm"}
+
+LONG_COLUMNS = ["kind", "model", "mode", "method", "group", "metric", "value", "plcc_kind", "file"]
+
+
+# --------------------------------------------------------------------------------------------
+# reading our results
+
+
+def _norm_category(key: str) -> str:
+    k = str(key).strip()
+    headers = {v.lower(): c for c, v in PERCEPTION_CATEGORIES.items()}
+    if k.lower() in headers:
+        return headers[k.lower()]
+    k = k.lower().replace(" ", "_").replace("-", "_")
+    return _CATEGORY_ALIASES.get(k, k)
+
+
+def _records_to_long(kind: str, rec: Mapping[str, Any], where: str, profile: str | None) -> list[dict]:
+    need = {"scoring": ("model", "dataset", "mode", "method", "srcc", "plcc"),
+            "perception": ("model",), "qbench": ("model", "mode", "accuracy")}[kind]
+    missing = [k for k in need if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: {kind} result missing key(s) {missing}; found {sorted(rec)}")
+    if profile is not None and rec.get("profile", profile) != profile:
+        raise ValueError(f"{where}: profile {rec['profile']!r} in a {profile!r} result; expected {profile!r}")
+    base = {"kind": kind, "model": str(rec["model"]), "mode": str(rec.get("mode", "no_think")),
+            "method": str(rec.get("method", "")), "plcc_kind": rec.get("plcc_kind"), "file": where}
+    rows = []
+    if kind == "scoring":
+        for metric in ("srcc", "plcc", "n", "n_nan"):
+            if metric in rec:
+                rows.append({**base, "group": str(rec["dataset"]), "metric": metric, "value": rec[metric]})
+    elif kind == "perception":
+        tasks = [t for t in ("description", "grounding") if isinstance(rec.get(t), Mapping)]
+        if not tasks:
+            raise ValueError(f"{where}: perception result has neither 'description' nor 'grounding' mapping")
+        for task in tasks:
+            rows += [{**base, "group": task, "metric": _norm_category(k), "value": v} for k, v in rec[task].items()]
+    else:
+        if not isinstance(rec["accuracy"], Mapping):
+            raise ValueError(f"{where}: 'accuracy' must map question type/concern to accuracy")
+        rows += [{**base, "group": str(rec.get("split", "dev")), "metric": k, "value": v}
+                 for k, v in rec["accuracy"].items()]
+    for r in rows:
+        try:
+            r["value"] = float("nan") if r["value"] is None else float(r["value"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: {r['group']}.{r['metric']} = {r['value']!r}; expected a number") from None
+    return rows
+
+
+def _checked(long: pd.DataFrame) -> pd.DataFrame:
+    """Refuse two records for the same value (which one a table shows would be arbitrary)."""
+    key = ["kind", "model", "mode", "method", "group", "metric"]
+    keyed = long.assign(group=long["group"].where(long["kind"] != "qbench", ""))  # one Q-Bench split per run
+    dup = long[keyed.duplicated(key, keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        same = (keyed.loc[dup.index, key] == keyed.loc[dup.index[0], key]).all(axis=1)
+        files = sorted(set(dup.loc[same, "file"].astype(str)))
+        raise ValueError(f"{len(dup)} duplicated result values, e.g. {first['kind']} {first['model']} "
+                         f"{first['group']}.{first['metric']} in {files}; expected one record each")
+    return long
+
+
+def load_results(results_dir: str | Path, profile: str) -> pd.DataFrame:
+    """Read every result JSON under ``results_dir/<profile>/{scoring,perception,qbench}/``.
+
+    ``results_dir`` may also be the profile folder itself. Returns the long DataFrame
+    (:data:`LONG_COLUMNS`); an absent folder gives no rows, a malformed file raises naming it.
+    """
+    root = Path(results_dir)
+    if (root / profile).is_dir():
+        root = root / profile
+    rows: list[dict] = []
+    for kind in ("scoring", "perception", "qbench"):
+        for path in sorted((root / kind).glob("*.json")):
+            rec = read_json(path)
+            if not isinstance(rec, Mapping):
+                raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+            rows += _records_to_long(kind, rec, str(path), profile)
+    return _checked(pd.DataFrame(rows, columns=LONG_COLUMNS))
+
+
+def _as_long(ours, profile: str) -> pd.DataFrame:
+    if ours is None:
+        return pd.DataFrame(columns=LONG_COLUMNS)
+    if isinstance(ours, pd.DataFrame):
+        missing = [c for c in LONG_COLUMNS if c not in ours.columns and c not in ("plcc_kind", "file")]
+        if missing:
+            raise ValueError(f"results DataFrame missing column(s) {missing}; expected {LONG_COLUMNS} "
+                             "(as load_results returns)")
+        return _checked(ours.reindex(columns=LONG_COLUMNS))
+    if isinstance(ours, Mapping):
+        unknown = sorted(set(ours) - {"scoring", "perception", "qbench"})
+        if unknown:
+            raise ValueError(f"results dict has unknown key(s) {unknown}; expected scoring, perception, qbench")
+        rows = []
+        for kind, recs in ours.items():
+            for i, rec in enumerate(recs):
+                rows += _records_to_long(kind, rec, f"{kind}[{i}]", profile)
+        return _checked(pd.DataFrame(rows, columns=LONG_COLUMNS))
+    return load_results(ours, profile)
+
+
+class _Lookup:
+    """Finds values in the long results; remembers the records used and the expected files missing."""
+
+    def __init__(self, long: pd.DataFrame):
+        self.long = long
+        self.missing: list[str] = []
+        self.used: set[tuple] = set()
+
+    def _select(self, kind: str, model: str, group: str, mode: str, method: str) -> pd.Series:
+        d = self.long
+        sel = (d["kind"] == kind) & (d["model"] == model) & (d["mode"] == mode)
+        if kind == "qbench":  # the split is recorded, not selected: a run has one Q-Bench result per mode
+            return sel
+        sel &= d["group"] == group
+        return sel & (d["method"] == method) if kind == "scoring" else sel
+
+    def get(self, kind: str, model: str, group: str, metric: str, mode: str = "no_think", method: str = "") -> float:
+        sel = self._select(kind, model, group, mode, method) & (self.long["metric"] == metric)
+        hit = self.long[sel]
+        if hit.empty:
+            file = {"scoring": f"scoring/{model}__{group}__{mode}__{method}.json",
+                    "perception": f"perception/{model}.json", "qbench": f"qbench/{model}__{mode}.json"}[kind]
+            d = self.long
+            exists = ((d["kind"] == kind) & (d["model"] == model) & (d["mode"] == mode)).any()
+            key = f"{group}.{metric}" if kind == "perception" else metric
+            self.missing.append(file if kind == "scoring" or not exists else f"{file}[{key}]")
+            return float("nan")
+        self.used.add((kind, model, group, mode, method))
+        return float(hit["value"].iloc[0])
+
+    def records_note(self) -> str:
+        """PLCC kind(s) and excluded NaN predictions of the scoring records used; a non-dev Q-Bench split."""
+        parts = []
+        keys = [k for k in self.used if k[0] == "scoring"]
+        if keys:
+            s = pd.concat([self.long[self._select(*k)] for k in sorted(keys)])
+            kinds = sorted({str(k) for k in s["plcc_kind"].dropna()})
+            parts += [f"PLCC {'/'.join(kinds)}"] if kinds else []
+            n_nan = s.loc[s["metric"] == "n_nan", "value"].sum()
+            if n_nan:
+                parts.append(f"{int(n_nan)} unparsable prediction(s) excluded")
+            if s.loc[s["metric"].isin(["srcc", "plcc"]), "value"].isna().any():
+                parts.append("some correlations undefined (null in the result file)")
+        q = [self.long[self._select(*k)] for k in sorted(self.used) if k[0] == "qbench"]
+        splits = sorted(set(pd.concat(q)["group"])) if q else []
+        if splits and splits != ["dev"]:
+            parts.append(f"Q-Bench split {'/'.join(splits)}")
+        return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# table layouts
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Layout of one paper table: label columns, value columns, groups, units, caption."""
+
+    n: int
+    caption: str
+    label_cols: tuple[str, ...]
+    value_cols: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]]
+    decimals: dict[str, int]
+    percent: tuple[str, ...] = ()
+
+
+def _spec(n: int) -> TableSpec:
+    cats = tuple(PERCEPTION_CATEGORIES.values()) + ("Overall",)
+    t3 = tuple(f"{d} {m}" for d in T3_DATASETS for m in ("SRCC", "PLCC"))
+    t56 = tuple(T56_DATASETS) + tuple(T56_INTERPRET)
+    specs = {
+        1: TableSpec(1, "Description accuracy (%) on Refine-Perception-20K-test (no-think mode).", ("Models",),
+                     cats, {"EASY": EASY, "HARD": HARD}, {c: 2 for c in cats}, cats),
+        2: TableSpec(2, "Grounding performance (mean IoU) on Refine-Perception-20K-test.", ("Models",), cats,
+                     {"EASY": EASY, "HARD": HARD}, {c: 3 for c in cats}),
+        3: TableSpec(3, "Quality scoring (SRCC / PLCC). The paper does not say whether its PLCC is raw or "
+                        "logistic-fitted; ours says so in its note.", ("section", "Models"), t3,
+                     {d: (f"{d} SRCC", f"{d} PLCC") for d in T3_DATASETS}, {c: 3 for c in t3}),
+        4: TableSpec(4, ("Q-Bench A1 accuracy (%), greedy answers. The paper scores the test split; ours "
+                        "is the dev split (test answers are not public)."), ("section", "Models"), tuple(T4_KEYS),
+                     {"QUESTION TYPES": ("Binary", "What", "How"),
+                      "QUALITY CONCERNS": ("Technical", "Other", "In-context Technical", "In-context Other")},
+                     {c: 2 for c in T4_KEYS}, tuple(T4_KEYS)),
+        5: TableSpec(5, "Ablation of Stage-1 (Refine-IQA-S2, no-think). Scoring = mean of SRCC and PLCC; "
+                        "interpreting = Q-Bench accuracy (%).", ("TRAIN",), t56,
+                     {"SCORING": tuple(T56_DATASETS), "INTERPRET": tuple(T56_INTERPRET)},
+                     {**{c: 3 for c in T56_DATASETS}, **{c: 2 for c in T56_INTERPRET}}, tuple(T56_INTERPRET)),
+        6: TableSpec(6, "Ablation of Stage-2 attributes (Refine-IQA-S2, no-think): PD reward, policy-gradient "
+                        "modification (PM), numeric vs probability-based inference.",
+                     ("PD", "PM", "Num.", "Prob."), t56,
+                     {"TRAIN": ("PD", "PM"), "INFERENCE": ("Num.", "Prob."), "SCORING": tuple(T56_DATASETS),
+                      "INTERPRET": tuple(T56_INTERPRET)},
+                     {**{c: 3 for c in T56_DATASETS}, **{c: 2 for c in T56_INTERPRET}}, tuple(T56_INTERPRET)),
+    }
+    if n not in specs:
+        raise ValueError(f"no Table {n}; expected 1-6")
+    return specs[n]
+
+
+def load_paper_table(n: int, paper_dir: str | Path | None = None) -> pd.DataFrame:
+    """The paper's Table ``n`` as transcribed in ``results/paper/table<n>.csv``."""
+    spec = _spec(n)
+    path = Path(paper_dir or PAPER_DIR) / f"table{n}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; expected the paper's Table {n} (results/paper/README.md)")
+    df = pd.read_csv(path)
+    missing = [c for c in spec.label_cols + spec.value_cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(spec.label_cols + spec.value_cols)}")
+    for c in ("PD", "PM", "Num.", "Prob."):
+        if c in df.columns:
+            df[c] = df[c].astype(str).str.strip().map({"True": True, "False": False})
+    return df
+
+
+# Paper rows we reproduce: label -> role (and mode). Every other row gets a paper-only note.
+_T4_OURS = {"Qwen2.5-VL-7B (Bai et al. 2025) (w/o think)": ("base", "no_think"),
+            "Qwen2.5-VL-7B (w think)": ("base", "think"), "Refine-IQA-S1": ("s1", "no_think"),
+            "Refine-IQA-S2 (w/o think)": ("s2", "no_think"), "Refine-IQA-S2 (w think)": ("s2", "think")}
+_T3_OURS = {"Refine-IQA-S2 (w think)": ("s2", "think"), "Refine-IQA-S2 (w/o think)": ("s2", "no_think")}
+_T12_OURS = {"Qwen2.5-VL-7B (base)": "base", "Refine-IQA-S1": "s1", "Refine-IQA-S2": "s2"}
+_PAPER_ONLY = {
+    "Performance of Deep Neural Network (DNN)-Based Models":
+        "not an LMM and not a Refine-IQA model; paper number only",
+    "Performance of SFT-Based Domain-Specific LMMs":
+        "pretrained comparison LMM (weights not used here); paper number only",
+    "Performance of RL-Based Domain-Specific LMMs":
+        "comparison RL model, not retrained at this scale; paper number only",
+    "Performance of Open-sourced General LMMs": "general LMM, not evaluated here; paper number only",
+    "Performance of Proprietary General LMMs": "proprietary API model, not evaluated here; paper number only",
+    "Performance of Open-sourced Domain Specific LMMs": "comparison IQA LMM, not evaluated here; paper number only",
+}
+
+
+def _ours_values(n: int, paper_row: pd.Series, spec: TableSpec, look: _Lookup, runs: Mapping[str, str]):
+    """Our values for one paper row, or None when this project does not produce that row."""
+    label = paper_row[spec.label_cols[-1]]
+    if n in (1, 2):
+        task = "description" if n == 1 else "grounding"
+        scale = 100.0 if n == 1 else 1.0
+        keys = {**{v: k for k, v in PERCEPTION_CATEGORIES.items()}, "Overall": "overall"}
+        grab = lambda role: {c: scale * look.get("perception", runs[role], task, keys[c]) for c in spec.value_cols}
+        if label == "Advantage":
+            s1, base = grab("s1"), grab("base")
+            return {c: s1[c] - base[c] for c in spec.value_cols}, "computed: Refine-IQA-S1 - base"
+        if label in _T12_OURS:
+            return grab(_T12_OURS[label]), ""
+        return None
+    if n == 3:
+        if label not in _T3_OURS:
+            return None
+        role, mode = _T3_OURS[label]
+        vals = {c: look.get("scoring", runs[role], T3_DATASETS[c.rsplit(" ", 1)[0]], c.rsplit(" ", 1)[1].lower(),
+                            mode, "prob") for c in spec.value_cols}
+        return vals, "Eq. 8 (prob) scoring"
+    if n == 4:
+        if label not in _T4_OURS:
+            return None
+        role, mode = _T4_OURS[label]
+        return {c: 100.0 * look.get("qbench", runs[role], "dev", T4_KEYS[c], mode) for c in spec.value_cols}, ""
+    # Tables 5 and 6: scoring = mean(SRCC, PLCC), interpret = Q-Bench accuracy (%)
+    if n == 5:
+        role, method, interpret = ("no_stage1" if label == "w/o Stage-1" else "s2"), "prob", True
+    else:
+        flags = tuple(bool(paper_row[c]) for c in ("PD", "PM", "Num.", "Prob."))
+        role = {(False, True): "no_pd", (True, False): "no_pm"}.get(flags[:2], "s2")
+        method = "num" if flags[2] else "prob"
+        interpret = not paper_row[list(T56_INTERPRET)].isna().all()
+    vals = {}
+    for c, ds in T56_DATASETS.items():
+        pair = [look.get("scoring", runs[role], ds, m, "no_think", method) for m in ("srcc", "plcc")]
+        vals[c] = float(np.mean(pair))
+    for c, key in T56_INTERPRET.items():
+        vals[c] = 100.0 * look.get("qbench", runs[role], "dev", key, "no_think") if interpret else float("nan")
+    note = f"run {runs[role]!r}, {method} scoring" + ("" if interpret else "; interpreting not evaluated (paper: /)")
+    return vals, note
+
+
+def build_table(n: int, ours=None, profile: str = "tiny", runs: Mapping[str, str] | None = None,
+                paper_dir: str | Path | None = None) -> pd.DataFrame:
+    """Table ``n`` (1-6) in the paper's layout: each paper row, followed by ours where we produce it.
+
+    ``ours`` is a results folder (``results/``, read with :func:`load_results` for ``profile``),
+    a dict of result records, a long DataFrame, or None (paper only). Columns: the paper's label
+    column(s), ``source`` (``paper`` / ``ours (<profile>)``), the paper's value columns (percent
+    tables in percent) and ``note``. ``runs`` overrides :data:`RUNS` (role -> model name).
+    """
+    spec = _spec(n)
+    paper = load_paper_table(n, paper_dir)
+    long = _as_long(ours, profile)
+    runs = {**RUNS, **(runs or {})}
+    rows = []
+    for _, prow in paper.iterrows():
+        labels = {c: prow[c] for c in spec.label_cols}
+        rows.append({**labels, "source": "paper", **{c: prow[c] for c in spec.value_cols},
+                     "note": ""})
+        look = _Lookup(long)
+        got = _ours_values(n, prow, spec, look, runs)
+        if got is None:
+            section = prow.get("section")
+            rows[-1]["note"] = _PAPER_ONLY.get(section, "not produced at this scale; paper number only")
+            continue
+        vals, note = got
+        if look.missing:
+            missing = list(dict.fromkeys(look.missing))
+            shown, more = ", ".join(missing[:3]), len(missing) - 3
+            shown += f" (+{more} more)" if more > 0 else ""
+            note = "; ".join(filter(None, [note, f"missing results: {shown}"]))
+        note = "; ".join(filter(None, [note, look.records_note()]))
+        rows.append({**labels, "source": f"ours ({profile})",
+                     **{c: (round(v, spec.decimals[c]) if math.isfinite(v) else float("nan")) for c, v in vals.items()},
+                     "note": note})
+    df = pd.DataFrame(rows, columns=[*spec.label_cols, "source", *spec.value_cols, "note"])
+    df.attrs.update(table=n, caption=f"Table {n}: {spec.caption}", profile=profile)
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _display(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    out = df.copy()
+    for c in spec.value_cols:
+        d, pct = spec.decimals[c], c in spec.percent
+        out[c] = [("" if pd.isna(v) else f"{float(v):.{d}f}" + ("%" if pct else "")) for v in df[c]]
+    for c in ("PD", "PM", "Num.", "Prob."):
+        if c in out.columns:
+            out[c] = out[c].map({True: "✓", False: "×"})
+    return out.fillna("")
+
+
+def write_table(df: pd.DataFrame, name: str, out_dir: str | Path = "results/tables") -> dict[str, Path]:
+    """Write ``df`` (from :func:`build_table`) as ``<name>.csv``, ``.md`` and ``.tex``, atomically.
+
+    The CSV keeps numbers; Markdown and LaTeX show the paper's precision, ``%`` for percentages,
+    ✓/× for switches, and (LaTeX) the paper's column groups.
+    """
+    n = df.attrs.get("table")
+    spec = _spec(int(n)) if n else None
+    out_dir = Path(out_dir)
+    caption = df.attrs.get("caption", name)
+    paths = {"csv": write_text(out_dir / f"{name}.csv", df.to_csv(index=False))}
+    shown = _display(df, spec) if spec else df.fillna("")
+    markdown = shown.to_markdown(index=False, disable_numparse=True)
+    paths["md"] = write_text(out_dir / f"{name}.md", f"**{caption}**\n\n{markdown}\n")
+    tex = shown.copy()
+    if spec:
+        group_of = {c: g for g, cols in spec.groups.items() for c in cols}
+        tex.columns = pd.MultiIndex.from_tuples([(group_of.get(c, ""), c) for c in tex.columns])
+    latex = tex.to_latex(index=False, escape=True, caption=caption, label=f"tab:{name}",
+                         multicolumn=True, multicolumn_format="c")
+    paths["tex"] = write_text(out_dir / f"{name}.tex", latex)
+    return paths
+
+
+def write_all_tables(ours, profile: str, out_dir: str | Path = "results/tables",
+                     runs: Mapping[str, str] | None = None) -> dict[int, dict[str, Path]]:
+    """Build and write Tables 1-6 as ``table<n>_<profile>.{csv,md,tex}``."""
+    long = _as_long(ours, profile)
+    return {n: write_table(build_table(n, long, profile, runs), f"table{n}_{profile}", out_dir) for n in range(1, 7)}
