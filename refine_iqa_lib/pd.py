@@ -1,0 +1,515 @@
+"""Teacher forcing for the probability-difference (PD) reward (Eq. 2-4).
+
+For one group - an image, its G think-mode rollouts and the ground-truth MOS - the PD reward
+needs, for every rollout, the probability the policy gives each ground-truth digit when the
+rollout's predicted score is replaced by the ground truth ("think" mode, Eq. 2), and the same
+probabilities on the fixed no-think layout ``<answer>{gt}</answer>`` (``r_ref``, Eq. 4; fixed, so
+computed once per group). :func:`pd_rewards_for_group` computes all G + 1 rows together, without
+gradients: the prompt text both modes share (with the image) runs once, each mode's remaining
+prompt tokens once, and then **all G rollouts plus the reference in one batched pass** on top of
+the cached prompts (``share_prompt=True``; the plain alternative runs G + 1 full rows in one pass
+with the image repeated per row, as TRL does - same numbers, several times the cost, because the
+prompt is most of every row).
+
+How a rollout is teacher-forced (:func:`forced_completion`):
+
+* it has a score in its last ``<answer>`` block (see :func:`refine_iqa_lib.rewards.score_span`):
+  everything before that number is kept verbatim and the number is replaced by the ground-truth
+  text (``prompts.format_mos_text``: same digit count for every rollout, M = 2 in the paper);
+* it has none (no closed answer block, or no number in it): the think layout is rebuilt from its
+  think text (:func:`refine_iqa_lib.rewards.extract_think`: the first think block, or the text
+  after an unclosed ``<think>``, or nothing) as ``<think>{think}</think><answer>{prefix}{gt}``.
+  Such a rollout has ``r_ans = 0``, so Eq. 5 ignores its PD value; it is computed only to keep
+  the batch rectangular and the logs complete.
+
+The text is cut right after the last ground-truth digit (later tokens cannot change a causal
+model's earlier probabilities). Each digit's probability is the softmax over the **full
+vocabulary** of the logits at the position before it. Digits are located at the end of each row
+and checked: the row must end with the tokens of the ground-truth text, one token per digit (true
+for Qwen2's tokenizer and the tiny stand-in: digits are pre-tokenised one by one); otherwise a
+``ValueError`` says which text broke the rule.
+
+Prompts go through the processor (image-token expansion), completions through the tokenizer on
+their own - as TRL tokenises prompt and completion ids separately. Padding: rows have different
+lengths; the attention mask hides the pads and position ids are built for the real tokens only.
+Qwen2.5-VL's multimodal (mrope) position ids come from ``input_ids``, ``image_grid_thw``,
+``mm_token_type_ids`` *and the attention mask* (pads are skipped), so a padded row gets exactly the
+positions it has alone; the shared-prompt path computes them once with the model's
+``get_rope_index`` and continues each row's text positions after its prompt. (Without
+``mm_token_type_ids`` the model silently falls back to 1D positions: tested as a negative control.)
+Logits are projected onto the vocabulary only at the M positions that predict digits
+(``logits_to_keep``).
+
+``variant="authors"``: the authors' layout ``<answer>Score: X.XX</answer>`` (three digits) and a
+PD that uses only the first decimal digit's probability (given the forced integer digit); their
+code sampled G no-think completions for the reference instead of one forced pass - here the
+reference is always the fixed layout (the paper's Eq. 4).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .prompts import ANSWER_LAYOUT, check_mode, check_variant, format_mos_text, scoring_prompt, user_message
+from .rewards import (
+    ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, answer_reward, completion_to_text, extract_think, format_reward,
+    mode_reward, parse_score, pd_reward, score_span,
+)
+
+__all__ = [
+    "forced_completion", "reference_completion", "forced_digit_probs", "teacher_forced_digit_probs",
+    "GroupPD", "pd_rewards_for_group", "make_pd_reward",
+]
+
+
+def forced_completion(completion: str, gt_text: str, mode: str = "think", variant: str = "paper") -> str:
+    """The rollout with its predicted score replaced by ``gt_text``, cut after the last digit.
+
+    >>> forced_completion("<think>sharp, clean</think><answer>4.6</answer>", "3.4")
+    '<think>sharp, clean</think><answer>3.4'
+    >>> forced_completion("<think>noisy</think><answer>Score: 2</answer>", "1.25", variant="authors")
+    '<think>noisy</think><answer>Score: 1.25'
+    >>> forced_completion("<think>dark and grainy", "1.2")  # truncated rollout: layout rebuilt
+    '<think>dark and grainy</think><answer>1.2'
+    >>> forced_completion("2.0", "1.2", mode="no_think")
+    '<answer>1.2'
+    """
+    check_mode(mode)
+    prefix, _ = ANSWER_LAYOUT[check_variant(variant)]
+    text = completion_to_text(completion)
+    span = score_span(text)
+    if span is not None:
+        return text[:span[0]] + gt_text
+    if mode == "think":
+        return f"{THINK_OPEN}{extract_think(text)}{THINK_CLOSE}{ANSWER_OPEN}{prefix}{gt_text}"
+    return f"{ANSWER_OPEN}{prefix}{gt_text}"
+
+
+def reference_completion(gt_text: str, variant: str = "paper") -> str:
+    """The fixed no-think layout for ``r_ref`` (Eq. 4), cut after the last digit.
+
+    >>> reference_completion("3.4"), reference_completion("3.41", "authors")
+    ('<answer>3.4', '<answer>Score: 3.41')
+    """
+    prefix, _ = ANSWER_LAYOUT[check_variant(variant)]
+    return f"{ANSWER_OPEN}{prefix}{gt_text}"
+
+
+def _prompt_text(processor, messages: list[dict]) -> str:
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def _model_device(model):
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        import torch
+
+        return torch.device("cpu")
+
+
+def _gt_token_layout(tokenizer, gt_text: str) -> tuple[list[int], list[int]]:
+    """``(token ids of gt_text, index within them of each digit)``; one token per digit required."""
+    enc = tokenizer(gt_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    digit_idx = []
+    for pos, ch in enumerate(gt_text):
+        if not ch.isdigit():
+            continue
+        hits = [j for j, o in enumerate(offsets) if o == (pos, pos + 1)]
+        if len(hits) != 1:
+            pieces = [gt_text[a:b] for a, b in offsets]
+            raise ValueError(
+                f"ground-truth text {gt_text!r}: digit {ch!r} at {pos} is not a token of its own (tokens "
+                f"{pieces}); the PD reward needs a tokenizer that splits numbers digit by digit (Qwen2's does)")
+        digit_idx.append(hits[0])
+    return ids, digit_idx
+
+
+def _rope_index_fn(model):
+    """Qwen2.5-VL's ``get_rope_index`` (multimodal position ids), wherever a wrapper keeps it."""
+    inner = getattr(model, "model", None)
+    if getattr(inner, "get_rope_index", None) is not None:
+        return inner.get_rope_index
+    for module in model.modules():
+        if getattr(module, "get_rope_index", None) is not None:
+            return module.get_rope_index
+    raise TypeError(f"{type(model).__name__} has no get_rope_index; share_prompt=True needs a Qwen2-VL-style "
+                    "model (use share_prompt=False)")
+
+
+def _encode_completions(tokenizer, forced_texts: Sequence[str], gt_ids: list[int]) -> list[list[int]]:
+    """Token ids of each forced completion (tokenised on its own, as TRL's completion ids are);
+    each must end with the ground-truth tokens."""
+    out = []
+    for i, text in enumerate(forced_texts):
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if ids[-len(gt_ids):] != gt_ids:
+            raise ValueError(f"row {i}: forced completion {text[-60:]!r} does not end with the ground-truth "
+                             f"tokens {gt_ids} (got {ids[-len(gt_ids):]})")
+        out.append(ids)
+    return out
+
+
+def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_texts: Sequence[str], image: Any,
+                       gt_text: str, padding_side: str = "left", batch_size: int | None = None,
+                       share_prompt: bool = True) -> np.ndarray:
+    """Probabilities of the ground-truth digits at the end of ``prompt + forced`` rows.
+
+    Prompts go through the processor (with ``image``), completions through the tokenizer on their
+    own (as TRL tokenises prompt and completion separately). Returns shape ``(rows, number of
+    digits in gt_text)``, float64; every forced text must end with ``gt_text``. No gradients.
+
+    ``share_prompt=True`` (default): the prefix all prompts share (with the image) runs once, then
+    each distinct prompt's remaining tokens once, and all completions run in **one batched pass**
+    on top of their prompt's KV cache (prompt tokens are most of a row, so this is several times
+    cheaper); position ids come from Qwen2.5-VL's ``get_rope_index``. ``share_prompt=False``: every row is ``prompt + completion`` in
+    one plain batched pass (``padding_side`` pads; the model derives the position ids from the
+    attention mask). Both give the same numbers (tested). ``batch_size`` splits the rows.
+    """
+    import torch
+
+    if len(prompt_texts) != len(forced_texts):
+        raise ValueError(f"{len(prompt_texts)} prompts for {len(forced_texts)} forced completions")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    for t in forced_texts:
+        if not t.endswith(gt_text):
+            raise ValueError(f"forced completion {t[-60:]!r} does not end with the ground truth {gt_text!r}")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    gt_ids, digit_idx = _gt_token_layout(tokenizer, gt_text)
+    rows = len(forced_texts)
+    out = np.zeros((rows, len(digit_idx)), dtype=np.float64)
+    if rows == 0:
+        return out
+    step = rows if not batch_size else int(batch_size)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, rows, step):
+                hi = min(rows, lo + step)
+                comp = _encode_completions(tokenizer, forced_texts[lo:hi], gt_ids)
+                run = _shared_prompt_pass if share_prompt else _plain_pass
+                out[lo:hi] = run(model, processor, list(prompt_texts[lo:hi]), comp, image, gt_ids, digit_idx,
+                                 padding_side)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _digit_probs_from(logits, target_ids) -> np.ndarray:
+    """``logits``: (rows, n_digits, vocab) at the positions before each digit -> (rows, n_digits)."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1)                      # full-vocabulary softmax
+    t = torch.as_tensor(target_ids, device=probs.device)[None, :, None].expand(probs.shape[0], -1, 1)
+    return torch.gather(probs, 2, t)[..., 0].double().cpu().numpy()
+
+
+def _plain_pass(model, processor, prompts: list[str], comp: list[list[int]], image, gt_ids, digit_idx,
+                padding_side: str) -> np.ndarray:
+    import torch
+
+    device = _model_device(model)
+    distinct = list(dict.fromkeys(prompts))
+    enc = processor(text=distinct, images=[image] * len(distinct), return_tensors="pt", padding=True,
+                    padding_side="left")
+    n_patch = int(enc["image_grid_thw"][0].prod())
+    pixel_one, grid_one = enc["pixel_values"][:n_patch], enc["image_grid_thw"][:1]
+    pad_id = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else 0
+    seqs, types = [], []
+    for p, c in zip(prompts, comp):
+        k = distinct.index(p)
+        keep = enc["attention_mask"][k].bool()
+        seqs.append(enc["input_ids"][k][keep].tolist() + c)
+        types.append(enc["mm_token_type_ids"][k][keep].tolist() + [0] * len(c))
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    mm = torch.zeros_like(ids)
+    ends = []
+    for r, (x, t) in enumerate(zip(seqs, types)):
+        a = width - len(x) if padding_side == "left" else 0
+        ids[r, a:a + len(x)] = torch.tensor(x)
+        mm[r, a:a + len(x)] = torch.tensor(t)
+        mask[r, a:a + len(x)] = 1
+        ends.append(a + len(x))                                          # one past the last token
+    n_gt = len(gt_ids)
+    ends_t = torch.tensor(ends)
+    digit_pos = ends_t[:, None] - n_gt + torch.tensor(digit_idx)[None, :]
+    need = digit_pos - 1                                                 # logits before each digit
+    keep = torch.unique(need)
+    col = torch.searchsorted(keep, need)
+    inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": mm,
+              "pixel_values": pixel_one.repeat(len(seqs), 1), "image_grid_thw": grid_one.repeat(len(seqs), 1)}
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits
+    sel = torch.gather(logits, 1, col.to(device)[:, :, None].expand(-1, -1, logits.shape[-1]))
+    return _digit_probs_from(sel, [gt_ids[j] for j in digit_idx])
+
+
+def _right_pad(rows: list[list[int]], pad: int, device) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long, device=device)
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[int]], image, gt_ids, digit_idx,
+                        padding_side: str) -> np.ndarray:
+    """Three levels, each run once: (0) the prefix all prompts share, image included (1 row);
+    (1) each distinct prompt's remaining tokens on top of it (one row per prompt); (2) every
+    completion on top of its prompt (one row per completion). Explicit Qwen2.5-VL position ids."""
+    import torch
+
+    device = _model_device(model)
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    distinct = list(dict.fromkeys(prompts))
+    src = torch.tensor([distinct.index(p) for p in prompts], device=device)
+    enc = processor(text=distinct, images=[image] * len(distinct), return_tensors="pt", padding=True,
+                    padding_side="left")
+    enc = {k: v.to(device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    pos_all, _ = _rope_index_fn(model)(enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
+                                       image_grid_thw=enc["image_grid_thw"], attention_mask=enc["attention_mask"])
+    keep = [m.bool() for m in enc["attention_mask"]]
+    toks = [enc["input_ids"][k][keep[k]].tolist() for k in range(len(distinct))]
+    types = [enc["mm_token_type_ids"][k][keep[k]] for k in range(len(distinct))]
+    pos = [pos_all[:, k, keep[k]] for k in range(len(distinct))]           # (3, len_k) each
+
+    # level 0: the longest common prefix, if it holds the whole image and leaves every prompt a token
+    n0 = 0
+    shortest = min(len(t) for t in toks)
+    while n0 < shortest - 1 and all(t[n0] == toks[0][n0] for t in toks):
+        n0 += 1
+    image_idx = torch.nonzero(types[0] != 0)
+    if image_idx.numel() and n0 <= int(image_idx.max()):
+        n0 = 0
+    cache = None
+    if n0:
+        first = model(input_ids=torch.tensor([toks[0][:n0]], device=device),
+                      attention_mask=torch.ones(1, n0, dtype=torch.long, device=device),
+                      position_ids=pos[0][:, None, :n0], mm_token_type_ids=types[0][None, :n0],
+                      pixel_values=enc["pixel_values"][:int(enc["image_grid_thw"][0].prod())],
+                      image_grid_thw=enc["image_grid_thw"][:1], use_cache=True, logits_to_keep=1)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(distinct))
+
+    # level 1: the rest of each distinct prompt (right padded)
+    ids1, mask1 = _right_pad([t[n0:] for t in toks], pad_id, device)
+    pos1 = torch.zeros(pos_all.shape[0], len(distinct), ids1.shape[1], dtype=pos_all.dtype, device=device)
+    for k in range(len(distinct)):
+        pos1[:, k, :len(toks[k]) - n0] = pos[k][:, n0:]
+    kwargs = {}
+    if not n0:  # the image lives in this level
+        types1 = torch.zeros_like(ids1)
+        for k in range(len(distinct)):
+            types1[k, :len(toks[k])] = types[k]
+        kwargs = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"],
+                  "mm_token_type_ids": types1}
+    lens1 = mask1.sum(1)
+    last1 = lens1 - 1
+    keep1 = torch.unique(last1)
+    mask_01 = torch.cat([torch.ones(len(distinct), n0, dtype=torch.long, device=device), mask1], dim=1)
+    second = model(input_ids=ids1, attention_mask=mask_01, position_ids=pos1, past_key_values=cache,
+                   use_cache=True, logits_to_keep=keep1, **kwargs)
+    prompt_last = second.logits[torch.arange(len(distinct), device=device), torch.searchsorted(keep1, last1)]
+    cache = second.past_key_values
+    cache.batch_select_indices(src)
+
+    # level 2: all completions in one pass (right padded)
+    ids2, mask2 = _right_pad(comp, pad_id, device)
+    next_pos = torch.stack([p.amax() + 1 for p in pos])                    # first free position per prompt
+    pos2 = (next_pos[src][:, None] + torch.arange(ids2.shape[1], device=device)[None, :])
+    pos2 = pos2[None].expand(pos_all.shape[0], -1, -1)
+    mask = torch.cat([mask_01[src], mask2], dim=1)
+    n_gt = len(gt_ids)
+    lens2 = mask2.sum(1)
+    need = lens2[:, None] - n_gt + torch.tensor(digit_idx, device=device)[None, :] - 1
+    keep2 = torch.unique(need.clamp(min=0))
+    col = torch.searchsorted(keep2, need.clamp(min=0))
+    logits = model(input_ids=ids2, attention_mask=mask, position_ids=pos2, past_key_values=cache,
+                   use_cache=True, logits_to_keep=keep2).logits            # (rows, len(keep2), vocab)
+    sel = torch.gather(logits, 1, col[:, :, None].expand(-1, -1, logits.shape[-1]))
+    # a digit that opens its completion is predicted by the prompt's last position
+    sel = torch.where((need < 0)[:, :, None], prompt_last[src][:, None, :].expand_as(sel), sel)
+    return _digit_probs_from(sel, [gt_ids[j] for j in digit_idx])
+
+
+def teacher_forced_digit_probs(model, processor, prompt_messages: list[dict], image: Any,
+                               completions: Sequence[Any], mos: float, mode: str = "think",
+                               variant: str = "paper", padding_side: str = "left",
+                               batch_size: int | None = None, share_prompt: bool = True) -> np.ndarray:
+    """``z`` of Eq. 2 for each completion: ground-truth digit probabilities, shape ``(G, M)``.
+
+    ``prompt_messages`` are the chat messages of the prompt (e.g.
+    ``prompts.user_message(prompts.scoring_prompt(mode))``); each completion is teacher-forced with
+    :func:`forced_completion`. One batched no-grad forward pass for all completions.
+    """
+    gt_text = format_mos_text(mos, variant)
+    prompt = _prompt_text(processor, prompt_messages)
+    forced = [forced_completion(c, gt_text, mode, variant) for c in completions]
+    return forced_digit_probs(model, processor, [prompt] * len(forced), forced, image, gt_text,
+                              padding_side=padding_side, batch_size=batch_size, share_prompt=share_prompt)
+
+
+@dataclass
+class GroupPD:
+    """PD quantities of one group (Eq. 2-4)."""
+
+    gt_text: str
+    think_probs: np.ndarray            # (G, M) z^think per rollout
+    ref_probs: np.ndarray              # (M,)   z^no-think on the fixed layout
+    r_think: np.ndarray                # (G,)   Eq. 2, think mode
+    r_ref: float                       # Eq. 2, no-think mode (once per group)
+    r_pd: np.ndarray                   # (G,)   Eq. 4
+    forced: list[str] = field(default_factory=list)
+
+
+def pd_rewards_for_group(model, processor, image: Any, completions: Sequence[Any], mos: float,
+                         think_messages: list[dict] | None = None, no_think_messages: list[dict] | None = None,
+                         variant: str = "paper", padding_side: str = "left",
+                         batch_size: int | None = None, share_prompt: bool = True) -> GroupPD:
+    """Eq. 2-4 for one group: ``r_pd^i = clip(r_think^i − r_ref, 0, 1)``.
+
+    The G think rollouts are teacher-forced with the ground truth under the think prompt, the fixed
+    no-think layout under the no-think prompt; all G + 1 rows go through the policy together
+    without gradients (the shared prompt once, then one batched pass over the G + 1 completions;
+    see :func:`forced_digit_probs`). Prompts default to the project's scoring prompts for
+    ``variant``. The returned :class:`GroupPD` holds ``z`` per rollout, ``r_think``, ``r_ref`` and
+    the (ungated) ``r_pd``.
+    """
+    if think_messages is None:
+        think_messages = user_message(scoring_prompt("think", variant))
+    if no_think_messages is None:
+        no_think_messages = user_message(scoring_prompt("no_think", variant))
+    gt_text = format_mos_text(mos, variant)
+    forced = [forced_completion(c, gt_text, "think", variant) for c in completions]
+    prompts = [_prompt_text(processor, think_messages)] * len(forced) + [_prompt_text(processor, no_think_messages)]
+    z = forced_digit_probs(model, processor, prompts, forced + [reference_completion(gt_text, variant)], image,
+                           gt_text, padding_side=padding_side, batch_size=batch_size, share_prompt=share_prompt)
+    think_probs, ref_probs = z[:-1], z[-1]
+    r_think = np.array([mode_reward(p, variant) for p in think_probs])
+    r_ref = mode_reward(ref_probs, variant)
+    r_pd = np.array([pd_reward(r, r_ref) for r in r_think])
+    return GroupPD(gt_text, think_probs, ref_probs, r_think, r_ref, r_pd, forced)
+
+
+# --------------------------------------------------------------------------- TRL adapter
+
+
+def _image_key(image: Any) -> str:
+    if image is None:
+        return "none"
+    try:
+        data = image.tobytes() if hasattr(image, "tobytes") else np.asarray(image).tobytes()
+    except Exception:  # unknown image type: fall back to identity
+        return f"id{id(image)}"
+    size = getattr(image, "size", None)
+    return hashlib.blake2b(data + repr(size).encode(), digest_size=12).hexdigest()
+
+
+def _prompt_image(prompt: Any) -> Any:
+    """The first image embedded in a conversational prompt (TRL puts them into the content parts)."""
+    if isinstance(prompt, (list, tuple)):
+        for message in prompt:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and part.get("type") == "image" and part.get("image") is not None:
+                        return part["image"]
+    return None
+
+
+def make_pd_reward(model: Any, processor, eps: float = 0.5, variant: str = "paper",
+                   no_think_messages: list[dict] | None = None, group_size: int | None = None,
+                   padding_side: str = "left", share_prompt: bool = True) -> Callable[..., list[float]]:
+    """TRL reward ``pd``: Eq. 4's ``r_pd`` **gated by Eq. 5** (0 unless ``r_ans = r_fmt = 1``).
+
+    With TRL's ``reward_weights = [λ1, λ2, λ3]`` for ``[answer, format, pd]`` the weighted sum TRL
+    forms is exactly Eq. 5. ``model`` is the policy, or a zero-argument callable returning it (so a
+    trainer can hand over its current, unwrapped model). Needs the ``mos`` column and the image
+    (``image``/``images`` column, or embedded in the conversational ``prompts``); the think prompt
+    is the sample's own prompt, the no-think prompt the project's (or ``no_think_messages``).
+
+    Groups are runs of consecutive completions with the same prompt, image and MOS (TRL repeats
+    each prompt G times in a row), or fixed chunks of ``group_size``. Only the correct rollouts
+    are teacher-forced (the PD of the others does not enter Eq. 5), and groups without a correct
+    rollout skip the forward pass. Logs ``pd/r_ref`` and ``pd/r_think`` (mean over the correct
+    rollouts) through TRL's ``log_metric`` when available.
+    """
+    check_variant(variant)
+
+    def pd(completions, **kwargs) -> list[float]:
+        n = len(completions)
+        texts = [completion_to_text(c) for c in completions]
+        mos = kwargs.get("mos")
+        if mos is None or len(mos) != n:
+            raise ValueError(f"reward 'pd' needs a 'mos' column with {n} values; got columns {sorted(kwargs)}")
+        prompts = kwargs.get("prompts") or [None] * n
+        if kwargs.get("images") is not None:
+            images = [im[0] if isinstance(im, (list, tuple)) and im else im for im in kwargs["images"]]
+        elif kwargs.get("image") is not None:
+            images = list(kwargs["image"])
+        else:
+            images = [_prompt_image(p) for p in prompts]
+        if any(im is None for im in images):
+            raise ValueError("reward 'pd' needs the image of every sample ('image'/'images' column or in the prompt)")
+        correct = [answer_reward(parse_score(t), m, eps, variant) == 1.0 and format_reward(t, "think") == 1.0
+                   for t, m in zip(texts, mos)]
+        if group_size:
+            if n % group_size:
+                raise ValueError(f"reward 'pd': {n} completions are not whole groups of {group_size}")
+            bounds = [(i, i + group_size) for i in range(0, n, group_size)]
+        else:
+            keys = [(repr(p), float(m), _image_key(im)) for p, im, m in zip(prompts, images, mos)]
+            bounds, start = [], 0
+            for i in range(1, n + 1):
+                if i == n or keys[i] != keys[start]:
+                    bounds.append((start, i))
+                    start = i
+        policy = model() if callable(model) and not hasattr(model, "parameters") else model
+        out = [0.0] * n
+        r_refs, r_thinks = [], []
+        for lo, hi in bounds:
+            if not any(correct[lo:hi]):
+                continue
+            think_messages = prompts[lo] if prompts[lo] is not None else user_message(scoring_prompt("think", variant))
+            rows = [j for j in range(lo, hi) if correct[j]]  # Eq. 5 uses r_pd only there
+            res = pd_rewards_for_group(policy, processor, images[lo], [texts[j] for j in rows], float(mos[lo]),
+                                       think_messages=_strip_images(think_messages),
+                                       no_think_messages=no_think_messages, variant=variant,
+                                       padding_side=padding_side, share_prompt=share_prompt)
+            r_refs.append(res.r_ref)
+            r_thinks.extend(res.r_think.tolist())
+            for j, r in zip(rows, res.r_pd):
+                out[j] = float(r)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and r_refs:
+            log_metric("pd/r_ref", float(np.mean(r_refs)))
+            log_metric("pd/r_think", float(np.mean(r_thinks)))
+        return out
+
+    pd.__name__ = pd.__qualname__ = "pd"
+    return pd
+
+
+def _strip_images(messages: list[dict]) -> list[dict]:
+    """Messages with embedded images replaced by ``{"type": "image"}`` placeholders (the image is
+    passed to the processor separately)."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = [{"type": "image"} if isinstance(p, dict) and p.get("type") == "image" else p for p in content]
+        out.append({**m, "content": content})
+    return out

@@ -1,0 +1,226 @@
+"""Quality scores from a policy: the probability-based expectation (Eq. 8) and numeric parsing.
+
+* :func:`expected_score` - Eq. 8 on the logits of the digits 0-4 at the answer's integer position.
+* :func:`score_images` - scores a list of images with a model, in either mode:
+
+  - ``method="prob"``, ``mode="no_think"``: **one forward pass** over prompt + ``<answer>`` (+
+    ``Score: `` in the authors' layout), no generation; the last position's logits of the digit
+    tokens 0-4 give Eq. 8;
+  - ``method="prob"``, ``mode="think"``: the think is generated greedily, then
+    ``<think>{think}</think><answer>`` (+ prefix) is forced and read the same way;
+  - ``method="numeric"``: greedy generation, the number in the answer block is parsed
+    (:func:`refine_iqa_lib.rewards.parse_score`); an unparsable answer scores NaN, is flagged
+    (``parsed: False``) and counted in a warning.
+
+Greedy decoding sets ``do_sample=False`` explicitly (transformers otherwise merges the model's own
+generation defaults).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
+from .rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
+
+__all__ = ["DIGITS", "METHODS", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
+
+log = logging.getLogger(__name__)
+
+#: The integer digits of a score on [0, 5): the classes of Eq. 8.
+DIGITS = "01234"
+METHODS = ("prob", "numeric")
+
+
+def digit_token_ids(tokenizer, digits: str = DIGITS) -> list[int]:
+    """Token id of each digit; each digit must be a single token (clear error otherwise)."""
+    ids = []
+    for d in digits:
+        enc = tokenizer(d, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise ValueError(f"digit {d!r} is {len(enc)} tokens {enc} for {type(tokenizer).__name__}; "
+                             "Eq. 8 needs each digit 0-4 to be one token")
+        ids.append(int(enc[0]))
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"digits {digits!r} share token ids {ids}")
+    return ids
+
+
+def expected_score(digit_logits: Any) -> Any:
+    """Eq. 8: ``Q = Σ_{j=0..4} j · softmax(P)_j + 0.5``.
+
+    ``digit_logits``: the logits of the digits 0-4 at the integer position, last axis of size 5
+    (numpy array, list or torch tensor; leading axes are a batch). The softmax runs over these five
+    logits only (Q-Align style); the + 0.5 puts each class at the centre of its unit interval, so
+    Q lies in (0.5, 4.5).
+
+    Worked example: equal logits give the mean class 2 + 0.5; all mass on "3" gives 3.5.
+
+    >>> expected_score([0.0, 0.0, 0.0, 0.0, 0.0])
+    2.5
+    >>> round(float(expected_score([-50.0, -50.0, -50.0, 50.0, -50.0])), 6)
+    3.5
+    >>> import torch
+    >>> expected_score(torch.zeros(2, 5)).tolist()
+    [2.5, 2.5]
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        torch = None
+    if torch is not None and isinstance(digit_logits, torch.Tensor):
+        if digit_logits.shape[-1] != 5:
+            raise ValueError(f"expected_score: last axis must hold 5 digit logits, got shape {tuple(digit_logits.shape)}")
+        p = torch.softmax(digit_logits.float(), dim=-1)
+        return (p * torch.arange(5, dtype=p.dtype, device=p.device)).sum(-1) + 0.5
+    x = np.asarray(digit_logits, dtype=np.float64)
+    if x.shape[-1:] != (5,):
+        raise ValueError(f"expected_score: last axis must hold 5 digit logits, got shape {x.shape}")
+    x = x - x.max(axis=-1, keepdims=True)
+    p = np.exp(x)
+    p /= p.sum(axis=-1, keepdims=True)
+    q = (p * np.arange(5)).sum(-1) + 0.5
+    return float(q) if q.ndim == 0 else q
+
+
+def think_of_generation(text: str) -> str:
+    """The think text of a generated completion (the model may or may not write ``<think>``).
+
+    >>> think_of_generation("<think>soft focus</think><answer>2.0</answer>")
+    'soft focus'
+    >>> think_of_generation("soft focus</think>..."), think_of_generation("no tags <answer>1</answer>")
+    ('soft focus', 'no tags ')
+    """
+    if THINK_OPEN in text:
+        return extract_think(text)
+    end = text.find(THINK_CLOSE)
+    if end < 0:
+        end = text.find(ANSWER_OPEN)
+    return text if end < 0 else text[:end]
+
+
+def _load_image(image: Any):
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image not found")
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image)
+    return image
+
+
+def _greedy(model, processor, texts: list[str], images: list, max_new_tokens: int, device) -> list[str]:
+    import torch
+    from transformers import GenerationConfig
+
+    tok = processor.tokenizer
+    batch = processor(text=texts, images=images, return_tensors="pt", padding=True, padding_side="left")
+    batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    eos = getattr(model.generation_config, "eos_token_id", None) or tok.eos_token_id
+    gen = GenerationConfig(do_sample=False, max_new_tokens=int(max_new_tokens), num_beams=1,
+                           temperature=None, top_p=None, top_k=None,
+                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos, eos_token_id=eos)
+    with torch.no_grad():
+        out = model.generate(**batch, generation_config=gen)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return tok.batch_decode(new, skip_special_tokens=True)
+
+
+def _digit_logits(model, processor, texts: list[str], images: list, digit_ids: list[int], device):
+    """Logits of the digit tokens at the next position after each text (left padding), plus the
+    full-vocabulary probability mass they hold."""
+    import torch
+
+    batch = processor(text=texts, images=images, return_tensors="pt", padding=True, padding_side="left")
+    batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    with torch.no_grad():
+        logits = model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+    ids = torch.tensor(digit_ids, device=logits.device)
+    mass = torch.softmax(logits, dim=-1)[:, ids].sum(-1)
+    return logits[:, ids].cpu().numpy().astype(np.float64), mass.cpu().numpy().astype(np.float64)
+
+
+def score_images(model, processor, images: Sequence[Any], mode: str = "no_think", method: str = "prob",
+                 batch_size: int = 8, max_new_tokens: int = 256, variant: str = "paper",
+                 prompt_messages: list[dict] | None = None, progress: bool = True) -> list[dict]:
+    """Score ``images`` (PIL images, arrays or paths) with ``model``; one dict per image, in order.
+
+    ``method="prob"``: ``{"score": Q (Eq. 8), "digit_probs": softmax over the 5 digit logits,
+    "digit_mass": full-vocabulary probability of the digits 0-4}`` (+ ``"think"`` in think mode).
+    ``method="numeric"``: ``{"score": parsed number or NaN, "parsed": bool, "text": generation}``.
+    ``prompt_messages`` default to the project's scoring prompt for ``mode``/``variant``.
+    ``max_new_tokens`` bounds generation (think / numeric only).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    check_mode(mode)
+    check_variant(variant)
+    if method not in METHODS:
+        raise ValueError(f"unknown scoring method {method!r}; expected one of {METHODS}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    messages = prompt_messages or user_message(scoring_prompt(mode, variant))
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prefix, _ = ANSWER_LAYOUT[variant]
+    digit_ids = digit_token_ids(processor.tokenizer) if method == "prob" else None
+    try:
+        device = next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        device = torch.device("cpu")
+
+    was_training = getattr(model, "training", False)
+    model.eval()
+    results: list[dict] = []
+    try:
+        bar = tqdm(total=len(images), desc=f"scoring ({mode}, {method})", disable=not progress)
+        for lo in range(0, len(images), batch_size):
+            chunk = [_load_image(im) for im in images[lo:lo + batch_size]]
+            if method == "numeric":
+                texts = _greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens, device)
+                for t in texts:
+                    s = parse_score(t)
+                    results.append({"score": float("nan") if s is None else s, "parsed": s is not None, "text": t})
+            else:
+                if mode == "think":
+                    gens = _greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens, device)
+                    thinks = [think_of_generation(g) for g in gens]
+                    forced = [f"{prompt}{THINK_OPEN}{t}{THINK_CLOSE}{ANSWER_OPEN}{prefix}" for t in thinks]
+                else:
+                    thinks = None
+                    forced = [f"{prompt}{ANSWER_OPEN}{prefix}"] * len(chunk)
+                logits, mass = _digit_logits(model, processor, forced, chunk, digit_ids, device)
+                q = expected_score(logits)
+                probs = np.exp(logits - logits.max(-1, keepdims=True))
+                probs /= probs.sum(-1, keepdims=True)
+                for i in range(len(chunk)):
+                    row = {"score": float(q[i]), "digit_probs": probs[i].tolist(), "digit_mass": float(mass[i])}
+                    if thinks is not None:
+                        row["think"] = thinks[i]
+                    results.append(row)
+            bar.update(len(chunk))
+        bar.close()
+    finally:
+        model.train(was_training)
+    if method == "numeric":
+        bad = sum(not r["parsed"] for r in results)
+        if bad:
+            log.warning("numeric scoring: %d of %d answers had no parsable score (scored NaN)", bad, len(results))
+    return results
+
+
+def count_unparsed(results: Sequence[dict]) -> int:
+    """How many results of numeric scoring have no parsable score (NaN).
+
+    >>> count_unparsed([{"score": 3.0, "parsed": True}, {"score": float("nan"), "parsed": False}])
+    1
+    """
+    return sum(1 for r in results if not r.get("parsed", not math.isnan(r["score"])))

@@ -1,0 +1,194 @@
+"""Teacher forcing for the PD reward (Eq. 2-4) on the tiny stand-in."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from refine_iqa_lib import prompts
+from refine_iqa_lib.data.photos import load_photo
+from refine_iqa_lib.pd import (
+    _gt_token_layout, forced_completion, forced_digit_probs, make_pd_reward, pd_rewards_for_group,
+    reference_completion, teacher_forced_digit_probs,
+)
+from refine_iqa_lib.rewards import mode_reward, parse_score
+
+ROLLOUTS = [
+    "<think>The cat's fur is sharp; slight noise in the shadows, exposure is fine.</think><answer>3.9</answer>",
+    "<think>noisy</think><answer>2</answer>",
+    "<think>dark and grainy",                       # truncated: no answer block
+    "no tags at all",
+    "<think>a</think>\n<answer>Score: 4.4</answer>",
+    "<think>ok</think><answer>nan</answer>",
+]
+MOS = 3.42
+
+
+@pytest.fixture(scope="module")
+def image():
+    return Image.fromarray(load_photo("chelsea")).resize((96, 64))
+
+
+@pytest.fixture(scope="module")
+def other_image():
+    return Image.fromarray(load_photo("coffee")).resize((64, 96))
+
+
+THINK_MSGS = prompts.user_message(prompts.scoring_prompt("think"))
+
+
+@given(st.text(max_size=80), st.sampled_from(["3.4", "0.0", "4.9"]), st.sampled_from(["think", "no_think"]))
+@settings(max_examples=200, deadline=None)
+def test_forced_completion_always_ends_with_ground_truth(text, gt, mode):
+    forced = forced_completion(text, gt, mode)
+    assert forced.endswith(gt)
+    assert parse_score(forced + "</answer>") == float(gt)
+
+
+def test_forced_completion_keeps_the_rollout_prefix():
+    assert forced_completion(ROLLOUTS[0], "3.4") == ROLLOUTS[0][:ROLLOUTS[0].index("3.9")] + "3.4"
+    assert forced_completion(ROLLOUTS[4], "3.4") == "<think>a</think>\n<answer>Score: 3.4"
+    assert forced_completion(ROLLOUTS[2], "3.4") == "<think>dark and grainy</think><answer>3.4"
+    assert forced_completion(ROLLOUTS[3], "3.4") == "<think></think><answer>3.4"
+    assert forced_completion(ROLLOUTS[5], "3.4") == "<think>ok</think><answer>3.4"
+    assert forced_completion([{"role": "assistant", "content": ROLLOUTS[1]}], "3.4") == "<think>noisy</think><answer>3.4"
+    assert reference_completion("3.4") == "<answer>3.4"
+
+
+@pytest.mark.parametrize("share_prompt, padding_side", [(True, "left"), (False, "left"), (False, "right")])
+def test_batched_equals_one_at_a_time(tiny_policy, image, share_prompt, padding_side):
+    model, processor = tiny_policy
+    res = pd_rewards_for_group(model, processor, image, ROLLOUTS, MOS, padding_side=padding_side,
+                               share_prompt=share_prompt)
+    assert res.think_probs.shape == (len(ROLLOUTS), 2) and res.ref_probs.shape == (2,)
+    single = np.concatenate([teacher_forced_digit_probs(model, processor, THINK_MSGS, image, [c], MOS)
+                             for c in ROLLOUTS])
+    np.testing.assert_allclose(res.think_probs, single, atol=1e-5, rtol=1e-4)
+    no_think = prompts.user_message(prompts.scoring_prompt("no_think"))
+    ref_single = teacher_forced_digit_probs(model, processor, no_think, image, ["<answer>0.0</answer>"], MOS,
+                                            mode="no_think")[0]
+    np.testing.assert_allclose(res.ref_probs, ref_single, atol=1e-5, rtol=1e-4)
+    # chunked passes agree with the single pass
+    chunked = pd_rewards_for_group(model, processor, image, ROLLOUTS, MOS, padding_side=padding_side, batch_size=2,
+                                   share_prompt=share_prompt)
+    np.testing.assert_allclose(chunked.think_probs, res.think_probs, atol=1e-5, rtol=1e-4)
+    # rows really differ (the check above is not comparing constants)
+    assert np.ptp(res.think_probs[:, 0]) / res.think_probs[:, 0].mean() > 1e-3
+
+
+def test_shared_prompt_edge_cases_match_plain_rows(tiny_policy, image):
+    """Prompts that differ before the image (no shared prefix), a digit that opens its completion
+    (predicted by the prompt's last position), and one prompt for all rows."""
+    model, processor = tiny_policy
+    sys_a = [{"role": "system", "content": "Rate images."}] + THINK_MSGS
+    sys_b = [{"role": "system", "content": "You judge quality."}] + THINK_MSGS
+    texts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in (sys_a, sys_b)]
+    prompts_ = [texts[0], texts[1], texts[0]]
+    forced = ["3.4", "<think>x</think><answer>3.4", "<answer>Score: 3.4"]
+    shared = forced_digit_probs(model, processor, prompts_, forced, image, "3.4", share_prompt=True)
+    plain = forced_digit_probs(model, processor, prompts_, forced, image, "3.4", share_prompt=False)
+    np.testing.assert_allclose(shared, plain, atol=1e-5, rtol=1e-4)
+    one = forced_digit_probs(model, processor, [texts[0]] * 2, forced[::2], image, "3.4", share_prompt=True)
+    np.testing.assert_allclose(one, plain[::2], atol=1e-5, rtol=1e-4)
+
+
+def test_position_ids_need_the_multimodal_inputs(tiny_policy, image):
+    """Negative control: without mm_token_type_ids Qwen2.5-VL falls back to 1D positions and the
+    logits change far beyond the tolerance used above - so that test would catch mis-built positions."""
+    model, processor = tiny_policy
+    prompt = processor.apply_chat_template(THINK_MSGS, add_generation_prompt=True, tokenize=False)
+    texts = [prompt + forced_completion(ROLLOUTS[0], "3.4"), prompt + forced_completion(ROLLOUTS[1], "3.4")]
+    batch = processor(text=texts, images=[image] * 2, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        good = torch.softmax(model(**batch).logits[:, -2], -1)
+        bad = torch.softmax(model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"}).logits[:, -2], -1)
+    rel = ((good - bad).abs() / good).max().item()
+    assert rel > 1e-3
+
+
+def test_values_match_a_manual_forward(tiny_policy, image):
+    model, processor = tiny_policy
+    z = teacher_forced_digit_probs(model, processor, THINK_MSGS, image, [ROLLOUTS[0]], MOS)[0]
+    prompt = processor.apply_chat_template(THINK_MSGS, add_generation_prompt=True, tokenize=False)
+    batch = processor(text=[prompt + forced_completion(ROLLOUTS[0], "3.4")], images=[image], return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(model(**batch).logits[0].double(), -1)
+    ids = batch["input_ids"][0]
+    tok = processor.tokenizer
+    three, four = (tok.convert_tokens_to_ids(d) for d in "34")
+    assert ids[-3].item() == three and ids[-1].item() == four
+    np.testing.assert_allclose(z, [probs[-4, three].item(), probs[-2, four].item()], rtol=1e-5)
+
+
+def test_group_rewards_follow_eq2_to_eq4(tiny_policy, image):
+    model, processor = tiny_policy
+    res = pd_rewards_for_group(model, processor, image, ROLLOUTS, MOS)
+    assert res.gt_text == "3.4"
+    np.testing.assert_allclose(res.r_think, [mode_reward(z) for z in res.think_probs])
+    assert res.r_ref == pytest.approx(mode_reward(res.ref_probs))
+    np.testing.assert_allclose(res.r_pd, np.clip(res.r_think - res.r_ref, 0, 1))
+    assert np.all((res.think_probs > 0) & (res.think_probs < 1))
+
+
+def test_authors_variant_uses_two_decimals_and_one_digit(tiny_policy, image):
+    model, processor = tiny_policy
+    res = pd_rewards_for_group(model, processor, image, ROLLOUTS[:2], MOS, variant="authors")
+    assert res.gt_text == "3.42" and res.think_probs.shape == (2, 3)
+    assert res.forced[1] == "<think>noisy</think><answer>3.42"
+    np.testing.assert_allclose(res.r_think, res.think_probs[:, 1])
+    assert res.r_ref == pytest.approx(res.ref_probs[1])
+
+
+def test_training_flag_is_restored(tiny_policy, image):
+    model, processor = tiny_policy
+    model.train()
+    try:
+        pd_rewards_for_group(model, processor, image, ROLLOUTS[:1], MOS)
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_forced_text_must_end_with_the_ground_truth(tiny_policy, image):
+    model, processor = tiny_policy
+    with pytest.raises(ValueError, match="does not end"):
+        forced_digit_probs(model, processor, ["p"], ["<answer>3.5"], image, "3.4")
+
+
+def test_digits_must_be_single_tokens():
+    class MergingTokenizer:  # a tokenizer that keeps "3.4" as one token
+        def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False):
+            return {"input_ids": [7], "offset_mapping": [(0, len(text))]}
+
+    with pytest.raises(ValueError, match="not a token of its own"):
+        _gt_token_layout(MergingTokenizer(), "3.4")
+
+
+def test_trl_pd_reward_is_gated_and_grouped(tiny_policy, image, other_image):
+    model, processor = tiny_policy
+    group_a = ["<think>sharp fur</think><answer>3.5</answer>", "<think>noisy</think><answer>1.0</answer>",
+               "<think>fine detail, mild noise</think><answer>3.3</answer>"]
+    group_b = ["<think>blurred</think><answer>4.8</answer>", "<answer>1.0</answer>", "x"]  # nobody correct
+    completions = [[{"role": "assistant", "content": c}] for c in group_a + group_b]
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompts.scoring_prompt("think")}]}]
+    logged = {}
+    fn = make_pd_reward(model, processor)
+    assert fn.__name__ == "pd"
+    out = fn(completions=completions, prompts=[prompt] * 6, mos=[3.4] * 3 + [1.9] * 3,
+             image=[image] * 3 + [other_image] * 3, log_metric=lambda k, v: logged.setdefault(k, v))
+    res = pd_rewards_for_group(model, processor, image, group_a, 3.4)
+    assert out[1] == 0.0                                      # wrong answer: gated off by Eq. 5
+    assert out[0] == pytest.approx(res.r_pd[0]) and out[2] == pytest.approx(res.r_pd[2])
+    assert out[3:] == [0.0, 0.0, 0.0]
+    assert logged["pd/r_ref"] == pytest.approx(res.r_ref)
+    # fixed-size grouping and a callable model give the same
+    out2 = make_pd_reward(lambda: model, processor, group_size=3)(
+        completions=completions, prompts=[prompt] * 6, mos=[3.4] * 3 + [1.9] * 3,
+        images=[[image]] * 3 + [[other_image]] * 3)
+    assert out2 == pytest.approx(out)
+    with pytest.raises(ValueError, match="whole groups"):
+        make_pd_reward(model, processor, group_size=4)(completions=completions, prompts=[prompt] * 6,
+                                                        mos=[3.4] * 6, image=[image] * 6)
+    with pytest.raises(ValueError, match="'mos'"):
+        fn(completions=completions, prompts=[prompt] * 6, image=[image] * 6)
