@@ -1,0 +1,622 @@
+"""Source pools for Refine-Perception: images with named objects and their boxes.
+
+A *source* is a finite (or unbounded) list of :class:`SourceRecord` s addressed by index; each
+record is an image (a file path or an array) plus a list of named objects with boxes. Three
+sources exist, picked by ``perception.source``:
+
+* ``coco`` (:class:`CocoSource`): a COCO ``instances_*.json`` + its image folder. Crowd
+  annotations (``iscrowd = 1``) are skipped; COCO's ``bbox = [x, y, w, h]`` (float pixels) becomes
+  the half-open integer box ``(floor x, floor y, ceil(x + w), ceil(y + h))``; objects smaller than
+  ``min_object_area`` (fraction of the image area) are dropped; when a category appears several
+  times in an image only its largest box is kept, so every object name in an image is distinct.
+  The object name is the category name. Images with fewer than two objects stay in the pool and
+  are counted out by the pipeline's "two distinct objects" stage (Fig. 2).
+* ``jsonl`` (:class:`JsonlSource`): a folder of user images plus a JSON-lines file with one
+  ``{"image": "relative/path.jpg", "objects": [{"name": "cup", "bbox": [x1, y1, x2, y2]}, ...]}``
+  per image (how LSVQ / Panda-70M keyframes with detector boxes would arrive). Boxes are half-open
+  pixels of the file as stored; a repeated name keeps its largest box (as for COCO).
+* ``embedded`` (:class:`EmbeddedSource`, the offline default): the photographs of
+  :mod:`refine_iqa_lib.data.photos` with objects annotated by hand in
+  ``refine_iqa_lib/assets/embedded_objects.json`` (indices ``0 .. 7``), followed by an unbounded
+  sequence of *composite scenes*: crops of annotated objects pasted onto a random window of another
+  photograph (colour photos or the grayscale textures converted to RGB), at a random scale and
+  position, never overlapping each other or the background's own (fully visible) annotated
+  objects, so that every recorded box is exact. Composite ``i`` is a pure function of
+  ``(seed, i)``.
+
+Stored-image geometry (every source, one rule)
+----------------------------------------------
+Images are resized (Lanczos) so that the longest side is ``perception.image_size`` and both sides
+are multiples of 28 (Qwen2.5-VL: patch 14 x spatial merge 2), then shrunk in steps of 28 until
+``width x height <= model.max_pixels``; the Qwen2.5-VL processor then leaves them unchanged, so
+the grounding answers, written in the *stored* image's pixels, are exactly what the model sees
+(:func:`fit_size`). Boxes are scaled per axis and rounded half up (:func:`scale_box`); an object
+whose box gets smaller than ``min_box_side`` (8 px) on a side, or whose area falls below
+``min_object_area`` of the stored image, is dropped with a recorded reason.
+
+Bad input
+---------
+Unreadable or truncated files, missing fields, boxes outside the image or degenerate raise
+:class:`DataError` with a message naming the file or record. Grayscale, palette, RGBA (alpha
+dropped, as :func:`refine_iqa_lib.distortions.to_rgb_uint8` does) and 16-bit images are converted
+to RGB uint8 (:func:`read_rgb`). With ``on_error="skip"`` the COCO / JSONL parsers record a
+:class:`Skip` for each bad record in ``source.skips`` instead of raising (the build reports them).
+
+>>> fit_size(640, 427, 112)
+(112, 84)
+>>> fit_size(512, 512, 448, max_pixels=151200)
+(364, 364)
+>>> scale_box((10, 20, 110, 220), (200, 400), (100, 100))
+(5, 5, 55, 55)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from refine_iqa_lib.data.photos import EMBEDDED_GRAY_PHOTOS, EMBEDDED_PHOTOS, load_photo
+
+BBox = tuple[int, int, int, int]
+
+#: Qwen2.5-VL: 14 px patches merged 2 x 2 -> stored sides are multiples of 28.
+PATCH_MULTIPLE = 28
+#: Smallest box side (px) of a stored object (the distortion engine's minimum).
+MIN_BOX_SIDE = 8
+#: Hand annotations of the embedded photographs.
+ANNOTATIONS_PATH = Path(__file__).resolve().parent.parent / "assets" / "embedded_objects.json"
+#: Boxes given as floats may stick out of the image by this much (px) and are clipped.
+EDGE_TOLERANCE = 1.0
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file or record and what was expected."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One item left out, with why: ``level`` is ``record``/``image``/``object``/``marked``."""
+
+    item: str
+    level: str
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"item": self.item, "level": self.level, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """A named object and its half-open pixel box ``(x1, y1, x2, y2)``."""
+
+    name: str
+    bbox: BBox
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "bbox": list(self.bbox)}
+
+
+@dataclass
+class SourceRecord:
+    """One source image: a path or an array, plus its objects (boxes in that image's pixels)."""
+
+    source_id: str
+    objects: list[SceneObject]
+    path: Path | None = None
+    array: np.ndarray | None = None
+    where: str = ""                      # human-readable origin, used in error messages
+    size: tuple[int, int] | None = None  # (width, height) the annotations refer to, if stated
+    meta: dict = field(default_factory=dict)
+
+    def load(self) -> np.ndarray:
+        """The image as ``H x W x 3`` uint8 RGB (raises :class:`DataError` naming the file)."""
+        if self.array is not None:
+            return self.array
+        if self.path is None:
+            raise DataError(f"{self.where or self.source_id}: record has neither an image path nor an array")
+        img = read_rgb(self.path)
+        if self.size is not None and (img.shape[1], img.shape[0]) != tuple(self.size):
+            raise DataError(f"{self.path}: image is {img.shape[1]}x{img.shape[0]} but {self.where} says "
+                            f"{self.size[0]}x{self.size[1]}; boxes would not match")
+        return img
+
+
+# --------------------------------------------------------------------------- image files
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` uint8 RGB.
+
+    Grayscale / palette / CMYK are converted, RGBA loses its alpha channel, 16-bit images are
+    scaled by 255/65535. Missing, unreadable or truncated files raise :class:`DataError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                arr = np.asarray(im)
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise DataError(f"{path}: {mode} image with values outside 0..65535; expected 8- or 16-bit")
+                a16 = arr.astype(np.uint16)
+                arr = np.rint(a16 * (255.0 / 65535.0)).astype(np.uint8)
+                return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
+            if mode == "F":
+                raise DataError(f"{path}: floating-point image (mode F); expected an 8- or 16-bit photo")
+            if mode == "RGB":
+                return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+            if mode in ("P", "PA") and "transparency" in im.info:
+                im = im.convert("RGBA")
+            return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    except DataError:
+        raise
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from e
+
+
+# --------------------------------------------------------------------------- geometry
+def fit_size(width: int, height: int, longest: int, max_pixels: int | None = None,
+             multiple: int = PATCH_MULTIPLE) -> tuple[int, int]:
+    """Stored size for a ``width x height`` image: longest side ``longest``, both sides multiples
+    of ``multiple`` (at least one multiple), then shrunk by ``multiple`` on the longest side until
+    ``w * h <= max_pixels``.
+
+    >>> fit_size(451, 300, 112), fit_size(100, 1000, 112), fit_size(20, 10, 112)
+    ((112, 84), (28, 112), (112, 56))
+    """
+    if width <= 0 or height <= 0:
+        raise DataError(f"image size {width}x{height}: expected positive sides")
+    if longest % multiple or longest < multiple:
+        raise DataError(f"image_size {longest}: expected a positive multiple of {multiple}")
+    target = longest
+    while True:
+        scale = target / max(width, height)
+        w = max(multiple, int(math.floor(width * scale / multiple + 0.5)) * multiple)
+        h = max(multiple, int(math.floor(height * scale / multiple + 0.5)) * multiple)
+        if max_pixels is None or w * h <= max_pixels or target <= multiple:
+            return w, h
+        target -= multiple
+
+
+def _round_half_up(v: float) -> int:
+    return int(math.floor(v + 0.5))
+
+
+def scale_box(bbox: Sequence[int], old_size: tuple[int, int], new_size: tuple[int, int]) -> BBox:
+    """Scale a half-open box from an image of ``old_size = (w, h)`` to ``new_size``, per axis."""
+    sx, sy = new_size[0] / old_size[0], new_size[1] / old_size[1]
+    x1, y1, x2, y2 = bbox
+    out = (_round_half_up(x1 * sx), _round_half_up(y1 * sy), _round_half_up(x2 * sx), _round_half_up(y2 * sy))
+    return (min(max(out[0], 0), new_size[0]), min(max(out[1], 0), new_size[1]),
+            min(max(out[2], 0), new_size[0]), min(max(out[3], 0), new_size[1]))
+
+
+def check_box(bbox: Any, width: int, height: int, where: str) -> BBox:
+    """Validate a half-open ``[x1, y1, x2, y2]`` box against a ``width x height`` image.
+
+    Float coordinates are rounded outward; a box sticking out by at most 1 px is clipped.
+    Anything else outside the image, degenerate (``x2 <= x1``), non-numeric or not of length 4
+    raises :class:`DataError` naming ``where``.
+
+    >>> check_box([0.4, 1, 10.2, 9], 20, 20, "x")
+    (0, 1, 11, 9)
+    >>> check_box([5, 5, 5, 9], 20, 20, "img.png object 'cup'")
+    Traceback (most recent call last):
+    ...
+    refine_iqa_lib.data.sources.DataError: img.png object 'cup': degenerate box [5, 5, 5, 9]; expected x1 < x2 and y1 < y2
+    """
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        raise DataError(f"{where}: box {bbox!r}; expected [x1, y1, x2, y2]")
+    try:
+        vals = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates") from None
+    if any(isinstance(v, bool) for v in bbox) or not all(math.isfinite(v) for v in vals):
+        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates")
+    x1, y1, x2, y2 = vals
+    shown = [int(v) if float(v).is_integer() else v for v in vals]
+    if x2 <= x1 or y2 <= y1:
+        raise DataError(f"{where}: degenerate box {shown}; expected x1 < x2 and y1 < y2")
+    t = EDGE_TOLERANCE
+    if x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
+        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image")
+    bx = (max(0, math.floor(x1)), max(0, math.floor(y1)), min(width, math.ceil(x2)), min(height, math.ceil(y2)))
+    if bx[2] <= bx[0] or bx[3] <= bx[1]:
+        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image")
+    return bx
+
+
+def box_area(b: Sequence[int]) -> int:
+    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
+
+
+def intersection(a: Sequence[int], b: Sequence[int]) -> int:
+    return box_area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """Intersection over union of two half-open boxes.
+
+    >>> iou((0, 0, 10, 10), (5, 0, 15, 10))
+    0.3333333333333333
+    """
+    inter = intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union else 0.0
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 array to ``size = (w, h)`` with Pillow's Lanczos filter (no-op if equal)."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.LANCZOS), dtype=np.uint8)
+
+
+def keep_largest_per_name(objects: Iterable[SceneObject]) -> tuple[list[SceneObject], list[SceneObject]]:
+    """One box per name (the largest; ties: the first). Returns ``(kept, dropped)`` in input order."""
+    objects = list(objects)
+    best: dict[str, int] = {}
+    for i, o in enumerate(objects):
+        j = best.get(o.name)
+        if j is None or box_area(o.bbox) > box_area(objects[j].bbox):
+            best[o.name] = i
+    chosen = set(best.values())
+    return ([o for i, o in enumerate(objects) if i in chosen], [o for i, o in enumerate(objects) if i not in chosen])
+
+
+# --------------------------------------------------------------------------- sources
+class Source:
+    """Base class: ``len(source)`` records, ``source.record(i)``, problems found while parsing in
+    ``source.skips``. ``bounded = False`` for generators (the embedded composites)."""
+
+    name = "source"
+    bounded = True
+    skips: list[Skip]
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def record(self, index: int) -> SourceRecord:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def candidates(self, n: int, seed: int) -> list[int]:
+        """The ``n`` record indices drawn from the pool: a seeded permutation, so that the first
+        ``n`` of a larger draw are the same records (prefix-stable)."""
+        total = len(self)
+        order = np.random.default_rng([int(seed), 0x5EED]).permutation(total)
+        return [int(i) for i in order[: min(n, total)]]
+
+    def describe(self) -> dict:
+        return {"source": self.name, "pool": len(self) if self.bounded else None}
+
+
+def _fail(on_error: str, skips: list[Skip], item: str, reason: str, detail: str) -> None:
+    if on_error == "raise":
+        raise DataError(detail)
+    skips.append(Skip(item=item, level="record", reason=reason, detail=detail))
+
+
+def _check_on_error(on_error: str) -> str:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error {on_error!r}: expected 'raise' or 'skip'")
+    return on_error
+
+
+class CocoSource(Source):
+    """COCO ``instances_*.json`` + image folder (see the module docstring for the rules)."""
+
+    name = "coco"
+
+    def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, min_object_area: float = 0.0,
+                 on_error: str = "raise"):
+        self.annotations = Path(annotations)
+        self.root = Path(root)
+        self.on_error = _check_on_error(on_error)
+        self.skips = []
+        self.records = self._parse(float(min_object_area))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def record(self, index: int) -> SourceRecord:
+        return self.records[index]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "annotations": str(self.annotations), "root": str(self.root)}
+
+    def _parse(self, min_area: float) -> list[SourceRecord]:
+        f = self.annotations
+        if not f.is_file():
+            raise DataError(f"{f}: COCO annotations file not found")
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{f}: not valid JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise DataError(f"{f}: expected a JSON object with 'images', 'annotations', 'categories'")
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise DataError(f"{f}: missing or non-list field {key!r}; a COCO instances file has "
+                                "'images', 'annotations' and 'categories' lists")
+        fail = lambda item, reason, detail: _fail(self.on_error, self.skips, item, reason, detail)  # noqa: E731
+
+        categories: dict[int, str] = {}
+        for n, c in enumerate(data["categories"]):
+            missing = [k for k in ("id", "name") if not isinstance(c, dict) or k not in c]
+            if missing:
+                raise DataError(f"{f}: categories[{n}] is missing field(s) {missing}")
+            categories[c["id"]] = str(c["name"])
+
+        images: dict[Any, dict] = {}
+        for n, im in enumerate(data["images"]):
+            missing = [k for k in ("id", "file_name", "width", "height") if not isinstance(im, dict) or k not in im]
+            if missing:
+                fail(f"images[{n}]", "missing field", f"{f}: images[{n}] (id {im.get('id') if isinstance(im, dict) else '?'}) "
+                     f"is missing field(s) {missing}")
+                continue
+            images[im["id"]] = im
+
+        per_image: dict[Any, list[SceneObject]] = {k: [] for k in images}
+        for n, a in enumerate(data["annotations"]):
+            missing = [k for k in ("image_id", "category_id", "bbox") if not isinstance(a, dict) or k not in a]
+            aid = a.get("id", n) if isinstance(a, dict) else n
+            where = f"{f}: annotation id {aid}"
+            if missing:
+                fail(f"annotation {aid}", "missing field", f"{where} is missing field(s) {missing}")
+                continue
+            if a.get("iscrowd", 0):
+                continue
+            if a["category_id"] not in categories:
+                fail(f"annotation {aid}", "unknown category", f"{where}: unknown category_id {a['category_id']!r}")
+                continue
+            im = images.get(a["image_id"])
+            if im is None:
+                fail(f"annotation {aid}", "unknown image", f"{where}: image_id {a['image_id']!r} is not in 'images'")
+                continue
+            bb = a["bbox"]
+            if not isinstance(bb, (list, tuple)) or len(bb) != 4:
+                fail(f"annotation {aid}", "invalid box", f"{where}: bbox {bb!r}; expected [x, y, w, h]")
+                continue
+            try:
+                x, y, w, h = (float(v) for v in bb)
+                box = check_box([x, y, x + w, y + h], int(im["width"]), int(im["height"]),
+                                f"{where} (image {im['file_name']})")
+            except (DataError, TypeError, ValueError) as e:
+                reason = "degenerate box" if "degenerate" in str(e) else "invalid box"
+                fail(f"annotation {aid}", reason, str(e) if isinstance(e, DataError) else f"{where}: bbox {bb!r} ({e})")
+                continue
+            if box_area(box) < min_area * int(im["width"]) * int(im["height"]):
+                continue  # small objects are a filter, not an error (COCO has many)
+            per_image[a["image_id"]].append(SceneObject(categories[a["category_id"]], box))
+
+        records = []
+        for img_id in sorted(images, key=lambda k: (str(type(k)), k)):
+            im = images[img_id]
+            objs, _ = keep_largest_per_name(per_image[img_id])
+            records.append(SourceRecord(
+                source_id=f"coco:{im['file_name']}", objects=objs, path=self.root / str(im["file_name"]),
+                where=f"{f} image id {img_id}", size=(int(im["width"]), int(im["height"]))))
+        return records
+
+
+class JsonlSource(Source):
+    """A folder of images + a JSONL of ``{"image", "objects": [{"name", "bbox"}]}`` records."""
+
+    name = "jsonl"
+
+    def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, on_error: str = "raise"):
+        self.annotations = Path(annotations)
+        self.root = Path(root)
+        self.on_error = _check_on_error(on_error)
+        self.skips = []
+        self.records = self._parse()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def record(self, index: int) -> SourceRecord:
+        return self.records[index]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "annotations": str(self.annotations), "root": str(self.root)}
+
+    def _parse(self) -> list[SourceRecord]:
+        f = self.annotations
+        if not f.is_file():
+            raise DataError(f"{f}: objects JSONL file not found")
+        records = []
+        fail = lambda item, reason, detail: _fail(self.on_error, self.skips, item, reason, detail)  # noqa: E731
+        with f.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                where = f"{f}:{n}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    fail(where, "malformed record", f"{where}: not a JSON object ({e})")
+                    continue
+                if not isinstance(row, dict) or "image" not in row or "objects" not in row:
+                    fail(where, "missing field", f"{where}: expected {{\"image\": ..., \"objects\": [...]}}, "
+                         f"missing {[k for k in ('image', 'objects') if not isinstance(row, dict) or k not in row]}")
+                    continue
+                if not isinstance(row["objects"], list):
+                    fail(where, "missing field", f"{where}: 'objects' must be a list of {{\"name\", \"bbox\"}}")
+                    continue
+                objs, ok = [], True
+                for k, o in enumerate(row["objects"]):
+                    if not isinstance(o, dict) or "name" not in o or "bbox" not in o:
+                        fail(where, "missing field", f"{where}: objects[{k}] needs 'name' and 'bbox'")
+                        ok = False
+                        break
+                    b = o["bbox"]
+                    if not (isinstance(b, (list, tuple)) and len(b) == 4
+                            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)):
+                        fail(where, "invalid box", f"{where}: objects[{k}] ({o['name']!r}) bbox {b!r}; expected [x1, y1, x2, y2]")
+                        ok = False
+                        break
+                    # raw coordinates; checked against the real image size when the image is read
+                    objs.append(SceneObject(str(o["name"]), tuple(b)))  # type: ignore[arg-type]
+                if not ok:
+                    continue
+                objs, _ = keep_largest_per_name(objs)
+                records.append(SourceRecord(source_id=f"jsonl:{row['image']}", objects=objs,
+                                            path=self.root / str(row["image"]), where=where))
+        return records
+
+
+# --------------------------------------------------------------------------- embedded
+@lru_cache(maxsize=1)
+def load_embedded_annotations(path: str | None = None) -> dict[str, list[SceneObject]]:
+    """Hand annotations of the embedded photographs: ``{photo: [SceneObject, ...]}`` (original pixels)."""
+    p = Path(path) if path else ANNOTATIONS_PATH
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{p}: cannot read the embedded annotations ({e})") from e
+    out = {}
+    for name, entry in data.get("photos", {}).items():
+        if name not in EMBEDDED_PHOTOS:
+            raise DataError(f"{p}: photo {name!r} is not an embedded photo; valid: {sorted(EMBEDDED_PHOTOS)}")
+        w, h = int(entry["width"]), int(entry["height"])
+        objs = [SceneObject(str(o["name"]), check_box(o["bbox"], w, h, f"{p} photo {name!r} object {o['name']!r}"))
+                for o in entry["objects"]]
+        if len({o.name for o in objs}) != len(objs):
+            raise DataError(f"{p}: photo {name!r} repeats an object name")
+        out[name] = objs
+    return out
+
+
+#: Composite scenes: how many crops are pasted (inclusive range) and how large (longest side of the
+#: pasted crop as a fraction of the canvas's shorter side).
+COMPOSITE_PASTES = (2, 4)
+COMPOSITE_SCALE = (0.28, 0.6)
+COMPOSITE_TRIES = 40
+
+
+class EmbeddedSource(Source):
+    """The offline default: the annotated photographs, then composite scenes ``0, 1, 2, ...``."""
+
+    name = "embedded"
+    bounded = False
+
+    def __init__(self, image_size: int = 112, max_pixels: int | None = None, seed: int = 0,
+                 min_box_side: int = MIN_BOX_SIDE, min_object_area: float = 0.0):
+        self.image_size = int(image_size)
+        self.max_pixels = max_pixels
+        self.seed = int(seed)
+        self.min_box_side = int(min_box_side)
+        self.min_object_area = float(min_object_area)
+        self.skips = []
+        self.annotations = load_embedded_annotations()
+        self.photos = sorted(self.annotations)
+        self.backgrounds = sorted(EMBEDDED_PHOTOS) + sorted(EMBEDDED_GRAY_PHOTOS)
+        fit_size(1, 1, self.image_size)  # validates image_size
+        for name in self.backgrounds:  # decode once here; forked build workers inherit the cache
+            load_photo(name)
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+    def candidates(self, n: int, seed: int) -> list[int]:
+        """The photographs first, then composites in order (index ``k`` is always the same scene)."""
+        return list(range(n))
+
+    def describe(self) -> dict:
+        return {"source": self.name, "pool": None, "photos": len(self.photos)}
+
+    def record(self, index: int) -> SourceRecord:
+        if index < 0:
+            raise IndexError(index)
+        if index < len(self.photos):
+            name = self.photos[index]
+            return SourceRecord(source_id=f"embedded:photo:{name}", objects=list(self.annotations[name]),
+                                array=load_photo(name), where=f"embedded photo {name!r}", meta={"photo": name})
+        return self.composite(index - len(self.photos))
+
+    def composite(self, i: int) -> SourceRecord:
+        """Composite scene ``i``: a pure function of ``(seed, i)``."""
+        rng = np.random.default_rng([self.seed, 0xC0, int(i)])
+        bg_name = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        bg = load_photo(bg_name)
+        bh, bw = bg.shape[:2]
+        aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5))))  # width / height of the canvas
+        W, H = fit_size(max(1, round(1000 * aspect)), 1000, self.image_size, self.max_pixels)
+        # background window with the canvas's aspect ratio, 55-100% of the largest that fits
+        a = W / H
+        ww_max = min(bw, bh * a)
+        ww = ww_max * rng.uniform(0.55, 1.0)
+        wh = ww / a
+        x0 = rng.uniform(0, bw - ww)
+        y0 = rng.uniform(0, bh - wh)
+        win = (int(round(x0)), int(round(y0)), int(round(x0 + ww)), int(round(y0 + wh)))
+        canvas = resize_rgb(np.ascontiguousarray(bg[win[1]:win[3], win[0]:win[2]]), (W, H)).copy()
+        sx, sy = W / (win[2] - win[0]), H / (win[3] - win[1])
+
+        objects: list[SceneObject] = []
+        # the background photo's own annotated objects that lie fully inside the window
+        for o in self.annotations.get(bg_name, []):
+            x1, y1, x2, y2 = o.bbox
+            if x1 >= win[0] and y1 >= win[1] and x2 <= win[2] and y2 <= win[3]:
+                b = (_round_half_up((x1 - win[0]) * sx), _round_half_up((y1 - win[1]) * sy),
+                     _round_half_up((x2 - win[0]) * sx), _round_half_up((y2 - win[1]) * sy))
+                b = (max(0, b[0]), max(0, b[1]), min(W, b[2]), min(H, b[3]))
+                if self._big_enough(b, W, H):
+                    objects.append(SceneObject(o.name, b))
+
+        pool = [(p, o) for p in self.photos for o in self.annotations[p]]
+        want = int(rng.integers(COMPOSITE_PASTES[0], COMPOSITE_PASTES[1] + 1))
+        pasted = []
+        for _ in range(COMPOSITE_TRIES):
+            if len(pasted) >= want:
+                break
+            photo, obj = pool[int(rng.integers(len(pool)))]
+            L = rng.uniform(*COMPOSITE_SCALE) * min(W, H)
+            ow, oh = obj.bbox[2] - obj.bbox[0], obj.bbox[3] - obj.bbox[1]
+            f = L / max(ow, oh)
+            pw, ph = max(1, int(round(ow * f))), max(1, int(round(oh * f)))
+            px = int(rng.integers(0, W - pw + 1)) if pw <= W else -1
+            py = int(rng.integers(0, H - ph + 1)) if ph <= H else -1
+            if px < 0 or py < 0:
+                continue
+            box = (px, py, px + pw, py + ph)
+            if obj.name in {o.name for o in objects} or not self._big_enough(box, W, H):
+                continue
+            if any(intersection(box, o.bbox) for o in objects):
+                continue
+            crop = load_photo(photo)[obj.bbox[1]:obj.bbox[3], obj.bbox[0]:obj.bbox[2]]
+            canvas[py:py + ph, px:px + pw] = resize_rgb(np.ascontiguousarray(crop), (pw, ph))
+            objects.append(SceneObject(obj.name, box))
+            pasted.append({"photo": photo, "object": obj.name, "bbox": list(box)})
+        return SourceRecord(source_id=f"embedded:composite:{i:06d}", objects=objects, array=canvas,
+                            where=f"embedded composite {i} (seed {self.seed})",
+                            meta={"background": bg_name, "window": list(win), "pasted": pasted})
+
+    def _big_enough(self, b: Sequence[int], W: int, H: int) -> bool:
+        return (b[2] - b[0] >= self.min_box_side and b[3] - b[1] >= self.min_box_side
+                and box_area(b) >= self.min_object_area * W * H)
+
+
+def make_source(cfg, on_error: str = "skip") -> Source:
+    """The source named by ``cfg.perception.source`` (``embedded`` | ``coco`` | ``jsonl``)."""
+    p = cfg.perception
+    if p.source == "embedded":
+        return EmbeddedSource(p.image_size, cfg.model.max_pixels, p.seed, p.min_box_side, p.min_object_area)
+    if p.source in ("coco", "jsonl"):
+        if not p.annotations or not p.root:
+            raise DataError(f"perception.source={p.source!r} needs perception.annotations and perception.root "
+                            f"(got annotations={p.annotations!r}, root={p.root!r})")
+        ann, root = cfg.resolve(p.annotations), cfg.resolve(p.root)
+        if p.source == "coco":
+            return CocoSource(ann, root, p.min_object_area, on_error=on_error)
+        return JsonlSource(ann, root, on_error=on_error)
+    raise DataError(f"unknown perception.source {p.source!r}; valid: ['coco', 'embedded', 'jsonl']")
