@@ -707,12 +707,29 @@ def distort_pair(image: np.ndarray, first: tuple[str, int], second: tuple[str, i
 
 
 # --------------------------------------------------------------------------- strength
+_SSIM_WINDOW = 11  # Gaussian SSIM window for sigma 1.5 (truncate 3.5)
+
+
+def _grow_to(box: tuple[int, int, int, int], side: int, shape) -> tuple[int, int, int, int]:
+    """Grow each side of ``box`` to at least ``side`` px, centred, kept inside the image."""
+    def grow(a: int, b: int, limit: int) -> tuple[int, int]:
+        if b - a >= side or limit < side:
+            return a, b
+        a = min(max(0, a - (side - (b - a)) // 2), limit - side)
+        return a, a + side
+    x1, y1, x2, y2 = box
+    (x1, x2), (y1, y2) = grow(x1, x2, shape[1]), grow(y1, y2, shape[0])
+    return x1, y1, x2, y2
+
+
 def strength(reference: np.ndarray, distorted: np.ndarray, bbox: Sequence[int] | None = None) -> float:
     """Full-reference distortion strength inside ``bbox``: ``1 - SSIM``.
 
     SSIM (Wang et al. 2004; Gaussian window sigma 1.5, K1 .01, K2 .03, data range 255) is computed
     on each RGB channel of the box (so colour-only changes count) and averaged. Range ``[0, 2]``;
     0 = identical, about 0.01-0.05 = slight, > 0.5 = very strong (typical photos stay below 1).
+    The Gaussian window is 11 px wide; a box side of 8-10 px is measured on the box grown
+    symmetrically (inside the image) to 11 px.
 
     >>> ref = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))[..., None].repeat(3, 2)
     >>> strength(ref, ref)
@@ -725,7 +742,7 @@ def strength(reference: np.ndarray, distorted: np.ndarray, bbox: Sequence[int] |
     ref, dis = _check_image(reference), _check_image(distorted)
     if ref.shape != dis.shape:
         raise ValueError(f"reference {ref.shape} and distorted {dis.shape} differ in shape")
-    x1, y1, x2, y2 = _check_box(bbox, ref.shape)
+    x1, y1, x2, y2 = _grow_to(_check_box(bbox, ref.shape), _SSIM_WINDOW, ref.shape)
     ssim = structural_similarity(ref[y1:y2, x1:x2], dis[y1:y2, x1:x2], channel_axis=2, data_range=255,
                                  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     return max(0.0, 1.0 - float(ssim))

@@ -344,3 +344,13 @@ def test_every_variant_works_on_tiny_and_flat_images():
             for sev in (1, 5):
                 out = distort(img, c, sev, rng=0, variant=v)
                 assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_strength_measures_boxes_smaller_than_the_ssim_window():
+    from refine_iqa_lib.data.photos import load_photo
+
+    image = load_photo("chelsea")
+    box = (40, 40, 48, 49)  # 8 x 9 px: narrower than SSIM's 11 px window
+    noisy = D.distort(image, "noise", 3, bbox=box, rng=0)
+    assert D.strength(image, noisy, box) > 0.1
+    assert D.strength(image, image, box) == 0.0

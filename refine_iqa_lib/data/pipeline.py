@@ -331,32 +331,8 @@ def perceptibility_stage(reference: np.ndarray, distorted: np.ndarray, bbox: BBo
                          ) -> tuple[bool, float]:
     """Stand-in for the human scrutiny: ``distortions.strength`` (1 - SSIM) in the box must exceed
     ``threshold``."""
-    try:
-        s = float(D.strength(reference, distorted, bbox))
-    except ValueError as e:
-        if "win_size" not in str(e):
-            raise
-        # SSIM's 11 px Gaussian window does not fit a box side of 8-10 px: measure on the box
-        # grown (symmetrically, inside the image) to 11 px per side.
-        s = float(D.strength(reference, distorted, _grow_box(bbox, SSIM_WINDOW, reference.shape)))
+    s = float(D.strength(reference, distorted, bbox))
     return s > threshold, s
-
-
-#: Side of the Gaussian SSIM window used by ``distortions.strength`` (sigma 1.5 -> 11 px).
-SSIM_WINDOW = 11
-
-
-def _grow_box(bbox: BBox, side: int, shape: tuple[int, ...]) -> BBox:
-    h, w = shape[:2]
-    x1, y1, x2, y2 = bbox
-    def grow(a: int, b: int, limit: int) -> tuple[int, int]:
-        need = max(0, side - (b - a))
-        a = max(0, a - need // 2)
-        b = min(limit, a + max(side, b - a))
-        return max(0, b - max(side, b - a)), b
-    x1, x2 = grow(x1, x2, w)
-    y1, y2 = grow(y1, y2, h)
-    return (x1, y1, x2, y2)
 
 
 # --------------------------------------------------------------------------- one scene
