@@ -1,0 +1,165 @@
+"""Scoring evaluation (Table 3): model registry, result files in the tables' schema, NaN handling."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from refine_iqa_lib.config import load_config
+from refine_iqa_lib.evaluation import scoring_eval as ev
+from refine_iqa_lib.evaluation import tables
+from refine_iqa_lib.io import read_json, write_json
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring_eval")
+    return load_config("smoke", {"warmup.enabled": False, "paths.work_dir": str(root / "work"),
+                                 "paths.results_dir": str(root / "results"), "paths.figures_dir": str(root / "fig")})
+
+
+def test_model_registry_names_and_folders(cfg):
+    paths = ev.model_paths(cfg)
+    assert set(paths) == set(tables.RUNS.values())  # every name the tables read
+    assert paths["s1"] == cfg.work_dir / "runs" / "stage1" and paths["s2"] == cfg.work_dir / "runs" / "stage2"
+    assert paths["s2_no_pd"] == cfg.work_dir / "runs" / "ablations" / "s2_no_pd"
+    assert paths["base"].name == f"tiny-seed{cfg.model.seed}"  # warm-up disabled: the raw stand-in
+    with_warmup = load_config("smoke", {"paths.work_dir": str(cfg.work_dir)})
+    assert ev.model_paths(with_warmup)["base"] == cfg.work_dir / "runs" / "warmup"
+    assert ev.normalise_model_name("S2") == "s2"
+    with pytest.raises(ValueError, match="unknown model name 'S3'"):
+        ev.normalise_model_name("S3")
+
+
+def test_missing_run_says_how_to_make_it(cfg):
+    with pytest.raises(FileNotFoundError, match="Stage-1"):
+        ev.eval_model_path(cfg, "s1")
+    assert list(ev.available_models(cfg)) == ["base"]
+
+
+def test_weights_dir_needs_the_final_marker(tmp_path):
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")
+    assert ev.weights_dir(run) is None  # weights saved but the stage did not finish
+    (run / "final" / "refine_final.json").write_text("{}")
+    assert ev.weights_dir(run) == run / "final"
+
+
+def test_subsample_is_seeded_ordered_and_complete_when_asked():
+    df = pd.DataFrame({"a": range(50)})
+    a, b = ev.subsample(df, 7, seed=3), ev.subsample(df, 7, seed=3)
+    assert a.equals(b) and len(a) == 7 and a["a"].is_monotonic_increasing
+    assert not a.equals(ev.subsample(df, 7, seed=4))
+    assert len(ev.subsample(df, 0)) == 50 and len(ev.subsample(df, 500)) == 50
+
+
+def test_method_names_match_the_tables():
+    assert ev.method_name("numeric") == "num" and ev.method_name("prob") == "prob"
+    with pytest.raises(ValueError, match="unknown scoring method"):
+        ev.method_name("logits")
+
+
+def test_evaluate_scoring_writes_the_tables_schema(cfg, tiny_policy):
+    records = ev.evaluate_scoring(cfg, "base", loaded=tiny_policy)
+    assert len(records) == len(cfg.eval.modes) * len(cfg.eval.methods) * len(cfg.scoring.eval)
+    for rec in records:
+        path = ev.scoring_result_path(cfg, "base", rec["dataset"], rec["mode"], rec["method"])
+        on_disk = read_json(path)
+        assert path.name == f"base__{rec['dataset']}__{rec['mode']}__{rec['method']}.json"
+        for key in ("model", "dataset", "mode", "method", "srcc", "plcc", "plcc_kind", "n", "n_nan", "profile"):
+            assert key in on_disk
+        assert on_disk["method"] in ("prob", "num") and on_disk["profile"] == "smoke"
+        assert on_disk["n"] + on_disk["n_nan"] == on_disk["n_images"] <= cfg.eval.max_samples
+        assert on_disk["plcc_kind"] == "raw"
+        preds = pd.read_csv(ev.predictions_dir(cfg, "scoring") / f"{path.stem}.csv")
+        assert len(preds) == on_disk["n_images"] and {"image", "mos", "pred"} <= set(preds.columns)
+        if rec["method"] == "prob":  # Eq. 8 lies in (0.5, 4.5) and always exists
+            assert on_disk["n_nan"] == 0 and preds["pred"].between(0.5, 4.5).all()
+    # the tables read these files
+    long = tables.load_results(cfg.results_dir, "smoke")
+    assert set(long.loc[long["kind"] == "scoring", "model"]) == {"base"}
+    t3 = tables.build_table(3, cfg.results_dir, "smoke", runs={"s2": "base"})
+    ours = t3[t3["source"] == "ours (smoke)"].iloc[-1]
+    rec = next(r for r in records if (r["mode"], r["method"]) == ("no_think", "prob"))
+    assert ours["KONIQ SRCC"] == pytest.approx(round(rec["srcc"], 3))
+
+
+def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monkeypatch):
+    import refine_iqa_lib.scoring as scoring
+
+    def fake_score_images(model, processor, images, mode, method, batch_size, max_new_tokens, **kw):
+        out = []
+        for i, _ in enumerate(images):
+            out.append({"score": float("nan") if i == 0 else float(i), "parsed": i != 0, "text": "x"})
+        return out
+
+    monkeypatch.setattr(scoring, "score_images", fake_score_images)
+    logistic = load_config(cfg, {"eval.logistic_plcc": True})
+    rec = ev.evaluate_scoring(logistic, "base", modes=["no_think"], methods=["numeric"], loaded=tiny_policy)[0]
+    assert rec["n_nan"] == 1 and rec["n"] == rec["n_images"] - 1
+    assert rec["plcc_fit_requested"] == "logistic4" and rec["plcc_kind"] in ("logistic4", "raw")
+    assert read_json(ev.scoring_result_path(cfg, "base", "koniq", "no_think", "num"))["n_nan"] == 1
+
+
+def test_perfect_predictions_give_perfect_correlations(cfg, tiny_policy, monkeypatch):
+    import refine_iqa_lib.scoring as scoring
+
+    df, _ = ev.load_scoring_set(cfg, "koniq")
+    mos = dict(zip(df["image"], df["mos"]))
+    monkeypatch.setattr(scoring, "score_images", lambda m, p, images, **kw: [{"score": mos[i]} for i in images])
+    rec = ev.evaluate_scoring(cfg, "base", modes=["no_think"], methods=["prob"], loaded=tiny_policy)[0]
+    assert rec["srcc"] == pytest.approx(1.0) and rec["plcc"] == pytest.approx(1.0)
+
+
+def test_overwrite_false_reuses_existing_results(cfg):
+    path = ev.scoring_result_path(cfg, "s2", "koniq", "think", "prob")
+    write_json(path, {"model": "s2", "dataset": "koniq", "mode": "think", "method": "prob", "srcc": 0.4,
+                      "plcc": 0.3, "plcc_kind": "raw", "n": 5, "n_nan": 0, "profile": "smoke"})
+    recs = ev.evaluate_scoring(cfg, "s2", modes=["think"], methods=["prob"], overwrite=False)
+    assert recs[0]["srcc"] == 0.4  # read back, no model needed
+
+
+def test_write_record_turns_nan_into_null(tmp_path):
+    path = ev.write_record(tmp_path / "r.json", {"srcc": float("nan"), "acc": {"a": np.float64("nan"), "b": 0.5},
+                                                 "n": np.int64(3)})
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text) == {"srcc": None, "acc": {"a": None, "b": 0.5}, "n": 3}
+
+
+def test_our_table_adds_scale_notes_and_writes_files(cfg):
+    df = ev.our_table(cfg, 3)
+    ours = df[df["source"] != "paper"]
+    assert len(ours) == 2 and ours["note"].str.contains("embedded synthetic stand-in").all()
+    assert ours["note"].str.contains("not in scoring.eval").all()
+    for ext in ("csv", "md", "tex"):
+        assert (cfg.results_dir / "tables" / f"table3_smoke.{ext}").is_file()
+    assert "not evaluated" not in ev.scale_notes(load_config("paper"), 3)
+
+
+def test_greedy_generate_is_deterministic_and_batch_independent(tiny_policy):
+    from PIL import Image
+
+    model, processor = tiny_policy
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (56, 84, 3), dtype=np.uint8)) for _ in range(3)]
+    prompts = ["Is it sharp?", "What is shown?", "Rate it."]
+    a = ev.greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=3, progress=False)
+    b = ev.greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=1, progress=False)
+    assert len(a) == 3 and a == b
+    with pytest.raises(ValueError, match="one entry per prompt"):
+        ev.greedy_generate(model, processor, images[:2], prompts, max_new_tokens=2)
+
+
+def test_open_image_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        ev.open_image(tmp_path / "missing.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png"):
+        ev.open_image(bad)
+    assert not math.isnan(ev.clean_number(1.5))
