@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -45,6 +46,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder atomically: yield a temp folder beside ``path``; on success it replaces
+    ``path`` (an older copy is removed), on failure it is deleted and ``path`` is left as it was.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "built"
+    >>> with atomic_dir(d) as tmp:
+    ...     _ = (tmp / "x.txt").write_text("1")
+    >>> sorted(p.name for p in d.iterdir())
+    ['x.txt']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

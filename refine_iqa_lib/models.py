@@ -17,11 +17,9 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from .io import write_json
+from .io import atomic_dir, write_json
 
 #: Files a Qwen2.5-VL folder must hold for :func:`load_policy` (weights checked separately).
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
@@ -302,19 +300,15 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
 
     tokenizer = _build_tokenizer(arch["vocab_size"])
     config = tiny_config(arch, tokenizer)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
-    del gen
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     image_processor = Qwen2VLImageProcessorPil(min_pixels=arch["min_pixels"], max_pixels=arch["max_pixels"])
     processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
@@ -322,12 +316,6 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
             "fingerprint": fp, "seed": seed, "arch": arch, "n_parameters": n_params,
             "note": "Offline stand-in for Qwen2.5-VL-7B-Instruct: same model class, random weights.",
         })
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -54,9 +54,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -64,7 +61,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from refine_iqa_lib.io import write_bytes, write_json, write_text
+from refine_iqa_lib.io import atomic_dir, write_bytes, write_json, write_text
 
 __all__ = [
     "DISTORTION_PHRASES", "COLOURS", "BRIGHTNESS_LEVELS", "qbench_set_dir", "build_embedded_qbench",
@@ -328,9 +325,7 @@ def build_embedded_qbench(cfg, force: bool = False) -> Path:
     if images.empty:
         raise ValueError(f"{test_file}: the perception test split is empty; cannot generate Q-Bench questions "
                          "(raise perception.test_size)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         records, skipped = [], 0
         rows = images.sort_values("id", kind="stable").to_dict("records")
         for i, row in enumerate(rows):
@@ -352,10 +347,4 @@ def build_embedded_qbench(cfg, force: bool = False) -> Path:
         write_json(tmp / _STAMP, {"fingerprint": fp, "synthetic": True, "n_images": len(rows),
                                   "n_questions": len(records), "skipped_concerns": skipped, "counts": counts,
                                   "source": str(test_file)})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
