@@ -97,6 +97,10 @@ def run_all(profile: str, overrides: dict | None = None, only: list[str] | None 
         timings.append({"notebook": nb.name, "seconds": round(time.perf_counter() - t0, 1)})
         tqdm.write(f"  done {nb.name} in {timings[-1]['seconds']:.1f} s")
     write_json(out_dir / "timings.json", {"profile": cfg.profile, "notebooks": timings})
+    if only is None and directory == NOTEBOOK_DIR:
+        from .artifacts import write_index
+
+        tqdm.write(f"  wrote {write_index(cfg)}")
     return timings
 
 
