@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= tiny
 EXTRAS     ?= test
 PY         := $(VENV)/bin/python
-STAMP      := $(VENV)/.refine-iqa-installed
+STAMP      := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: reproduce test venv dry-run clean-results lab bench
 
