@@ -64,13 +64,23 @@ class PerceptionConfig:
     image_size: int = 112                 # longest side of stored images (snapped to multiples of 28)
     min_object_area: float = 0.02         # minimum box area as a fraction of the image
     quality_scorer: str = "default"       # no-reference filter; see data.pipeline
-    quality_threshold: float = 0.0
-    perceptibility_threshold: float = 0.0
+    quality_threshold: float = 50.0       # scorer output is 0-100 (paper: Q-Align/DBCNN/HyperIQA all > 80)
+    perceptibility_threshold: float = 0.01  # distortions.strength (1 - SSIM in the box) must exceed it
     combo_prob: float = 0.0               # share of two-distortion samples
     test_size: int = 40                   # paper: 1,500
     workers: int = 2
     review_file: str = ""                 # human review decisions (accept/reject), honoured by the build
     seed: int = 0
+    min_box_side: int = 8                 # px; smaller objects are dropped after resizing
+    max_objects: int = 5                  # objects (= marked images) kept per source image, largest first
+    categories: list = field(default_factory=list)  # distortion pool; [] = all 12
+    severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    n_options: int = 4                    # options per multiple-choice question (at most)
+    samples_per_image: float = 2.6        # expected Stage-1 samples per train image (paper: 55K / 20.9K)
+    fr_prob: float = 0.5                  # share of full-reference samples (train)
+    test_forms: list = field(default_factory=lambda: ["fr", "nr"])  # test: all 3 tasks in these forms
+    sample_modes: list = field(default_factory=lambda: ["no_think"])  # prompt modes drawn per sample
+    chunk_size: int = 8                   # scenes per worker task
 
 
 @dataclass
@@ -99,6 +109,9 @@ class WarmupConfig:
     batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_steps: int = 20
+    min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
+    scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks)
+    save_steps: int = 100
     seed: int = 0
 
 
@@ -130,7 +143,12 @@ class StageConfig:
     lambdas: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # Eq. 5
     variant: str = "paper"                # paper | authors (reference-facts §1)
     init_from: str = "previous"           # previous stage's weights, or "base"
+    init_path: str = ""                   # explicit initial weights (overrides init_from)
+    pd_reference: str = "forced"          # forced (Eq. 4, one pass) | sampled (authors: G no-think samples)
+    no_think_every: int = 10              # sample no-think answers every k steps for Fig. 4 (0 = never)
+    max_grad_norm: float = 1.0
     save_steps: int = 50
+    save_total_limit: int = 2             # checkpoints kept
     logging_steps: int = 1
     seed: int = 0
 

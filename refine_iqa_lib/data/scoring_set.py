@@ -1,0 +1,339 @@
+"""The embedded scoring set: a synthetic stand-in for KonIQ-10k, written in KonIQ's own layout.
+
+The paper's Stage-2 trains on KonIQ-10k + SPAQ (human MOS). Those are not installable, so the
+``smoke`` and ``tiny`` profiles use this set instead. **Its scores are not human data**: they are
+a fixed function of a distortion severity that we apply ourselves.
+
+What is in it
+-------------
+* **Pictures.** Crops (70 %) of the photographs that ship inside scikit-image / scikit-learn
+  (:mod:`refine_iqa_lib.data.photos`) and side-by-side composites of two crops (30 %), resized to
+  ``W x H`` with both sides drawn from the multiples of 28 in ``[56, scoring.embedded_image_size]``
+  (so Qwen2.5-VL's 28-pixel merge grid fits exactly).
+* **Distortion.** A severity ``s`` drawn uniformly from 0-5. ``s = 0`` is the pristine crop;
+  otherwise one *whole-image* distortion from ``scoring.embedded_categories`` (default noise and
+  underexposure) at severity ``s`` via :func:`refine_iqa_lib.distortions.distort`.
+  Why not blur: a randomly initialised vision tower (the tiny stand-in) cannot see blur - the
+  vision merger's per-token normalisation removes the high-frequency energy that blur lowers
+  (reference-facts §5: ridge probes on the random tower reach 0.91 SRCC for darkening, 0.58 for
+  noise, 0.49 for blur, 0.21 for blur mixed with noise). A pretrained Qwen2.5-VL tower has no
+  such limitation; the categories are a config value. Measured here (ridge probe on the random
+  tower's pooled features, 240 crops per category): overexposure 0.82, underexposure 0.72,
+  noise 0.47; a warm-up on noise + underexposure called most noisy pictures "clean", so the
+  ``tiny`` profile uses under- and overexposure.
+* **Synthetic MOS** (on the training scale [0, 5)): ``mos = clip(4.5 − 0.8·s + N(0, 0.15²), 0, 4.9)``
+  with a per-image seeded draw (:data:`SYNTHETIC_MOS`). Pristine pictures score about 4.5, the
+  most severe about 0.5.
+* **KonIQ layout.** ``koniq10k_scores_and_distributions.csv`` (``image_name,c1..c5,c_total,MOS,SD,
+  MOS_zscore``) with ``MOS = 1 + 0.8·mos`` on KonIQ's 1-5 scale, so that
+  :func:`refine_iqa_lib.data.iqa.load_iqa` ("koniq") rescales it back to ``mos`` exactly (up to the
+  6 written decimals); ``koniq10k_distributions_sets.csv`` with ``set`` =
+  training / validation / test (70 / 10 / 20 %, a seeded permutation); images as PNG under
+  ``1024x768/`` (the folder the KonIQ loader reads; the pictures themselves are small). The vote
+  counts ``c1..c5`` are an illustrative discretised normal around the MOS (100 votes,
+  sd 0.6), not votes. ``MOS_zscore`` is ``25·(MOS − 1)``. ``embedded_metadata.csv`` records each
+  picture's source, kind, category and severity; ``README.txt`` repeats this description.
+
+Deterministic: picture ``i`` depends only on ``(scoring.seed, i)`` and the settings, so the same
+config gives byte-identical files. The folder is built in a temporary sibling and renamed into
+place (atomic); a stamp with the settings' fingerprint makes later calls reuse it.
+
+>>> import numpy as np
+>>> round(synthetic_mos(0, np.random.default_rng(0)), 3), round(synthetic_mos(5, np.random.default_rng(0)), 3)
+(4.519, 0.519)
+>>> koniq_raw_from_mos(2.5), mos_from_koniq_raw(3.0)
+(3.0, 2.5)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..io import write_json, write_text
+
+__all__ = [
+    "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
+    "embedded_sides", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
+    "is_embedded", "loader_name", "load_scoring_split",
+]
+
+#: The root value (``scoring.roots.<name>: embedded``) that selects this synthetic set.
+EMBEDDED = "embedded"
+#: The fixed, documented severity -> MOS map (training scale [0, 5)).
+SYNTHETIC_MOS = {"top": 4.5, "slope": 0.8, "noise_sd": 0.15, "low": 0.0, "high": 4.9}
+_SPLIT_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
+_COMPOSITE_SHARE = 0.3
+_VOTES, _VOTE_SD = 100, 0.6
+_BUILD_VERSION = "1"
+_STAMP = "embedded_set.json"
+
+
+def synthetic_mos(severity: int, rng: np.random.Generator) -> float:
+    """``clip(4.5 − 0.8·severity + N(0, 0.15²), 0, 4.9)`` (one normal draw from ``rng``)."""
+    m = SYNTHETIC_MOS
+    value = m["top"] - m["slope"] * int(severity) + m["noise_sd"] * float(rng.standard_normal())
+    return float(np.clip(value, m["low"], m["high"]))
+
+
+def koniq_raw_from_mos(mos: float) -> float:
+    """KonIQ's 1-5 MOS for a training-scale score (the inverse of the KonIQ loader's rescale)."""
+    return 1.0 + 4.0 * float(mos) / 5.0
+
+
+def mos_from_koniq_raw(raw: float) -> float:
+    """Training-scale [0, 5) score for a KonIQ 1-5 MOS (what ``load_iqa("koniq", ...)`` computes)."""
+    return 5.0 * (float(raw) - 1.0) / 4.0
+
+
+def embedded_sides(max_side: int) -> list[int]:
+    """Allowed picture sides: multiples of 28 in ``[56, max_side]``.
+
+    >>> embedded_sides(112), embedded_sides(60)
+    ([56, 84, 112], [56])
+    """
+    top = max(56, (int(max_side) // 28) * 28)
+    return list(range(56, top + 1, 28))
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``photo`` with aspect ``w/h``, covering 30-100 % of the largest such crop,
+    resized to ``w x h`` (area-averaging)."""
+    ph, pw = photo.shape[:2]
+    aspect = w / h
+    max_h = min(ph, pw / aspect)
+    scale = float(rng.uniform(0.3, 1.0))
+    ch = max(8, int(round(max_h * scale)))
+    cw = max(8, min(pw, int(round(ch * aspect))))
+    y0 = int(rng.integers(0, ph - ch + 1))
+    x0 = int(rng.integers(0, pw - cw + 1))
+    patch = Image.fromarray(photo[y0:y0 + ch, x0:x0 + cw])
+    return np.asarray(patch.resize((w, h), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def _picture(i: int, seed: int, max_side: int, categories: list[str]) -> tuple[np.ndarray, dict]:
+    from ..distortions import distort
+    from .photos import list_photos, load_photo
+
+    rng = np.random.default_rng([int(seed), int(i)])
+    names = list_photos()
+    sides = embedded_sides(max_side)
+    w, h = int(rng.choice(sides)), int(rng.choice(sides))
+    if rng.random() < _COMPOSITE_SHARE:
+        a, b = rng.choice(len(names), size=2, replace=False)
+        src = [names[int(a)], names[int(b)]]
+        if w >= h:  # split along the longer side
+            left = max(8, (w // 2))
+            img = np.concatenate([_crop(load_photo(src[0]), left, h, rng),
+                                  _crop(load_photo(src[1]), w - left, h, rng)], axis=1)
+        else:
+            top = max(8, (h // 2))
+            img = np.concatenate([_crop(load_photo(src[0]), w, top, rng),
+                                  _crop(load_photo(src[1]), w, h - top, rng)], axis=0)
+        kind = "composite"
+    else:
+        src = [names[int(rng.integers(len(names)))]]
+        img = _crop(load_photo(src[0]), w, h, rng)
+        kind = "crop"
+    severity = int(rng.integers(0, 6))
+    category = "none"
+    if severity > 0:
+        category = str(categories[int(rng.integers(len(categories)))])
+        img = distort(img, category, severity, rng=rng)
+    mos = synthetic_mos(severity, rng)
+    return img, {"source": "+".join(src), "kind": kind, "category": category, "severity": severity,
+                 "mos": mos, "width": w, "height": h}
+
+
+def _votes(raw: float) -> tuple[list[int], float]:
+    """Illustrative vote counts ``c1..c5`` (a discretised normal around ``raw``) and their SD."""
+    from scipy.stats import norm
+
+    edges = np.array([-np.inf, 1.5, 2.5, 3.5, 4.5, np.inf])
+    p = np.diff(norm.cdf(edges, loc=raw, scale=_VOTE_SD))
+    counts = np.floor(p * _VOTES).astype(int)
+    for k in np.argsort(-(p * _VOTES - counts))[: _VOTES - counts.sum()]:
+        counts[k] += 1
+    levels = np.arange(1, 6)
+    mean = float((counts * levels).sum() / _VOTES)
+    sd = float(np.sqrt((counts * (levels - mean) ** 2).sum() / (_VOTES - 1)))
+    return counts.tolist(), sd
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _settings(cfg) -> dict:
+    s = cfg.scoring
+    from ..distortions import DISTORTIONS
+
+    cats = [str(c) for c in s.embedded_categories]
+    bad = [c for c in cats if c not in DISTORTIONS]
+    if not cats or bad:
+        raise ValueError(f"scoring.embedded_categories {cats}: expected a non-empty list of distortion "
+                         f"categories from {list(DISTORTIONS)}")
+    if int(s.embedded_n_images) < 10:
+        raise ValueError(f"scoring.embedded_n_images = {s.embedded_n_images}: expected at least 10 pictures "
+                         "(every split needs some)")
+    if int(s.embedded_image_size) < 56:
+        raise ValueError(f"scoring.embedded_image_size = {s.embedded_image_size}: expected at least 56 px")
+    return {"n_images": int(s.embedded_n_images), "image_size": int(s.embedded_image_size),
+            "categories": cats, "seed": int(s.seed), "mos_map": SYNTHETIC_MOS,
+            "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION}
+
+
+def _fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def embedded_set_dir(cfg) -> Path:
+    """Where the embedded set of ``cfg`` lives: ``<work_dir>/scoring/embedded_koniq``."""
+    return cfg.work_dir / "scoring" / "embedded_koniq"
+
+
+def _is_current(root: Path, fp: str) -> bool:
+    stamp = root / _STAMP
+    try:
+        return stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
+    """Build (or reuse) the embedded scoring set for ``cfg`` and return its folder.
+
+    Reads ``cfg.scoring.embedded_n_images``, ``embedded_image_size``, ``embedded_categories`` and
+    ``seed``. See the module docstring for what is written. Safe to call from several processes
+    at once (each builds privately; the first rename wins and the others reuse it).
+    """
+    settings = _settings(cfg)
+    fp = _fingerprint(settings)
+    root = embedded_set_dir(cfg)
+    if not force and _is_current(root, fp):
+        return root
+
+    n = settings["n_images"]
+    order = np.random.default_rng([settings["seed"], 10**6]).permutation(n)
+    split = np.empty(n, dtype=object)
+    start = 0
+    for k, (name, share) in enumerate(_SPLIT_SHARES):
+        stop = n if k == len(_SPLIT_SHARES) - 1 else start + int(round(share * n))
+        split[order[start:stop]] = name
+        start = stop
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        img_dir = tmp / "1024x768"
+        img_dir.mkdir()
+        scores, meta = [], []
+        for i in range(n):
+            img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"])
+            name = f"{i:05d}.png"
+            (img_dir / name).write_bytes(_png_bytes(img))
+            raw = round(koniq_raw_from_mos(info["mos"]), 6)
+            counts, sd = _votes(raw)
+            scores.append({"image_name": name, **{f"c{k + 1}": c for k, c in enumerate(counts)},
+                           "c_total": _VOTES, "MOS": raw, "SD": round(sd, 6),
+                           "MOS_zscore": round(25.0 * (raw - 1.0), 6)})
+            meta.append({"image_name": name, "set": split[i], "source": info["source"], "kind": info["kind"],
+                         "category": info["category"], "severity": info["severity"],
+                         "mos": round(info["mos"], 6), "width": info["width"], "height": info["height"]})
+        table = pd.DataFrame(scores)
+        write_text(tmp / "koniq10k_scores_and_distributions.csv", table.to_csv(index=False))
+        sets = table.assign(set=split)
+        write_text(tmp / "koniq10k_distributions_sets.csv", sets.to_csv(index=False))
+        write_text(tmp / "embedded_metadata.csv", pd.DataFrame(meta).to_csv(index=False))
+        write_text(tmp / "README.txt", _readme(settings))
+        counts = pd.Series(split).value_counts().to_dict()
+        write_json(tmp / _STAMP, {"fingerprint": fp, "settings": settings, "n_images": n,
+                                  "splits": {k: int(v) for k, v in counts.items()},
+                                  "note": "synthetic MOS from a fixed severity map; not human data"})
+        if root.exists():
+            if not force and _is_current(root, fp):  # another process finished first
+                return root
+            shutil.rmtree(root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if _is_current(root, fp):  # lost a race with an identical build
+                return root
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _readme(settings: dict) -> str:
+    m = SYNTHETIC_MOS
+    return (
+        "Embedded scoring set (refine-iqa): a synthetic stand-in for KonIQ-10k in KonIQ's file layout.\n"
+        "NOT HUMAN DATA. Pictures are crops / composites of the photographs shipped with scikit-image and\n"
+        f"scikit-learn, with one whole-image distortion from {settings['categories']} at severity s in 1-5\n"
+        f"(s = 0: pristine). Training-scale score: mos = clip({m['top']} - {m['slope']}*s + N(0, {m['noise_sd']}^2),"
+        f" {m['low']}, {m['high']}).\n"
+        "KonIQ columns: MOS = 1 + 0.8*mos (KonIQ's 1-5 scale); c1..c5 are an illustrative discretised normal\n"
+        "(100 votes, sd 0.6), not votes; MOS_zscore = 25*(MOS-1). Splits: 70/10/20 % training/validation/test.\n"
+        "Per-picture source, distortion and severity: embedded_metadata.csv.\n"
+    )
+
+
+# --------------------------------------------------------------------------- roots and loading
+
+
+def is_embedded(cfg, name: str) -> bool:
+    """Whether dataset ``name`` resolves to the embedded set (name or root ``embedded``)."""
+    return name == EMBEDDED or str(cfg.scoring.roots.get(name, "")) == EMBEDDED
+
+
+def resolve_iqa_root(cfg, name: str) -> Path:
+    """The folder holding IQA dataset ``name`` as distributed.
+
+    ``scoring.roots[name]`` is a folder (relative to the repository or absolute), or ``embedded``
+    (also the dataset name ``embedded``), which builds / reuses :func:`build_embedded_scoring_set`.
+    """
+    from ..config import ConfigError
+
+    if is_embedded(cfg, name):
+        return build_embedded_scoring_set(cfg)
+    roots = cfg.scoring.roots
+    if name not in roots:
+        raise ConfigError(f"scoring.roots has no folder for dataset {name!r}; set scoring.roots.{name}=/path "
+                          f"(or 'embedded'); configured: {sorted(roots)}")
+    root = cfg.resolve(roots[name])
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: folder for IQA dataset {name!r} (scoring.roots.{name}) not found")
+    return root
+
+
+def loader_name(cfg, name: str) -> str:
+    """The :data:`refine_iqa_lib.data.iqa.DATASETS` adapter that reads ``name`` (the embedded set is KonIQ)."""
+    return "koniq" if is_embedded(cfg, name) else name
+
+
+def load_scoring_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
+    """``load_iqa`` for a configured dataset name (embedded or a folder); the ``dataset`` column
+    keeps the configured name. ``split``: the adapter's split names (KonIQ: train/val/test/all)."""
+    from .iqa import load_iqa
+
+    df = load_iqa(loader_name(cfg, name), resolve_iqa_root(cfg, name), split=split)
+    df["dataset"] = name
+    return df
