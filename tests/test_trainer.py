@@ -159,6 +159,7 @@ def test_grpo_config_and_authors_overrides(work):
     assert (a.loss_type, a.beta) == ("grpo", 0.04)
     s = RefineSettings.from_stage(load_config(cfg, AUTHORS_OVERRIDES).stage2, "2")
     assert s.variant == "authors" and s.pd_reference == "sampled" and s.samples_no_think
+    assert s.eq6_eps == 2e-5 and RefineSettings().eq6_eps == 0.02      # an all-wrong flat group: -0.2, not -200
     with pytest.raises(ValueError, match="Stage-2"):
         RefineSettings(stage="1", mode="no_think", use_pd=True)
 

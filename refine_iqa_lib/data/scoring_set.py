@@ -49,16 +49,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import write_json, write_text
+from ..io import atomic_dir, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
@@ -220,8 +217,8 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
     """Build (or reuse) the embedded scoring set for ``cfg`` and return its folder.
 
     Reads ``cfg.scoring.embedded_n_images``, ``embedded_image_size``, ``embedded_categories`` and
-    ``seed``. See the module docstring for what is written. Safe to call from several processes
-    at once (each builds privately; the first rename wins and the others reuse it).
+    ``seed``. See the module docstring for what is written. The folder is built in a temporary
+    sibling and renamed into place (:func:`refine_iqa_lib.io.atomic_dir`).
     """
     settings = _settings(cfg)
     fp = _fingerprint(settings)
@@ -238,16 +235,14 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
         split[order[start:stop]] = name
         start = stop
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         img_dir = tmp / "1024x768"
         img_dir.mkdir()
         scores, meta = [], []
         for i in range(n):
             img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"])
             name = f"{i:05d}.png"
-            (img_dir / name).write_bytes(_png_bytes(img))
+            (img_dir / name).write_bytes(_png_bytes(img))  # inside the temp folder: atomic as a whole
             raw = round(koniq_raw_from_mos(info["mos"]), 6)
             counts, sd = _votes(raw)
             scores.append({"image_name": name, **{f"c{k + 1}": c for k, c in enumerate(counts)},
@@ -258,27 +253,13 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
                          "mos": round(info["mos"], 6), "width": info["width"], "height": info["height"]})
         table = pd.DataFrame(scores)
         write_text(tmp / "koniq10k_scores_and_distributions.csv", table.to_csv(index=False))
-        sets = table.assign(set=split)
-        write_text(tmp / "koniq10k_distributions_sets.csv", sets.to_csv(index=False))
+        write_text(tmp / "koniq10k_distributions_sets.csv", table.assign(set=split).to_csv(index=False))
         write_text(tmp / "embedded_metadata.csv", pd.DataFrame(meta).to_csv(index=False))
         write_text(tmp / "README.txt", _readme(settings))
         counts = pd.Series(split).value_counts().to_dict()
         write_json(tmp / _STAMP, {"fingerprint": fp, "settings": settings, "n_images": n,
                                   "splits": {k: int(v) for k, v in counts.items()},
                                   "note": "synthetic MOS from a fixed severity map; not human data"})
-        if root.exists():
-            if not force and _is_current(root, fp):  # another process finished first
-                return root
-            shutil.rmtree(root)
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if _is_current(root, fp):  # lost a race with an identical build
-                return root
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -137,6 +137,14 @@ class RefineSettings:
         return list(self.lambdas[: len(self.reward_names())])
 
     @property
+    def eq6_eps(self) -> float:
+        """Eq. 6's offset: ``adv_eps`` (paper, 0.02); the authors' code's 2e-5 for ``variant="authors"``
+        (their offset goes with their ``std + 1e-4`` denominator; 0.02 / 1e-4 would give -200)."""
+        from ..advantages import AUTHORS_EPS
+
+        return float(self.adv_eps) if self.variant == "paper" else AUTHORS_EPS
+
+    @property
     def samples_no_think(self) -> bool:
         return self.stage == "2" and (self.pd_reference == "sampled" and self.use_pd or self.no_think_every > 0)
 
@@ -360,7 +368,7 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
         n_local = out["advantages"].shape[0]
         lo = self.accelerator.process_index * n_local
         if self.refine.use_pm:
-            adv_all = refine_advantages(rewards.view(-1, G), correct.view(-1, G), eps=self.refine.adv_eps,
+            adv_all = refine_advantages(rewards.view(-1, G), correct.view(-1, G), eps=self.refine.eq6_eps,
                                         variant=self.refine.variant).reshape(-1)
             local = adv_all[lo:lo + n_local].to(dtype=out["advantages"].dtype, device=out["advantages"].device)
             out["advantages"] = local
