@@ -74,6 +74,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def build_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Serialise processes that build the same folder (an exclusive ``flock`` on a ``.<name>.lock``
+    file beside it). Callers re-check their cache stamp inside the lock, so when two ranks of a
+    distributed job start together one builds and the other reuses its result."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Atomically write ``data`` to ``path``."""
     with atomic_write(path, "wb") as f:

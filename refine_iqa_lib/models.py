@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from .io import atomic_dir, write_json
+from .io import atomic_dir, build_lock, write_json
 
 #: Files a Qwen2.5-VL folder must hold for :func:`load_policy` (weights checked separately).
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
@@ -286,17 +286,28 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
     byte-level BPE tokenizer trained locally (one token per digit, Qwen's special tokens, the
     Qwen2.5-VL chat template). Same seed and architecture give identical weights and tokenizer.
     Cached: if ``out_dir`` already holds a build with the same fingerprint it is returned as is.
-    The folder is written atomically (built in a temp folder, then renamed). No network.
+    The folder is written atomically (built in a temp folder, then renamed) and concurrent callers
+    are serialised by a lock file. No network.
     """
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
-
     out_dir = Path(out_dir)
     arch = {**TINY_ARCH, **(arch or {})}
     fp = _fingerprint(arch, seed)
     stamp = out_dir / "refine_iqa_stand_in.json"
-    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp:
+
+    def current() -> bool:
+        return stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp
+
+    if not force and current():
         return out_dir
+    with build_lock(out_dir):  # ranks of a distributed job may all ask for it at once
+        if force or not current():
+            _build_tiny_folder(out_dir, arch, seed, fp)
+    return out_dir
+
+
+def _build_tiny_folder(out_dir: Path, arch: dict, seed: int, fp: str) -> None:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     tokenizer = _build_tokenizer(arch["vocab_size"])
     config = tiny_config(arch, tokenizer)
@@ -316,7 +327,6 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
             "fingerprint": fp, "seed": seed, "arch": arch, "n_parameters": n_params,
             "note": "Offline stand-in for Qwen2.5-VL-7B-Instruct: same model class, random weights.",
         })
-    return out_dir
 
 
 def resolve_model_path(cfg) -> Path:

@@ -47,7 +47,9 @@ def test_two_processes_agree_on_the_advantages(tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     run_dir = tmp_path / "run"
-    overrides = [f"paths.work_dir={tmp_path / 'work'}", "warmup.enabled=false", "stage2.init_from=base",
+    overrides = [f"paths.work_dir={tmp_path / 'work'}",
+                 f"paths.cache_dir={tmp_path / 'cache'}",  # empty cache: both ranks build the stand-in at once
+                 "warmup.enabled=false", "stage2.init_from=base",
                  "stage2.max_steps=3", "stage2.no_think_every=0", "stage2.save_steps=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(driver), str(run_dir), *overrides],

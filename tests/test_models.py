@@ -117,3 +117,15 @@ def test_real_model_layout_without_torchvision_uses_the_image_only_processor(tmp
         processor = load_processor(d)
         assert type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor"
         assert processor.image_processor.size == image_cfg["size"]
+
+
+def test_concurrent_builds_of_one_folder_are_serialised(tmp_path):
+    """Two ranks of a distributed job asking for the stand-in at once both get a complete folder."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        paths = pool.starmap(build_tiny_model, [(tmp_path / "m", 0), (tmp_path / "m", 0)])
+    assert paths[0] == paths[1]
+    model, processor = load_policy(paths[0])
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m"]

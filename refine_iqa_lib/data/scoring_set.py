@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import atomic_dir, write_json, write_text
+from ..io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
@@ -225,7 +225,13 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
     root = embedded_set_dir(cfg)
     if not force and _is_current(root, fp):
         return root
+    with build_lock(root):  # ranks of a distributed job may all ask for it at once
+        if force or not _is_current(root, fp):
+            _write_embedded_set(root, settings, fp)
+    return root
 
+
+def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
     n = settings["n_images"]
     order = np.random.default_rng([settings["seed"], 10**6]).permutation(n)
     split = np.empty(n, dtype=object)
@@ -260,7 +266,6 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
         write_json(tmp / _STAMP, {"fingerprint": fp, "settings": settings, "n_images": n,
                                   "splits": {k: int(v) for k, v in counts.items()},
                                   "note": "synthetic MOS from a fixed severity map; not human data"})
-    return root
 
 
 def _readme(settings: dict) -> str:
