@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 from .io import atomic_dir, build_lock, write_json
@@ -299,10 +300,26 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
 
     if not force and current():
         return out_dir
-    with build_lock(out_dir):  # ranks of a distributed job may all ask for it at once
+    rank = _distributed_rank()
+    if rank:  # transformers writes weights only on rank 0 of a process group: let rank 0 build
+        deadline = time.monotonic() + 900
+        while not current():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{out_dir}: rank {rank} waited 15 min for rank 0 to build the stand-in")
+            time.sleep(0.5)
+        return out_dir
+    with build_lock(out_dir):  # separate jobs may ask for it at once
         if force or not current():
             _build_tiny_folder(out_dir, arch, seed, fp)
+    check_model_dir(out_dir)
     return out_dir
+
+
+def _distributed_rank() -> int | None:
+    """This process's rank in an initialised torch.distributed group, else None."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else None
 
 
 def _build_tiny_folder(out_dir: Path, arch: dict, seed: int, fp: str) -> None:
