@@ -303,7 +303,8 @@ def test_bad_boxes_are_named(photo, bbox, match):
 
 
 def test_numpy_integer_box_accepted(photo):
-    distort(photo, "blur", 1, bbox=np.array([0, 0, 8, 8]))
+    out = distort(photo, "blur", 1, bbox=np.array([0, 0, 8, 8]), rng=0)
+    assert np.array_equal(out, distort(photo, "blur", 1, bbox=(0, 0, 8, 8), rng=0))
 
 
 def test_bad_category_severity_variant(photo):
