@@ -311,18 +311,14 @@ def _check_on_error(on_error: str) -> str:
     return on_error
 
 
-class CocoSource(Source):
-    """COCO ``instances_*.json`` + image folder (see the module docstring for the rules)."""
+class _FileSource(Source):
+    """A source parsed up front from an annotations file plus an image folder."""
 
-    name = "coco"
-
-    def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, min_object_area: float = 0.0,
-                 on_error: str = "raise"):
+    def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, on_error: str = "raise"):
         self.annotations = Path(annotations)
         self.root = Path(root)
         self.on_error = _check_on_error(on_error)
         self.skips = []
-        self.records = self._parse(float(min_object_area))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -332,6 +328,17 @@ class CocoSource(Source):
 
     def describe(self) -> dict:
         return {**super().describe(), "annotations": str(self.annotations), "root": str(self.root)}
+
+
+class CocoSource(_FileSource):
+    """COCO ``instances_*.json`` + image folder (see the module docstring for the rules)."""
+
+    name = "coco"
+
+    def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, min_object_area: float = 0.0,
+                 on_error: str = "raise"):
+        super().__init__(annotations, root, on_error)
+        self.records = self._parse(float(min_object_area))
 
     def _parse(self, min_area: float) -> list[SourceRecord]:
         f = self.annotations
@@ -408,26 +415,14 @@ class CocoSource(Source):
         return records
 
 
-class JsonlSource(Source):
+class JsonlSource(_FileSource):
     """A folder of images + a JSONL of ``{"image", "objects": [{"name", "bbox"}]}`` records."""
 
     name = "jsonl"
 
     def __init__(self, annotations: str | os.PathLike, root: str | os.PathLike, on_error: str = "raise"):
-        self.annotations = Path(annotations)
-        self.root = Path(root)
-        self.on_error = _check_on_error(on_error)
-        self.skips = []
+        super().__init__(annotations, root, on_error)
         self.records = self._parse()
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def record(self, index: int) -> SourceRecord:
-        return self.records[index]
-
-    def describe(self) -> dict:
-        return {**super().describe(), "annotations": str(self.annotations), "root": str(self.root)}
 
     def _parse(self) -> list[SourceRecord]:
         f = self.annotations
