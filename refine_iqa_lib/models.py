@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from .io import atomic_dir, build_lock, write_json
+from .io import atomic_dir, atomic_write, build_lock, write_json
 
 #: Files a Qwen2.5-VL folder must hold for :func:`load_policy` (weights checked separately).
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
@@ -70,7 +70,10 @@ TINY_ARCH = {
     "max_pixels": 112 * 112,
 }
 
-_BUILD_VERSION = "1"  # bump when the stand-in's recipe changes (invalidates caches)
+#: What saved processor folders name as their class: the stock one, so any Qwen2.5-VL tool loads them.
+STOCK_PROCESSOR_CLASS = "Qwen2_5_VLProcessor"
+
+_BUILD_VERSION = "2"  # bump when the stand-in's recipe changes (invalidates caches)
 
 
 def has_torchvision() -> bool:
@@ -105,6 +108,21 @@ def _processor_class():
                 self.video_token
             )
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            """Save as a stock ``Qwen2_5_VLProcessor`` folder (``processor_class`` names the stock
+            class), so tools that load it with ``AutoProcessor`` (vLLM, plain transformers with
+            torchvision) find a class they know; this library loads it with this class again."""
+            out = super().save_pretrained(save_directory, *args, **kwargs)
+            for name in ("processor_config.json", "tokenizer_config.json", "preprocessor_config.json"):
+                path = Path(save_directory) / name
+                if path.is_file():
+                    doc = json.loads(path.read_text())
+                    if doc.get("processor_class") == type(self).__name__:
+                        doc["processor_class"] = STOCK_PROCESSOR_CLASS
+                        with atomic_write(path) as f:
+                            f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            return out
 
     from transformers import AutoProcessor
 
@@ -152,12 +170,9 @@ def load_processor(path: str | os.PathLike, min_pixels: int | None = None, max_p
         if max_pixels is not None:
             size["longest_edge"] = int(max_pixels)
         kwargs["size"] = size
-    if has_torchvision():
-        from transformers import AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(path, **kwargs)
-    else:
-        processor = _processor_class().from_pretrained(path, **kwargs)
+    # Always this library's image-only subclass, with or without torchvision: AutoProcessor would
+    # return a bare tokenizer for a class it cannot resolve, and the stock class needs torchvision.
+    processor = _processor_class().from_pretrained(path, **kwargs)
     if not hasattr(processor, "image_processor"):
         raise TypeError(
             f"{path}: the processor loaded as {type(processor).__name__}, which has no image processor; "

@@ -113,10 +113,34 @@ def test_real_model_layout_without_torchvision_uses_the_image_only_processor(tmp
     image_cfg["image_processor_type"] = "Qwen2VLImageProcessor"
     (d / "preprocessor_config.json").write_text(json.dumps(image_cfg))
     (d / "processor_config.json").unlink()
-    if not models.has_torchvision():
-        processor = load_processor(d)
-        assert type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor"
-        assert processor.image_processor.size == image_cfg["size"]
+    processor = load_processor(d)
+    assert type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor"
+    assert processor.image_processor.size == image_cfg["size"]
+
+
+def test_saved_folders_name_the_stock_processor_class(tmp_path, tiny_model_dir):
+    """Saved folders look like stock Qwen2.5-VL folders (vLLM and plain AutoProcessor resolve
+    them), and load back in a fresh process with torchvision present or not. Found on a GPU
+    machine with torchvision: a Stage-1 job started after the stand-in existed loaded the warm-up
+    output as a bare tokenizer, because AutoProcessor could not resolve the subclass's name."""
+    import subprocess
+    import sys
+
+    from refine_iqa_lib.models import STOCK_PROCESSOR_CLASS
+
+    processor = load_processor(tiny_model_dir)
+    out = tmp_path / "saved"
+    processor.save_pretrained(out)
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        doc = json.loads((out / name).read_text())
+        assert doc.get("processor_class") == STOCK_PROCESSOR_CLASS, name
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        (out / name).write_bytes((tiny_model_dir / name).read_bytes())
+    code = ("import sys; from refine_iqa_lib import models; models.has_torchvision = lambda: True; "
+            "p = models.load_processor(sys.argv[1]); print(type(p).__name__, p.image_processor.size['longest_edge'])")
+    got = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stdout.split() == ["ImageOnlyQwen2_5_VLProcessor", str(processor.image_processor.size["longest_edge"])]
 
 
 def test_concurrent_builds_of_one_folder_are_serialised(tmp_path):
