@@ -159,6 +159,8 @@ class LaunchConfig:
 
     accelerate_config: str = "cpu"        # cpu | ddp | zero3 (files under configs/accelerate)
     num_processes: int = 1
+    parallel_runs: int = 1                # independent runs (the ablations) started at once; on CPU the
+                                          # cores are split between them (>1 pays off only on CPU)
     use_vllm: bool = False
     vllm_mode: str = "colocate"           # colocate | server
     bf16: bool = False

@@ -44,11 +44,18 @@ def _check_stage(stage) -> str:
 
 
 def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
-                  config_file: str | os.PathLike | None = None, resume: bool = True) -> list[str]:
+                  config_file: str | os.PathLike | None = None, resume: bool = True,
+                  threads: int | None = None) -> list[str]:
     """The exact command that runs ``stage`` for ``cfg``.
 
     ``config_file`` is the resolved config the job reads (written by :func:`run_stage_subprocess`);
-    without it the profile name is passed (its overrides then must be given again).
+    without it the profile name is passed (its overrides then must be given again). ``threads``:
+    CPU threads per process (accelerate's ``--num_cpu_threads_per_process``; CPU runs only).
+
+    >>> from refine_iqa_lib.config import load_config
+    >>> cmd = build_command(load_config("smoke"), "2", threads=1)
+    >>> cmd[cmd.index("--num_cpu_threads_per_process") + 1], "--cpu" in cmd
+    ('1', True)
     """
     stage = _check_stage(stage)
     launch = cfg.launch
@@ -63,7 +70,17 @@ def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
            str(accelerate_config_path(launch.accelerate_config)), "--num_processes", str(launch.num_processes)]
     if launch.use_cpu:
         cmd.append("--cpu")
+        if threads:
+            cmd += ["--num_cpu_threads_per_process", str(int(threads))]
     return cmd + train_args
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _accelerate_executable() -> str:
@@ -96,25 +113,31 @@ def vllm_server_command(cfg: Config, model_path: str) -> list[str] | None:
 
 def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
                          overrides: list[str] | dict | None = None, resume: bool = True,
-                         dry_run: bool = False, log_file: str | os.PathLike | None = None) -> Path:
+                         dry_run: bool = False, log_file: str | os.PathLike | None = None,
+                         label: str | None = None, threads: int | None = None) -> Path:
     """Run one stage in a child process and stream its output (notebooks call this).
 
     The resolved config (``cfg`` plus ``overrides``) is written next to the run folder and passed
     to the job, so the child sees exactly the notebook's settings. Returns the run folder. A
     failing job raises ``RuntimeError`` with the exit code and the log's last lines.
+    ``label`` prefixes every streamed line (runs started together by :func:`run_concurrently`);
+    ``threads`` caps the job's CPU threads (``OMP_NUM_THREADS`` and accelerate's flag).
     """
     stage = _check_stage(stage)
     cfg = load_config(cfg, overrides) if overrides else cfg
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
+    prefix = f"[{label}] " if label else ""
     if dry_run:
-        print("$ " + shlex.join(build_command(cfg, stage, run_dir, None, resume)))
+        print(prefix + "$ " + shlex.join(build_command(cfg, stage, run_dir, None, resume, threads)))
         print(f"# {stage_settings(cfg, stage)}\n# resolved config:\n{cfg.to_yaml()}")
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = save_config(cfg, run_dir.parent / f"{run_dir.name}.launch.yaml")
-    cmd = build_command(cfg, stage, run_dir, resolved, resume)
-    print("$ " + shlex.join(cmd), flush=True)
+    cmd = build_command(cfg, stage, run_dir, resolved, resume, threads)
+    print(prefix + "$ " + shlex.join(cmd), flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "5")}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(int(threads)), MKL_NUM_THREADS=str(int(threads)))
     log_path = Path(log_file) if log_file else run_dir.parent / f"{run_dir.name}.log"
     tail: list[str] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -124,11 +147,46 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
             log.write(line)
             tail = (tail + [line.rstrip()])[-30:]
             if _worth_showing(line):
-                print(line, end="", flush=True)
+                print(prefix + line, end="", flush=True)
         code = proc.wait()
     if code != 0:
         raise RuntimeError(f"stage {stage} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
     return run_dir
+
+
+def run_concurrently(cfg: Config, jobs: list[dict], parallel: int | None = None) -> list[Path]:
+    """Run independent stage jobs, at most ``parallel`` at once (default ``launch.parallel_runs``).
+
+    Each job is a dict of :func:`run_stage_subprocess` keyword arguments (``stage``, ``run_dir``,
+    ``overrides``, ...) plus a ``label`` that prefixes its streamed lines. On CPU the cores are
+    split between the jobs running together: the stand-in is too small for a second thread to
+    help one job much (on 2 cores: 1.23 s per Stage-2 step with one thread, 0.80 with two), so two
+    one-thread jobs side by side finish more steps per second (0.60 s per step, measured). On GPUs
+    every job needs all of them, so jobs always run one after another there. All jobs run even
+    when one fails; then a ``RuntimeError`` names every failed job. Returns the run folders in
+    the order of ``jobs``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = max(1, int(parallel if parallel is not None else cfg.launch.parallel_runs))
+    if not cfg.launch.use_cpu or len(jobs) < 2:
+        n = 1
+    threads = max(1, cpu_cores() // min(n, len(jobs))) if n > 1 else None
+    if n > 1:
+        print(f"running {len(jobs)} jobs, {n} at a time, {threads} CPU thread(s) each", flush=True)
+
+    def one(job: dict) -> Path:
+        kwargs = {k: v for k, v in job.items() if k not in ("stage", "cfg")}
+        return run_stage_subprocess(job.get("cfg", cfg), job["stage"], threads=threads, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+    failed = [(job.get("label") or str(job.get("run_dir")), f.exception()) for job, f in zip(jobs, futures)
+              if f.exception() is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(jobs)} jobs failed:\n" +
+                           "\n".join(f"- {name}: {err}" for name, err in failed))
+    return [f.result() for f in futures]
 
 
 def _worth_showing(line: str) -> bool:

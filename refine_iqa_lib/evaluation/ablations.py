@@ -103,12 +103,27 @@ def _ensure_reference_runs(cfg: Config) -> None:
             run_stage_subprocess(cfg, stage)
 
 
+def ablation_job(cfg: Config, name: str, resume: bool = True) -> dict:
+    """The launcher job (:func:`refine_iqa_lib.launch.run_concurrently`) that trains one ablation."""
+    return {"stage": "2", "run_dir": ablation_run_dir(cfg, name), "overrides": ablation_overrides(name),
+            "resume": resume, "label": name}
+
+
 def run_ablation(cfg: Config, name: str, resume: bool = True) -> Path:
     """Train one Stage-2 ablation (resuming / reusing a finished run) and return its run folder."""
-    from refine_iqa_lib.launch import run_stage_subprocess
+    from refine_iqa_lib.launch import run_concurrently
 
-    return run_stage_subprocess(cfg, "2", run_dir=ablation_run_dir(cfg, name), overrides=ablation_overrides(name),
-                                resume=resume)
+    return run_concurrently(cfg, [ablation_job(cfg, name, resume)], parallel=1)[0]
+
+
+def train_ablations(cfg: Config, names: Sequence[str] | None = None, resume: bool = True,
+                    parallel: int | None = None) -> list[Path]:
+    """Train the ablations, ``launch.parallel_runs`` at a time (they are independent Stage-2 runs);
+    returns their run folders. Finished runs are reused."""
+    from refine_iqa_lib.launch import run_concurrently
+
+    names = [check_ablation(n) for n in (names or ABLATIONS)]
+    return run_concurrently(cfg, [ablation_job(cfg, n, resume) for n in names], parallel=parallel)
 
 
 def evaluate_ablations(cfg: Config, models: Sequence[str] | None = None, overwrite: bool = True) -> list[dict]:
@@ -143,8 +158,7 @@ def run_ablations(cfg: Config, names: Sequence[str] | None = None, train: bool =
     names = [check_ablation(n) for n in (names or ABLATIONS)]
     if train:
         _ensure_reference_runs(cfg)
-        for name in names:
-            run_ablation(cfg, name)
+        train_ablations(cfg, names)
     if evaluate:
         evaluate_ablations(cfg, ["s2", *names], overwrite=overwrite)
     return ablation_tables(cfg)
