@@ -88,7 +88,7 @@ def table_headlines(table: pd.DataFrame, column: str) -> list[dict]:
     """Rows of a written table (``table<n>_<profile>.csv``) that have both a paper and an ours value
     in ``column``: ``[{"row", "paper", "ours", "note"}]``."""
     keys = [c for c in table.columns[: list(table.columns).index("source")] if c != "section"]
-    label = table[keys].astype(str).agg(" / ".join, axis=1)
+    label = table[keys].apply(lambda r: " / ".join(_key_text(k, v) for k, v in r.items()), axis=1)
     out = []
     for lab in dict.fromkeys(label):
         rows = table[label == lab]
@@ -99,6 +99,19 @@ def table_headlines(table: pd.DataFrame, column: str) -> list[dict]:
         out.append({"row": lab, "paper": paper[column].iloc[0], "ours": ours[column].iloc[0],
                     "note": str(ours["note"].iloc[0]) if "note" in ours and pd.notna(ours["note"].iloc[0]) else ""})
     return out
+
+
+def _key_text(column: str, value) -> str:
+    """A row-key cell as INDEX text: switch columns (Table 6's PD / PM / Num. / Prob.) read
+    ``PD ✓`` or ``PD ✗``, other columns their value.
+
+    >>> _key_text("PD", False), _key_text("PM", "True"), _key_text("row", "w/o Stage-1")
+    ('PD ✗', 'PM ✓', 'w/o Stage-1')
+    """
+    text = str(value)
+    if text in ("True", "False"):
+        return f"{column} {'✓' if text == 'True' else '✗'}"
+    return text
 
 
 def _fmt(v) -> str:

@@ -190,9 +190,14 @@ def run_concurrently(cfg: Config, jobs: list[dict], parallel: int | None = None)
 
 
 def _worth_showing(line: str) -> bool:
-    """Drop the noisiest library chatter from the streamed log (it stays in the log file)."""
+    """Drop blank lines and the noisiest library chatter from the streamed log (it stays in the
+    log file); blank lines would show as bare ``[label]`` prefixes when runs share one output.
+
+    >>> _worth_showing("[stage2] step 20/250: reward 1.2"), _worth_showing("   "), _worth_showing("Loading weights: 9%")
+    (True, False, False)
+    """
     noisy = ("Loading weights", "Writing model shards", "[transformers]")
-    return not any(n in line for n in noisy)
+    return bool(line.strip()) and not any(n in line for n in noisy)
 
 
 def pipeline_plan(cfg: Config) -> list[dict]:
