@@ -124,7 +124,9 @@ def _fmt(v) -> str:
 
 def write_index(cfg, repo_root=None) -> "Path":
     """Generate ``results/INDEX.md``: each artifact -> notebook -> files, with our number beside the
-    paper's and the profile that produced it. Only files that exist are listed."""
+    paper's and the profile that produced it. Only files that exist are listed. The ``smoke``
+    profile (the test suite's) writes ``results/INDEX_smoke.md`` instead (git-ignored), so that it
+    never replaces the index of a real run."""
     from pathlib import Path
 
     from .io import write_text
@@ -152,7 +154,8 @@ def write_index(cfg, repo_root=None) -> "Path":
                     lines += [f"| {h['row']} | {_fmt(h['paper'])} | {_fmt(h['ours'])} | {h['note'][:160]} |"
                               for h in heads]
         lines.append("")
-    return write_text(root / "results" / "INDEX.md", "\n".join(lines))
+    name = "INDEX_smoke.md" if cfg.profile == "smoke" else "INDEX.md"
+    return write_text(root / "results" / name, "\n".join(lines))
 
 
 README_START, README_END = "<!-- ARTIFACT-MAP:START -->", "<!-- ARTIFACT-MAP:END -->"

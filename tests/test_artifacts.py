@@ -33,6 +33,15 @@ def test_write_index_lists_files_and_numbers(tmp_path):
     assert "none yet (`results/tables/table3_tiny.csv`)" in text
 
 
+def test_smoke_runs_never_replace_the_committed_index(tmp_path):
+    """`make test` and `make reproduce PROFILE=smoke` write their own, git-ignored index."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "INDEX.md").write_text("tiny index")
+    out = write_index(load_config("smoke"), repo_root=tmp_path)
+    assert out.name == "INDEX_smoke.md" and "profile `smoke`" in out.read_text()
+    assert (tmp_path / "results" / "INDEX.md").read_text() == "tiny index"
+
+
 def test_readme_shows_the_current_artifact_map():
     from pathlib import Path
 
