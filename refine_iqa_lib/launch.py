@@ -176,8 +176,8 @@ def run_concurrently(cfg: Config, jobs: list[dict], parallel: int | None = None)
         print(f"running {len(jobs)} jobs, {n} at a time, {threads} CPU thread(s) each", flush=True)
 
     def one(job: dict) -> Path:
-        kwargs = {k: v for k, v in job.items() if k not in ("stage", "cfg")}
-        return run_stage_subprocess(job.get("cfg", cfg), job["stage"], threads=threads, **kwargs)
+        kwargs = {k: v for k, v in job.items() if k != "stage"}
+        return run_stage_subprocess(cfg, job["stage"], threads=threads, **kwargs)
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         futures = [pool.submit(one, job) for job in jobs]
