@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from refine_iqa_lib.data.photos import list_photos, load_photo
-from refine_iqa_lib.distortions import DISTORTIONS, VARIANTS, distort
+from refine_iqa_lib.data.distortions import DISTORTIONS, VARIANTS, distort
 
 SIZE = (512, 384)  # width, height (KonIQ's 512x384)
 

@@ -2,7 +2,7 @@
 
 Times, on the profile's policy (the tiny stand-in by default) and one image:
 
-* **batched PD** - :func:`refine_iqa_lib.pd.pd_rewards_for_group`: G think rollouts + the no-think
+* **batched PD** - :func:`refine_iqa_lib.method.teacher_forcing.pd_rewards_for_group`: G think rollouts + the no-think
   reference teacher-forced in one no-grad forward pass;
 * **full rows** - the same, ``share_prompt=False``: G + 1 rows of prompt + completion in one pass;
 * **one at a time** - the same G + 1 rows, one forward pass each;
@@ -34,7 +34,7 @@ from refine_iqa_lib import prompts
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.models import load_policy, resolve_model_path
-from refine_iqa_lib.pd import pd_rewards_for_group, teacher_forced_digit_probs
+from refine_iqa_lib.method.teacher_forcing import pd_rewards_for_group, teacher_forced_digit_probs
 
 
 def _time(fn) -> tuple[float, float]:

@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from refine_iqa_lib.config import load_config
     from refine_iqa_lib.models import load_policy, resolve_model_path
-    from refine_iqa_lib.scoring import score_images
+    from refine_iqa_lib.method.scoring import score_images
 
     torch.set_num_threads(args.threads)
-    logging.getLogger("refine_iqa_lib.scoring").setLevel(logging.ERROR)  # the random model's answers never parse
+    logging.getLogger("refine_iqa_lib.method.scoring").setLevel(logging.ERROR)  # the random model's answers never parse
     path = args.model or resolve_model_path(load_config("smoke"))
     device = "cuda" if torch.cuda.is_available() else None
     model, processor = load_policy(path, dtype="bfloat16" if device else "float32", device=device)

@@ -48,7 +48,7 @@ class StepTimer(TrainerCallback):
 
 def _weights(cfg) -> tuple[Path, str]:
     from refine_iqa_lib.models import resolve_model_path
-    from refine_iqa_lib.train import default_run_dir, is_complete
+    from refine_iqa_lib.training.run import default_run_dir, is_complete
 
     warm = default_run_dir(cfg, "warmup")
     if is_complete(warm):
@@ -61,8 +61,8 @@ def _run(variant: str, cfg, weights: Path, dataset, steps: int, out: Path) -> li
 
     from refine_iqa_lib.config import load_config
     from refine_iqa_lib.models import load_policy
-    from refine_iqa_lib.rewards import get_reward_funcs
-    from refine_iqa_lib.train import grpo_config
+    from refine_iqa_lib.method.rewards import get_reward_funcs
+    from refine_iqa_lib.training.run import grpo_config
     from refine_iqa_lib.training.trainer import RefineGRPOTrainer, RefineSettings
 
     over = {"stage2.max_steps": steps, "stage2.save_steps": 10**6, "stage2.no_think_every": 0,

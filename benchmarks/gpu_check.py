@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from refine_iqa_lib.config import load_config
     from refine_iqa_lib.data.build import build_perception_dataset
-    from refine_iqa_lib.launch import run_stage_subprocess
+    from refine_iqa_lib.training.launch import run_stage_subprocess
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work-dir", default=str(ROOT / "results" / "work" / "gpu_check"))

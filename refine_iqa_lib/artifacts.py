@@ -22,23 +22,23 @@ class Artifact:
 
 
 ARTIFACTS: tuple[Artifact, ...] = (
-    Artifact("Eq. 1", "answer reward", "02_rewards", "refine_iqa_lib.rewards.answer_reward", "-"),
-    Artifact("Eq. 2", "mode reward (weighted GT-digit probabilities)", "02_rewards", "refine_iqa_lib.rewards.mode_reward", "-"),
-    Artifact("Eq. 3-4", "probability-difference reward", "02_rewards", "refine_iqa_lib.rewards.pd_reward", "-"),
-    Artifact("Eq. 5", "final reward", "02_rewards", "refine_iqa_lib.rewards.final_reward", "-"),
-    Artifact("Eq. 6", "modified group advantage", "02_rewards", "refine_iqa_lib.advantages.refine_advantages", "-"),
+    Artifact("Eq. 1", "answer reward", "02_rewards", "refine_iqa_lib.method.rewards.answer_reward", "-"),
+    Artifact("Eq. 2", "mode reward (weighted GT-digit probabilities)", "02_rewards", "refine_iqa_lib.method.rewards.mode_reward", "-"),
+    Artifact("Eq. 3-4", "probability-difference reward", "02_rewards", "refine_iqa_lib.method.rewards.pd_reward", "-"),
+    Artifact("Eq. 5", "final reward", "02_rewards", "refine_iqa_lib.method.rewards.final_reward", "-"),
+    Artifact("Eq. 6", "modified group advantage", "02_rewards", "refine_iqa_lib.method.advantages.refine_advantages", "-"),
     Artifact("Eq. 7", "token-level GRPO objective (no KL)", "04_stage2_grpo", "refine_iqa_lib.training.trainer.RefineGRPOTrainer",
              "results/work/{profile}/runs/stage2/metrics.jsonl"),
-    Artifact("Eq. 8", "probability-based expected score", "06_eval_scoring", "refine_iqa_lib.scoring.expected_score", "-"),
+    Artifact("Eq. 8", "probability-based expected score", "06_eval_scoring", "refine_iqa_lib.method.scoring.expected_score", "-"),
     Artifact("Fig. 2", "Refine-Perception construction pipeline (real stage counts)", "09_figures",
              "refine_iqa_lib.evaluation.figures.plot_pipeline_flow", "figures/fig2_pipeline_{profile}.png"),
     Artifact("Distortion grid", "12 distortions x 5 severities inside a box", "01_dataset_construction",
              "refine_iqa_lib.data.viz.plot_distortion_grid", "figures/distortion_grid.png"),
     Artifact("Dataset statistics", "counts per distortion x severity, task, split", "01_dataset_construction",
              "refine_iqa_lib.data.build.build_perception_dataset", "results/{profile}/perception_stats_*.csv"),
-    Artifact("Stage-1", "perception GRPO run", "03_stage1_grpo", "refine_iqa_lib.train.run_stage",
+    Artifact("Stage-1", "perception GRPO run", "03_stage1_grpo", "refine_iqa_lib.training.run.run_stage",
              "results/work/{profile}/runs/stage1/metrics.jsonl"),
-    Artifact("Stage-2", "scoring GRPO run with PD reward", "04_stage2_grpo", "refine_iqa_lib.train.run_stage",
+    Artifact("Stage-2", "scoring GRPO run with PD reward", "04_stage2_grpo", "refine_iqa_lib.training.run.run_stage",
              "results/work/{profile}/runs/stage2/metrics.jsonl"),
     Artifact("Table 1", "perception: description accuracy", "05_eval_perception",
              "refine_iqa_lib.evaluation.perception.evaluate_perception", "results/tables/table1_{profile}.csv"),
@@ -129,7 +129,7 @@ def write_index(cfg, repo_root=None) -> "Path":
     never replaces the index of a real run."""
     from pathlib import Path
 
-    from .io import write_text
+    from refine_iqa_lib.io import write_text
 
     root = Path(repo_root) if repo_root else cfg.resolve(".")
     lines = [f"# Results index (profile `{cfg.profile}`)", "",
@@ -174,7 +174,7 @@ def update_readme(path) -> bool:
     """Rewrite the artifact map between the README's markers; return whether it changed."""
     from pathlib import Path
 
-    from .io import write_text
+    from refine_iqa_lib.io import write_text
 
     path = Path(path)
     text = path.read_text(encoding="utf-8")

@@ -422,7 +422,7 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically)."""
-    from .io import write_text
+    from refine_iqa_lib.io import write_text
 
     return write_text(path, cfg.to_yaml())
 

@@ -27,7 +27,7 @@ def device_info() -> dict[str, str]:
     """CPU/GPU facts that decide which profile can run here."""
     import torch
 
-    from .models import has_torchvision
+    from refine_iqa_lib.models import has_torchvision
 
     info = {
         "python": platform.python_version(),

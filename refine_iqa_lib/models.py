@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from .io import atomic_dir, atomic_write, build_lock, write_json
+from refine_iqa_lib.io import atomic_dir, atomic_write, build_lock, write_json
 
 #: Files a Qwen2.5-VL folder must hold for :func:`load_policy` (weights checked separately).
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
@@ -206,7 +206,7 @@ def load_policy(path: str | os.PathLike, dtype: str = "float32", min_pixels: int
 
 def _tokenizer_corpus() -> list[str]:
     """Text the stand-in's BPE is trained on: the project's prompts, answers and vocabulary."""
-    from . import prompts
+    from refine_iqa_lib import prompts
 
     words = [
         "blur", "noise", "compression", "overexposure", "underexposure", "high contrast",

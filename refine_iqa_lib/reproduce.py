@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError, load_config, parse_overrides
-from .io import write_json
+from refine_iqa_lib.config import REPO_ROOT, ConfigError, load_config, parse_overrides
+from refine_iqa_lib.io import write_json
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
@@ -98,7 +98,7 @@ def run_all(profile: str, overrides: dict | None = None, only: list[str] | None 
         tqdm.write(f"  done {nb.name} in {timings[-1]['seconds']:.1f} s")
     write_json(out_dir / "timings.json", {"profile": cfg.profile, "notebooks": timings})
     if only is None and directory == NOTEBOOK_DIR:
-        from .artifacts import write_index
+        from refine_iqa_lib.artifacts import write_index
 
         tqdm.write(f"  wrote {write_index(cfg)}")
     return timings
@@ -106,7 +106,7 @@ def run_all(profile: str, overrides: dict | None = None, only: list[str] | None 
 
 def dry_run(profile: str, overrides: dict | None = None) -> int:
     """Check inputs and print every training command of the pipeline without running anything."""
-    from .launch import pipeline_plan
+    from refine_iqa_lib.training.launch import pipeline_plan
 
     cfg = load_config(profile, overrides)
     problems = 0

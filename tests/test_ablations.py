@@ -38,7 +38,7 @@ def test_overrides_are_valid_and_change_the_stage2_config(name):
 
 
 def test_run_ablation_goes_through_the_launcher(cfg, monkeypatch):
-    import refine_iqa_lib.launch as launch
+    import refine_iqa_lib.training.launch as launch
 
     calls = []
     monkeypatch.setattr(launch, "run_stage_subprocess",
@@ -52,7 +52,7 @@ def test_run_ablation_goes_through_the_launcher(cfg, monkeypatch):
 
 
 def test_run_ablations_trains_missing_reference_runs_first(cfg, monkeypatch):
-    import refine_iqa_lib.launch as launch
+    import refine_iqa_lib.training.launch as launch
 
     calls = []
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refine_iqa_lib.advantages import AUTHORS_EPS, PAPER_EPS, grpo_advantages, refine_advantages
+from refine_iqa_lib.method.advantages import AUTHORS_EPS, PAPER_EPS, grpo_advantages, refine_advantages
 
 
 def reference(r, correct, eps=0.02):

@@ -10,7 +10,7 @@ def test_every_paper_artifact_is_mapped_and_built():
     assert {"Eq. 1", "Eq. 2", "Eq. 3-4", "Eq. 5", "Eq. 6", "Eq. 7", "Eq. 8", "Fig. 2", "Fig. 4"} <= names
     table = artifact_table("tiny")
     assert (table["status"] == "built").all(), table[table["status"] != "built"]
-    assert not is_available("refine_iqa_lib.rewards.no_such_reward")
+    assert not is_available("refine_iqa_lib.method.rewards.no_such_reward")
 
 
 def test_headlines_pair_paper_and_ours():

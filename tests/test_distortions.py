@@ -1,4 +1,4 @@
-"""Tests for refine_iqa_lib.distortions (local distortion engine)."""
+"""Tests for refine_iqa_lib.data.distortions (local distortion engine)."""
 from __future__ import annotations
 
 import ast
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import refine_iqa_lib.distortions as D
+import refine_iqa_lib.data.distortions as D
 from refine_iqa_lib.data.photos import list_photos, load_photo
-from refine_iqa_lib.distortions import (ALLOWED_PAIRS, DISTORTIONS, EASY, HARD, SEVERITIES, VARIANTS, distort,
+from refine_iqa_lib.data.distortions import (ALLOWED_PAIRS, DISTORTIONS, EASY, HARD, SEVERITIES, VARIANTS, distort,
                                         distort_pair, distort_pair_with_info, distort_with_info, strength,
                                         to_rgb_uint8)
 

@@ -17,12 +17,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from refine_iqa_lib.advantages import refine_advantages
+from refine_iqa_lib.method.advantages import refine_advantages
 
 DRIVER = textwrap.dedent('''
     import sys
     from refine_iqa_lib.config import load_config
-    from refine_iqa_lib.train import run_stage
+    from refine_iqa_lib.training.run import run_stage
     from refine_iqa_lib.training.trainer import RefineGRPOTrainer
 
     TEXTS = ["<think>clean</think><answer>0.5</answer>", "<think>noise</think><answer>1.5</answer>",

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import perception as per
 from refine_iqa_lib.evaluation import scoring_eval as ev

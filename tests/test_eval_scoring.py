@@ -89,7 +89,7 @@ def test_evaluate_scoring_writes_the_tables_schema(cfg, tiny_policy):
 
 
 def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monkeypatch):
-    import refine_iqa_lib.scoring as scoring
+    import refine_iqa_lib.method.scoring as scoring
 
     def fake_score_images(model, processor, images, mode, method, batch_size, max_new_tokens, **kw):
         out = []
@@ -106,7 +106,7 @@ def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monk
 
 
 def test_perfect_predictions_give_perfect_correlations(cfg, tiny_policy, monkeypatch):
-    import refine_iqa_lib.scoring as scoring
+    import refine_iqa_lib.method.scoring as scoring
 
     df, _ = ev.load_scoring_set(cfg, "koniq")
     mos = dict(zip(df["image"], df["mos"]))

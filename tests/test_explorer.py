@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refine_iqa_lib.advantages import grpo_advantages, refine_advantages
-from refine_iqa_lib.explorer import COLUMNS, PRESETS, build_explorer, explore_group, parse_probs, plot_advantages
+from refine_iqa_lib.method.advantages import grpo_advantages, refine_advantages
+from refine_iqa_lib.method.explorer import COLUMNS, PRESETS, build_explorer, explore_group, parse_probs, plot_advantages
 
 
 def _args(name):

@@ -1,5 +1,5 @@
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.launch import build_command, default_run_dir, run_stage_subprocess, vllm_server_command
+from refine_iqa_lib.training.launch import build_command, default_run_dir, run_stage_subprocess, vllm_server_command
 
 
 def test_cpu_command_is_accelerate_with_one_process():
@@ -7,7 +7,7 @@ def test_cpu_command_is_accelerate_with_one_process():
     cmd = build_command(cfg, 2, "/tmp/run")
     assert cmd[1:3] == ["launch", "--config_file"] and cmd[3].endswith("configs/accelerate/cpu.yaml")
     assert cmd[cmd.index("--num_processes") + 1] == "1" and "--cpu" in cmd
-    assert cmd[cmd.index("-m") + 1:] == ["refine_iqa_lib.train", "--stage", "2", "--profile", "smoke",
+    assert cmd[cmd.index("-m") + 1:] == ["refine_iqa_lib.training.run", "--stage", "2", "--profile", "smoke",
                                          "--run-dir", "/tmp/run", "--resume"]
 
 
@@ -31,7 +31,7 @@ def test_dry_run_prints_and_writes_nothing(tmp_path, capsys):
     run_dir = run_stage_subprocess(cfg, "2", dry_run=True)
     out = capsys.readouterr().out
     assert run_dir == default_run_dir(cfg, "2")
-    assert "refine_iqa_lib.train --stage 2" in out and "mode=think" in out and "stage2:" in out
+    assert "refine_iqa_lib.training.run --stage 2" in out and "mode=think" in out and "stage2:" in out
     assert not (tmp_path / "w").exists()
 
 
@@ -40,7 +40,7 @@ def _fake_runs(monkeypatch, fail=()):
     import threading
     import time
 
-    import refine_iqa_lib.launch as launch
+    import refine_iqa_lib.training.launch as launch
 
     calls, lock, running = [], threading.Lock(), [0, 0]  # [now, most at once]
 
@@ -62,7 +62,7 @@ def _fake_runs(monkeypatch, fail=()):
 
 
 def test_run_concurrently_splits_cpu_cores_and_keeps_job_order(monkeypatch):
-    from refine_iqa_lib.launch import run_concurrently
+    from refine_iqa_lib.training.launch import run_concurrently
 
     calls, running = _fake_runs(monkeypatch)
     jobs = [{"stage": "2", "run_dir": f"/r/{n}", "label": n} for n in ("a", "b", "c")]
@@ -80,7 +80,7 @@ def test_run_concurrently_splits_cpu_cores_and_keeps_job_order(monkeypatch):
 def test_run_concurrently_runs_gpu_jobs_one_at_a_time_and_names_every_failure(monkeypatch):
     import pytest
 
-    from refine_iqa_lib.launch import run_concurrently
+    from refine_iqa_lib.training.launch import run_concurrently
 
     calls, running = _fake_runs(monkeypatch, fail=("a", "c"))
     jobs = [{"stage": "2", "run_dir": f"/r/{n}", "label": n} for n in ("a", "b", "c")]

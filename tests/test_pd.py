@@ -8,11 +8,11 @@ from PIL import Image
 
 from refine_iqa_lib import prompts
 from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.pd import (
+from refine_iqa_lib.method.teacher_forcing import (
     _gt_token_layout, forced_completion, forced_digit_probs, make_pd_reward, pd_rewards_for_group,
     reference_completion, teacher_forced_digit_probs,
 )
-from refine_iqa_lib.rewards import mode_reward, parse_score
+from refine_iqa_lib.method.rewards import mode_reward, parse_score
 
 ROLLOUTS = [
     "<think>The cat's fur is sharp; slight noise in the shadows, exposure is fine.</think><answer>3.9</answer>",

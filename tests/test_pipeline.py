@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.pipeline import (QUALITY_SCORERS, PipelineParams, apply_review, check_categories,
                                           check_severities, draw_distortion, get_quality_scorer, mark_objects,

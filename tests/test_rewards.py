@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from refine_iqa_lib import rewards as R
+from refine_iqa_lib.method import rewards as R
 from refine_iqa_lib.prompts import completion_text, format_mos_text
 
 # --------------------------------------------------------------------------- strategies

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from refine_iqa_lib import prompts, scoring
+from refine_iqa_lib import prompts
+from refine_iqa_lib.method import scoring
 from refine_iqa_lib.data.photos import list_photos, load_photo
-from refine_iqa_lib.scoring import count_unparsed, digit_token_ids, expected_score, score_images
+from refine_iqa_lib.method.scoring import count_unparsed, digit_token_ids, expected_score, score_images
 
 
 @pytest.fixture(scope="module")

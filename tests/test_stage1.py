@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.data.stage1 import (TASKS, load_perception_images, load_stage1_dataset, make_samples,
                                         object_options, option_text, render_prompt, type_severity_options)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from refine_iqa_lib.advantages import grpo_advantages, refine_advantages
+from refine_iqa_lib.method.advantages import grpo_advantages, refine_advantages
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.pd import pd_rewards_for_group
+from refine_iqa_lib.method.teacher_forcing import pd_rewards_for_group
 from refine_iqa_lib.prompts import scoring_prompt, user_message
-from refine_iqa_lib.rewards import final_reward
-from refine_iqa_lib.train import grpo_config, run_stage
+from refine_iqa_lib.method.rewards import final_reward
+from refine_iqa_lib.training.run import grpo_config, run_stage
 from refine_iqa_lib.training.data import (
     DatasetCheckError, check_dataset, check_images_load, stage2_dataset, to_trl_dataset,
 )
@@ -252,7 +252,7 @@ def test_nan_loss_stops_with_the_step_and_a_checkpoint(work, monkeypatch):
 
 def test_an_interrupted_checkpoint_is_skipped(tmp_path, capsys):
     from refine_iqa_lib.io import write_json
-    from refine_iqa_lib.train import find_resume_checkpoint
+    from refine_iqa_lib.training.run import find_resume_checkpoint
 
     fp = {"fingerprint": "abc", "settings": {"x": 1}}
     good, partial = tmp_path / "checkpoints" / "checkpoint-2", tmp_path / "checkpoints" / "checkpoint-4"

@@ -7,8 +7,8 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.prompts import format_mos_text
-from refine_iqa_lib.rewards import completion_to_text, format_reward, parse_score
-from refine_iqa_lib.train import resolve_init, run_stage
+from refine_iqa_lib.method.rewards import completion_to_text, format_reward, parse_score
+from refine_iqa_lib.training.run import resolve_init, run_stage
 from refine_iqa_lib.training.metrics import read_metrics
 from refine_iqa_lib.training.warmup import quality_word, warmup_dataset
 

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import Config, ConfigError, load_config
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.pipeline import (STAGES, PipelineParams, apply_review, process_scene, scene_id,

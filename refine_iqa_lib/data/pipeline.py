@@ -54,7 +54,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.data.sources import (BBox, DataError, SceneObject, Skip, SourceRecord, box_area, check_box,
                                          fit_size, intersection, keep_largest_per_name, resize_rgb, scale_box)
 

@@ -12,7 +12,7 @@ What is in it
   (so Qwen2.5-VL's 28-pixel merge grid fits exactly).
 * **Distortion.** A severity ``s`` drawn uniformly from 0-5. ``s = 0`` is the pristine crop;
   otherwise one *whole-image* distortion from ``scoring.embedded_categories`` (default noise and
-  underexposure) at severity ``s`` via :func:`refine_iqa_lib.distortions.distort`.
+  underexposure) at severity ``s`` via :func:`refine_iqa_lib.data.distortions.distort`.
   Why not blur: a randomly initialised vision tower (the tiny stand-in) cannot see blur - the
   vision merger's per-token normalisation removes the high-frequency energy that blur lowers
   (reference-facts §5: ridge probes on the random tower reach 0.91 SRCC for darkening, 0.58 for
@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import atomic_dir, build_lock, write_json, write_text
+from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
@@ -120,8 +120,8 @@ def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.nda
 
 
 def _picture(i: int, seed: int, max_side: int, categories: list[str]) -> tuple[np.ndarray, dict]:
-    from ..distortions import distort
-    from .photos import list_photos, load_photo
+    from refine_iqa_lib.data.distortions import distort
+    from refine_iqa_lib.data.photos import list_photos, load_photo
 
     rng = np.random.default_rng([int(seed), int(i)])
     names = list_photos()
@@ -179,7 +179,7 @@ def _png_bytes(img: np.ndarray) -> bytes:
 
 def _settings(cfg) -> dict:
     s = cfg.scoring
-    from ..distortions import DISTORTIONS
+    from refine_iqa_lib.data.distortions import DISTORTIONS
 
     cats = [str(c) for c in s.embedded_categories]
     bad = [c for c in cats if c not in DISTORTIONS]
@@ -296,7 +296,7 @@ def resolve_iqa_root(cfg, name: str) -> Path:
     ``scoring.roots[name]`` is a folder (relative to the repository or absolute), or ``embedded``
     (also the dataset name ``embedded``), which builds / reuses :func:`build_embedded_scoring_set`.
     """
-    from ..config import ConfigError
+    from refine_iqa_lib.config import ConfigError
 
     if is_embedded(cfg, name):
         return build_embedded_scoring_set(cfg)
@@ -318,7 +318,7 @@ def loader_name(cfg, name: str) -> str:
 def load_scoring_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
     """``load_iqa`` for a configured dataset name (embedded or a folder); the ``dataset`` column
     keeps the configured name. ``split``: the adapter's split names (KonIQ: train/val/test/all)."""
-    from .iqa import load_iqa
+    from refine_iqa_lib.data.iqa import load_iqa
 
     df = load_iqa(loader_name(cfg, name), resolve_iqa_root(cfg, name), split=split)
     df["dataset"] = name

@@ -38,7 +38,7 @@ Bad input
 ---------
 Unreadable or truncated files, missing fields, boxes outside the image or degenerate raise
 :class:`DataError` with a message naming the file or record. Grayscale, palette, RGBA (alpha
-dropped, as :func:`refine_iqa_lib.distortions.to_rgb_uint8` does) and 16-bit images are converted
+dropped, as :func:`refine_iqa_lib.data.distortions.to_rgb_uint8` does) and 16-bit images are converted
 to RGB uint8 (:func:`read_rgb`). With ``on_error="skip"`` the COCO / JSONL parsers record a
 :class:`Skip` for each bad record in ``source.skips`` instead of raising (the build reports them).
 

@@ -88,7 +88,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.io import read_jsonl
 from refine_iqa_lib.prompts import check_mode, instruction
 

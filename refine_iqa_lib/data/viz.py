@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150) -> list[Path]:

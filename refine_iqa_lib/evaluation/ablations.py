@@ -1,7 +1,7 @@
 """The ablations of Tables 5 and 6: what each one changes (data), how it is run, and the tables.
 
 Training ablations are ordinary Stage-2 runs with config overrides (:data:`ABLATIONS`), launched
-through :func:`refine_iqa_lib.launch.run_stage_subprocess` into their own run folders
+through :func:`refine_iqa_lib.training.launch.run_stage_subprocess` into their own run folders
 ``<work_dir>/runs/ablations/<name>``; everything else (data, steps, seeds, evaluation) is the
 profile's. Their model names are the ones :data:`refine_iqa_lib.evaluation.tables.RUNS` reads:
 
@@ -95,7 +95,7 @@ def ablation_table_of_definitions() -> pd.DataFrame:
 def _ensure_reference_runs(cfg: Config) -> None:
     """Train the warm-up / Stage-1 / Stage-2 runs the ablations start from or compare to, if missing."""
     from refine_iqa_lib.evaluation.scoring_eval import ensure_base_model, weights_dir
-    from refine_iqa_lib.launch import default_run_dir, run_stage_subprocess
+    from refine_iqa_lib.training.launch import default_run_dir, run_stage_subprocess
 
     ensure_base_model(cfg)
     for stage in (["1"] if cfg.stage1.enabled else []) + ["2"]:
@@ -104,14 +104,14 @@ def _ensure_reference_runs(cfg: Config) -> None:
 
 
 def ablation_job(cfg: Config, name: str, resume: bool = True) -> dict:
-    """The launcher job (:func:`refine_iqa_lib.launch.run_concurrently`) that trains one ablation."""
+    """The launcher job (:func:`refine_iqa_lib.training.launch.run_concurrently`) that trains one ablation."""
     return {"stage": "2", "run_dir": ablation_run_dir(cfg, name), "overrides": ablation_overrides(name),
             "resume": resume, "label": name}
 
 
 def run_ablation(cfg: Config, name: str, resume: bool = True) -> Path:
     """Train one Stage-2 ablation (resuming / reusing a finished run) and return its run folder."""
-    from refine_iqa_lib.launch import run_concurrently
+    from refine_iqa_lib.training.launch import run_concurrently
 
     return run_concurrently(cfg, [ablation_job(cfg, name, resume)], parallel=1)[0]
 
@@ -120,7 +120,7 @@ def train_ablations(cfg: Config, names: Sequence[str] | None = None, resume: boo
                     parallel: int | None = None) -> list[Path]:
     """Train the ablations, ``launch.parallel_runs`` at a time (they are independent Stage-2 runs);
     returns their run folders. Finished runs are reused."""
-    from refine_iqa_lib.launch import run_concurrently
+    from refine_iqa_lib.training.launch import run_concurrently
 
     names = [check_ablation(n) for n in (names or ABLATIONS)]
     return run_concurrently(cfg, [ablation_job(cfg, n, resume) for n in names], parallel=parallel)

@@ -10,9 +10,9 @@ re-rendered for no-think mode (:func:`refine_iqa_lib.data.stage1.render_prompt`)
 * **Description (Table 1)**: an image counts as correct only if *all three* attributes are right:
   its ``type_severity`` question (one option names the type *and* the severity) and its
   ``object`` question must both be answered correctly
-  (:func:`refine_iqa_lib.rewards.mcq_reward`). An image missing one of the two questions is left
+  (:func:`refine_iqa_lib.method.rewards.mcq_reward`). An image missing one of the two questions is left
   out and counted (``n_incomplete``).
-* **Grounding (Table 2)**: the IoU of the predicted box (:func:`refine_iqa_lib.rewards.parse_box`)
+* **Grounding (Table 2)**: the IoU of the predicted box (:func:`refine_iqa_lib.method.rewards.parse_box`)
   with the ground-truth box; an unparsable answer scores IoU 0 (counted in ``n_unparsed_boxes``).
 
 Both are averaged over images per distortion category (the first distortion of a two-distortion
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from refine_iqa_lib import distortions as D
+from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import Config
 from refine_iqa_lib.io import write_jsonl
 
@@ -91,7 +91,7 @@ def predict_perception(model, processor, samples: pd.DataFrame, batch_size: int 
     """Greedy no-think answers; adds ``completion``, ``correct`` (multiple choice) and ``iou`` (grounding)."""
     from refine_iqa_lib.data.stage1 import render_prompt
     from refine_iqa_lib.evaluation.scoring_eval import greedy_generate
-    from refine_iqa_lib.rewards import grounding_reward, mcq_reward, parse_box
+    from refine_iqa_lib.method.rewards import grounding_reward, mcq_reward, parse_box
 
     prompts = [render_prompt(q, list(o) if o is not None else [], MODE)
                for q, o in zip(samples["question"], samples["options"])]

@@ -85,7 +85,7 @@ def parse_choice(text: str, candidates: Sequence[str]) -> int:
     """
     if not isinstance(text, str):
         return -1
-    from refine_iqa_lib.rewards import THINK_CLOSE, extract_answer
+    from refine_iqa_lib.method.rewards import THINK_CLOSE, extract_answer
 
     content = extract_answer(text)
     if content is None:

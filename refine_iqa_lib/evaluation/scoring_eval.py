@@ -116,8 +116,8 @@ def normalise_model_name(name: str) -> str:
 
 def weights_dir(folder: str | os.PathLike) -> Path | None:
     """The finished weights of a run folder (``<run>/final`` with its ``refine_final.json`` marker,
-    written last by :func:`refine_iqa_lib.train.run_stage`), or None. Checkpoints are not used."""
-    from refine_iqa_lib.train import FINAL_MARKER
+    written last by :func:`refine_iqa_lib.training.run.run_stage`), or None. Checkpoints are not used."""
+    from refine_iqa_lib.training.run import FINAL_MARKER
 
     final = Path(folder) / "final"
     return final if (final / FINAL_MARKER).is_file() and (final / "config.json").is_file() else None
@@ -133,9 +133,9 @@ def eval_model_path(cfg: Config, name: str) -> Path:
     folder = model_paths(cfg)[name]
     found = weights_dir(folder)
     if found is None:
-        how = {"base": "the warm-up (notebook 02, or `python -m refine_iqa_lib.launch --stage warmup`)",
-               "s1": "Stage-1 (notebook 03, or `python -m refine_iqa_lib.launch --stage 1`)",
-               "s2": "Stage-2 (notebook 04, or `python -m refine_iqa_lib.launch --stage 2`)"}.get(
+        how = {"base": "the warm-up (notebook 02, or `python -m refine_iqa_lib.training.launch --stage warmup`)",
+               "s1": "Stage-1 (notebook 03, or `python -m refine_iqa_lib.training.launch --stage 1`)",
+               "s2": "Stage-2 (notebook 04, or `python -m refine_iqa_lib.training.launch --stage 2`)"}.get(
             name, "the ablation run (notebook 08, refine_iqa_lib.evaluation.ablations.run_ablation)")
         raise FileNotFoundError(f"{folder}: no finished run for model {name!r} (expected final/ with its "
                                 f"completion marker); run {how} first")
@@ -163,7 +163,7 @@ def ensure_base_model(cfg: Config) -> Path:
     except FileNotFoundError:
         if not uses_warmup(cfg):
             raise
-    from refine_iqa_lib.launch import run_stage_subprocess
+    from refine_iqa_lib.training.launch import run_stage_subprocess
 
     run_stage_subprocess(cfg, "warmup", run_dir=model_paths(cfg)["base"])
     return eval_model_path(cfg, "base")
@@ -325,8 +325,8 @@ def predict_scores(model, processor, images: Sequence[Any], mode: str, method: s
                    max_new_tokens: int) -> pd.DataFrame:
     """One row per image: ``score`` (NaN where a numeric answer cannot be parsed) and what the
     model wrote (``text`` for numeric, ``think`` in think mode) or ``digit_mass`` (prob). Batched,
-    with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.scoring.score_images`."""
-    from refine_iqa_lib.scoring import score_images
+    with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`."""
+    from refine_iqa_lib.method.scoring import score_images
 
     method = {"prob": "prob", "num": "numeric"}[method_name(method)]
     rows = score_images(model, processor, list(images), mode=mode, method=method, batch_size=max(1, int(batch_size)),

@@ -6,5 +6,5 @@
 * :mod:`.warmup` - the supervised warm-up of the offline stand-in (not in the paper);
 * :mod:`.metrics` - the run folder's ``metrics.jsonl`` and its readers.
 
-The command line is :mod:`refine_iqa_lib.train`; its Python entry point ``run_stage``.
+The command line is :mod:`refine_iqa_lib.training.run`; its Python entry point ``run_stage``.
 """

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..prompts import scoring_prompt
+from refine_iqa_lib.prompts import scoring_prompt
 
 __all__ = ["STAGE1_COLUMNS", "STAGE2_COLUMNS", "DatasetCheckError", "check_images_load", "check_dataset",
            "scoring_frame", "stage2_dataset", "stage1_dataset", "perception_dir", "to_trl_dataset"]
@@ -106,7 +106,7 @@ def _subsample(df: pd.DataFrame, max_samples: int, seed: int) -> pd.DataFrame:
 def scoring_frame(cfg, names: Sequence[str] | None = None, split: str = "train") -> pd.DataFrame:
     """The scoring pictures of ``names`` (default ``scoring.train``) in ``split``: one DataFrame with
     ``dataset``, ``image``, ``mos`` and the loaders' extra columns (see ``load_scoring_split``)."""
-    from ..data.scoring_set import load_scoring_split
+    from refine_iqa_lib.data.scoring_set import load_scoring_split
 
     names = list(cfg.scoring.train if names is None else names)
     if not names:
@@ -160,7 +160,7 @@ def perception_dir(cfg) -> Path:
 def stage1_frame(cfg, split: str = "train", mode: str | None = None) -> pd.DataFrame:
     """The Stage-1 samples of ``split`` as a DataFrame, every prompt rendered for ``mode``
     (default ``stage1.mode``) with :func:`refine_iqa_lib.data.stage1.render_prompt`."""
-    from ..data.stage1 import load_stage1_dataset, render_prompt
+    from refine_iqa_lib.data.stage1 import load_stage1_dataset, render_prompt
 
     root = perception_dir(cfg)
     if not root.exists():

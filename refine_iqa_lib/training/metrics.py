@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
-from ..io import append_jsonl, read_jsonl, write_jsonl
+from refine_iqa_lib.io import append_jsonl, read_jsonl, write_jsonl
 
 __all__ = ["METRICS_FILE", "CURVES", "MetricsJSONLCallback", "read_metrics", "curve", "window_means",
            "truncate_metrics", "last_wall_time", "heldout_scoring", "plot_curves", "ConsoleSummaryCallback",
@@ -162,9 +162,9 @@ def _sampled_scores(model, processor, images, k: int, temperature: float, max_ne
     import torch
     from transformers import GenerationConfig
 
-    from ..prompts import scoring_prompt, user_message
-    from ..rewards import parse_score
-    from ..scoring import _load_image
+    from refine_iqa_lib.prompts import scoring_prompt, user_message
+    from refine_iqa_lib.method.rewards import parse_score
+    from refine_iqa_lib.method.scoring import _load_image
 
     tok = processor.tokenizer
     prompt = processor.apply_chat_template(user_message(scoring_prompt("think", variant)), add_generation_prompt=True,
@@ -196,7 +196,7 @@ def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = 
     ``models``: name -> weights folder. For the first dataset of ``scoring.train`` (or ``dataset``),
     ``split`` pictures (at most ``eval.max_samples``, seeded), every model is scored:
 
-    * ``srcc_prob`` - no-think Eq. 8 expectation (one forward pass), :func:`refine_iqa_lib.scoring.score_images`;
+    * ``srcc_prob`` - no-think Eq. 8 expectation (one forward pass), :func:`refine_iqa_lib.method.scoring.score_images`;
     * ``srcc_numeric``, ``accuracy`` - greedy think-mode answers, the number parsed, Eq. 1 accuracy;
       ``parsed`` (share with a number), ``distinct_answers``, ``think_tokens``;
     * ``srcc_sampled``, ``accuracy_sampled`` - the policy as GRPO trains it: ``k`` sampled think
@@ -206,11 +206,11 @@ def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = 
 
     Returns one row per model.
     """
-    from ..data.scoring_set import load_scoring_split
-    from ..evaluation.metrics import srcc
-    from ..models import load_policy
-    from ..rewards import answer_reward, extract_think
-    from ..scoring import score_images
+    from refine_iqa_lib.data.scoring_set import load_scoring_split
+    from refine_iqa_lib.evaluation.metrics import srcc
+    from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.method.rewards import answer_reward, extract_think
+    from refine_iqa_lib.method.scoring import score_images
 
     name = dataset or cfg.scoring.train[0]
     df = load_scoring_split(cfg, name, split)

@@ -12,7 +12,7 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
      then exactly Eq. 5. Without PD (ablation) only ``answer`` and ``format``.
 
    The PD reward needs the *live* policy, so it is a bound method of the trainer: for every local
-   group it calls :func:`refine_iqa_lib.pd.pd_rewards_for_group` (one batched no-grad forward of
+   group it calls :func:`refine_iqa_lib.method.teacher_forcing.pd_rewards_for_group` (one batched no-grad forward of
    the G think rollouts with the ground truth forced in + the fixed no-think layout). Every group
    is evaluated, also those where nothing is correct (their PD is logged but gated to 0), so every
    process runs the same number of forward passes (required under ZeRO-3). PD is detached: it is a
@@ -23,7 +23,7 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
    ``_calculate_rewards``. The override of ``_calculate_rewards`` keeps that gathered matrix
    (``(N_total, n_rewards)``, identical on every process); the override of
    ``_generate_and_score_completions`` calls TRL's, then replaces ``advantages`` with
-   :func:`refine_iqa_lib.advantages.refine_advantages` over the gathered groups (``correct`` =
+   :func:`refine_iqa_lib.method.advantages.refine_advantages` over the gathered groups (``correct`` =
    ``r_ans = r_fmt = 1`` from the same gathered columns), sliced to this process exactly as TRL
    slices. So every process computes the same advantages. ``use_pm=False`` keeps TRL's advantage
    (standard GRPO, the "w/o PM" ablation). The gathered advantages of every step are written per
@@ -65,10 +65,10 @@ from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 from trl.trainer.utils import RepeatSampler
 
-from ..advantages import grpo_advantages, refine_advantages
-from ..io import append_jsonl
-from ..prompts import check_mode, check_variant, user_message
-from ..rewards import (
+from refine_iqa_lib.method.advantages import grpo_advantages, refine_advantages
+from refine_iqa_lib.io import append_jsonl
+from refine_iqa_lib.prompts import check_mode, check_variant, user_message
+from refine_iqa_lib.method.rewards import (
     answer_reward, completion_to_text, extract_think, format_reward, get_reward_funcs, mode_reward,
     parse_score, pd_reward,
 )
@@ -140,7 +140,7 @@ class RefineSettings:
     def eq6_eps(self) -> float:
         """Eq. 6's offset: ``adv_eps`` (paper, 0.02); the authors' code's 2e-5 for ``variant="authors"``
         (their offset goes with their ``std + 1e-4`` denominator; 0.02 / 1e-4 would give -200)."""
-        from ..advantages import AUTHORS_EPS
+        from refine_iqa_lib.method.advantages import AUTHORS_EPS
 
         return float(self.adv_eps) if self.variant == "paper" else AUTHORS_EPS
 
@@ -281,7 +281,7 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
 
     def _pd_reward(self, prompts, completions, **kw) -> list[float]:
         """Eq. 4 per rollout, gated by Eq. 5; keeps the ungated values for the metrics."""
-        from ..pd import forced_completion, forced_digit_probs, pd_rewards_for_group
+        from refine_iqa_lib.method.teacher_forcing import forced_completion, forced_digit_probs, pd_rewards_for_group
 
         r = self.refine
         texts = [completion_to_text(c) for c in completions]

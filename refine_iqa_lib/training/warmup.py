@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..prompts import answer_text, completion_text, format_mos_text, scoring_prompt
+from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text, scoring_prompt
 
 __all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_dataset", "run_warmup", "sft_config"]
 
@@ -69,7 +69,7 @@ def _scoring_think(row, meta: dict) -> str:
 
 def _embedded_metadata(cfg) -> dict:
     """Absolute image path -> metadata row, for datasets that are the embedded set."""
-    from ..data.scoring_set import is_embedded, resolve_iqa_root
+    from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
 
     out = {}
     for name in cfg.scoring.train:
@@ -83,7 +83,7 @@ def _embedded_metadata(cfg) -> dict:
 
 
 def _scoring_pool(cfg) -> pd.DataFrame:
-    from .data import scoring_frame
+    from refine_iqa_lib.training.data import scoring_frame
 
     df = scoring_frame(cfg, split="train")
     df["image"] = [str(Path(p).resolve()) for p in df["image"]]
@@ -100,7 +100,7 @@ def _scoring_pool(cfg) -> pd.DataFrame:
 
 
 def _stage1_pool(cfg) -> pd.DataFrame | None:
-    from .data import perception_dir, stage1_frame
+    from refine_iqa_lib.training.data import perception_dir, stage1_frame
 
     if not (perception_dir(cfg) / "samples_train.jsonl").is_file():
         print(f"[warmup] no perception dataset in {perception_dir(cfg)}: warm-up uses scoring samples only",
@@ -119,7 +119,7 @@ def _stage1_pool(cfg) -> pd.DataFrame | None:
 
 def warmup_dataset(cfg, n_samples: int | None = None):
     """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``)."""
-    from .data import check_images_load, to_trl_dataset
+    from refine_iqa_lib.training.data import check_images_load, to_trl_dataset
 
     w = cfg.warmup
     n = int(n_samples or max(1, w.max_steps) * w.batch_size)
@@ -174,13 +174,13 @@ def run_warmup(cfg, run_dir: str | os.PathLike, resume: bool = True, callbacks: 
     from accelerate import PartialState
     from trl import SFTTrainer
 
-    from ..io import seed_everything, write_json
-    from ..models import is_stand_in, load_policy
-    from ..train import (
+    from refine_iqa_lib.io import seed_everything, write_json
+    from refine_iqa_lib.models import is_stand_in, load_policy
+    from refine_iqa_lib.training.run import (
         FINAL_MARKER, _clean_run_dir, _marker_callback, find_resume_checkpoint, is_complete, resolve_init,
         stage_fingerprint,
     )
-    from .metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
+    from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
 
     run_dir = Path(run_dir)
     state = PartialState()
@@ -206,7 +206,7 @@ def run_warmup(cfg, run_dir: str | os.PathLike, resume: bool = True, callbacks: 
         if ckpt is not None:
             truncate_metrics(run_dir, int(ckpt.name.split("-")[-1]))
             print(f"[warmup] resuming from {ckpt}", flush=True)
-        from ..config import save_config
+        from refine_iqa_lib.config import save_config
 
         save_config(cfg, run_dir / "run_config.yaml")
         kinds = pd.Series(dataset["kind"]).value_counts().to_dict()
@@ -220,7 +220,7 @@ def run_warmup(cfg, run_dir: str | os.PathLike, resume: bool = True, callbacks: 
     model, processor = load_policy(base, dtype=cfg.model.dtype, min_pixels=cfg.model.min_pixels,
                                    max_pixels=cfg.model.max_pixels)
     wall0 = last_wall_time(run_dir) if ckpt is not None else 0.0
-    from .trainer import CheckpointLoadMixin, NaNGuardCallback
+    from refine_iqa_lib.training.trainer import CheckpointLoadMixin, NaNGuardCallback
 
     guard = NaNGuardCallback()
     cbs = [MetricsJSONLCallback(run_dir, wall_offset=wall0, extra={"stage": "warmup"}), guard, _marker_callback(fp),

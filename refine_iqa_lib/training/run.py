@@ -1,8 +1,8 @@
 """Run one training stage: the SFT warm-up (stand-in only), Stage-1 or Stage-2 GRPO.
 
-CLI (what ``refine_iqa_lib.launch`` runs under ``accelerate launch`` / ``torchrun``)::
+CLI (what ``refine_iqa_lib.training.launch`` runs under ``accelerate launch`` / ``torchrun``)::
 
-    python -m refine_iqa_lib.train --stage {warmup,1,2} --profile P [--set key=value ...]
+    python -m refine_iqa_lib.training.run --stage {warmup,1,2} --profile P [--set key=value ...]
         [--run-dir DIR] [--resume | --no-resume] [--dry-run]
 
 Python: :func:`run_stage` (the CLI calls it). A stage reads like a list of steps: resolve the run
@@ -39,8 +39,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config, save_config
-from .io import read_json, write_json
+from refine_iqa_lib.config import Config, ConfigError, load_config, save_config
+from refine_iqa_lib.io import read_json, write_json
 
 __all__ = ["STAGE_SECTIONS", "FINAL_MARKER", "CHECKPOINT_MARKER", "default_run_dir", "resolve_init",
            "stage_fingerprint", "find_resume_checkpoint", "grpo_config", "run_stage", "stage_checks", "main"]
@@ -61,7 +61,7 @@ def _stage(stage) -> str:
 
 def default_run_dir(cfg: Config, stage) -> Path:
     """``<work_dir>/runs/{warmup,stage1,stage2}`` (the launcher uses the same folders)."""
-    from .launch import default_run_dir as launch_default
+    from refine_iqa_lib.training.launch import default_run_dir as launch_default
 
     return launch_default(cfg, _stage(stage))
 
@@ -79,13 +79,13 @@ def _require_final(run_dir: Path, what: str, stage: str, cfg: Config) -> Path:
     if not is_complete(run_dir):
         raise FileNotFoundError(
             f"{_final_dir(run_dir)}: {what} output not found (no {FINAL_MARKER}); run "
-            f"`python -m refine_iqa_lib.train --stage {stage} --profile {cfg.profile}` first")
+            f"`python -m refine_iqa_lib.training.run --stage {stage} --profile {cfg.profile}` first")
     return _final_dir(run_dir)
 
 
 def resolve_init(cfg: Config, stage) -> tuple[Path, str]:
     """``(initial weights folder, how it was chosen)`` for ``stage`` (see the module docstring)."""
-    from .models import check_model_dir, is_stand_in, resolve_model_path
+    from refine_iqa_lib.models import check_model_dir, is_stand_in, resolve_model_path
 
     stage = _stage(stage)
     base = resolve_model_path(cfg)
@@ -236,7 +236,7 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     except (FileNotFoundError, ValueError, ConfigError) as e:
         out.append(("initial weights", False, str(e)))
     if stage in ("warmup", "2"):
-        from .data.scoring_set import is_embedded
+        from refine_iqa_lib.data.scoring_set import is_embedded
 
         for name in cfg.scoring.train:
             if is_embedded(cfg, name):
@@ -247,7 +247,7 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
             ok = path is not None and path.is_dir()
             out.append((f"scoring data {name}", ok, f"{path}" if root else "no scoring.roots entry"))
     if stage in ("warmup", "1"):
-        from .training.data import perception_dir
+        from refine_iqa_lib.training.data import perception_dir
 
         p = perception_dir(cfg) / "samples_train.jsonl"
         needed = stage == "1"
@@ -276,7 +276,7 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
     stage = _stage(stage)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
     if dry_run:
-        from .launch import stage_settings
+        from refine_iqa_lib.training.launch import stage_settings
 
         print(f"[train] stage {stage} -> {run_dir}")
         print(f"[train] {stage_settings(cfg, stage)}")
@@ -284,7 +284,7 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
             print(f"[train] {'ok ' if ok else 'MISSING'} {name}: {detail}")
         return run_dir
     if stage == "warmup":
-        from .training.warmup import run_warmup
+        from refine_iqa_lib.training.warmup import run_warmup
 
         return run_warmup(cfg, run_dir, resume=resume, callbacks=callbacks)
     return _run_grpo(cfg, stage, run_dir, resume, callbacks or [])
@@ -292,7 +292,7 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
 
 def _truncate_advantages(folder: Path, step: int) -> None:
     """Drop the per-rank advantage rows after ``step`` (a resumed run writes them again)."""
-    from .io import read_jsonl, write_jsonl
+    from refine_iqa_lib.io import read_jsonl, write_jsonl
 
     for path in sorted(Path(folder).glob("rank*.jsonl")):
         write_jsonl(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step])
@@ -301,11 +301,11 @@ def _truncate_advantages(folder: Path, step: int) -> None:
 def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list) -> Path:
     from accelerate import PartialState
 
-    from .io import seed_everything
-    from .models import load_policy
-    from .training.data import stage1_dataset, stage2_dataset
-    from .training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
-    from .training.trainer import NaNGuardCallback, RefineGRPOTrainer, RefineSettings
+    from refine_iqa_lib.io import seed_everything
+    from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.training.data import stage1_dataset, stage2_dataset
+    from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
+    from refine_iqa_lib.training.trainer import NaNGuardCallback, RefineGRPOTrainer, RefineSettings
 
     state = PartialState()
     s = getattr(cfg, STAGE_SECTIONS[stage])
@@ -396,7 +396,7 @@ def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", required=True, choices=["warmup", "1", "2"])
     ap.add_argument("--profile", default="tiny", help="profile name or a resolved config YAML")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .prompts import check_variant
+from refine_iqa_lib.prompts import check_variant
 
 __all__ = ["refine_advantages", "grpo_advantages", "STD_ZERO_TOL", "PAPER_EPS", "AUTHORS_EPS", "AUTHORS_STD_EPS"]
 

@@ -13,11 +13,11 @@ prompt is most of every row).
 
 How a rollout is teacher-forced (:func:`forced_completion`):
 
-* it has a score in its last ``<answer>`` block (see :func:`refine_iqa_lib.rewards.score_span`):
+* it has a score in its last ``<answer>`` block (see :func:`refine_iqa_lib.method.rewards.score_span`):
   everything before that number is kept verbatim and the number is replaced by the ground-truth
   text (``prompts.format_mos_text``: same digit count for every rollout, M = 2 in the paper);
 * it has none (no closed answer block, or no number in it): the think layout is rebuilt from its
-  think text (:func:`refine_iqa_lib.rewards.extract_think`: the first think block, or the text
+  think text (:func:`refine_iqa_lib.method.rewards.extract_think`: the first think block, or the text
   after an unclosed ``<think>``, or nothing) as ``<think>{think}</think><answer>{prefix}{gt}``.
   Such a rollout has ``r_ans = 0``, so Eq. 5 ignores its PD value; it is computed only to keep
   the batch rectangular and the logs complete.
@@ -53,8 +53,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .prompts import ANSWER_LAYOUT, check_mode, check_variant, format_mos_text, scoring_prompt, user_message
-from .rewards import (
+from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, format_mos_text, scoring_prompt, user_message
+from refine_iqa_lib.method.rewards import (
     ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, answer_reward, completion_to_text, extract_think, format_reward,
     mode_reward, parse_score, pd_reward, score_span,
 )

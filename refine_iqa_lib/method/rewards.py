@@ -11,7 +11,7 @@ Stage 2 (quality scoring, "Probability Difference Reward Involved RL"):
 
 * :func:`answer_reward` - Eq. 1; :func:`format_reward` - the format reward of Eq. 5;
 * :func:`mode_reward` - Eq. 2; :func:`pd_reward` - Eq. 3 / 4; :func:`final_reward` - Eq. 5.
-  The teacher-forced digit probabilities that feed Eq. 2 come from :mod:`refine_iqa_lib.pd`.
+  The teacher-forced digit probabilities that feed Eq. 2 come from :mod:`refine_iqa_lib.method.teacher_forcing`.
 
 Every parser takes arbitrary text (empty, 100k characters, unicode, nested or repeated tags) and
 returns a value in its documented range; none raises on completion text, and none uses a regular
@@ -32,7 +32,7 @@ so the authors' layout ``Score: 3.46`` needs no special case.
 **TRL adapters.** :data:`REWARD_FUNCS` maps a stable name (``answer``, ``format``, ``mcq``,
 ``grounding``, ``stage1``) to a function in TRL's reward convention
 ``f(completions, **columns) -> list[float | None]``; :func:`get_reward_funcs` builds them by name
-with the run's parameters. The PD reward needs the policy and lives in :mod:`refine_iqa_lib.pd`.
+with the run's parameters. The PD reward needs the policy and lives in :mod:`refine_iqa_lib.method.teacher_forcing`.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .prompts import check_mode, check_variant
+from refine_iqa_lib.prompts import check_mode, check_variant
 
 __all__ = [
     "ANSWER_OPEN", "ANSWER_CLOSE", "THINK_OPEN", "THINK_CLOSE",

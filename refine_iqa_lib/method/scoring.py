@@ -9,7 +9,7 @@
   - ``method="prob"``, ``mode="think"``: the think is generated greedily, then
     ``<think>{think}</think><answer>`` (+ prefix) is forced and read the same way;
   - ``method="numeric"``: greedy generation, the number in the answer block is parsed
-    (:func:`refine_iqa_lib.rewards.parse_score`); an unparsable answer scores NaN, is flagged
+    (:func:`refine_iqa_lib.method.rewards.parse_score`); an unparsable answer scores NaN, is flagged
     (``parsed: False``) and counted in a warning.
 
 Greedy decoding sets ``do_sample=False`` explicitly (transformers otherwise merges the model's own
@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
-from .rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
+from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
+from refine_iqa_lib.method.rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
 
 __all__ = ["DIGITS", "METHODS", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
 

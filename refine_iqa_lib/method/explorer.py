@@ -16,9 +16,9 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from .advantages import grpo_advantages, refine_advantages
-from .prompts import check_mode, check_variant
-from .rewards import answer_reward, final_reward, format_reward, mode_reward, parse_score, pd_reward
+from refine_iqa_lib.method.advantages import grpo_advantages, refine_advantages
+from refine_iqa_lib.prompts import check_mode, check_variant
+from refine_iqa_lib.method.rewards import answer_reward, final_reward, format_reward, mode_reward, parse_score, pd_reward
 
 __all__ = ["COLUMNS", "explore_group", "plot_advantages", "PRESETS", "RewardExplorer", "build_explorer",
            "parse_probs"]

@@ -4,17 +4,17 @@ The same command serves both scales; only the accelerate config and the profile 
 
     # CPU, one process (smoke / tiny)
     accelerate launch --config_file refine_iqa_lib/configs/accelerate/cpu.yaml \\
-        -m refine_iqa_lib.train --stage 2 --profile <resolved.yaml>
+        -m refine_iqa_lib.training.run --stage 2 --profile <resolved.yaml>
     # paper: 8 GPUs, DeepSpeed ZeRO-3
     accelerate launch --config_file refine_iqa_lib/configs/accelerate/zero3.yaml --num_processes 8 \\
-        -m refine_iqa_lib.train --stage 2 --profile paper
+        -m refine_iqa_lib.training.run --stage 2 --profile paper
 
 Several CPU processes are started with ``torchrun --nproc_per_node N`` (gloo), which is what
 accelerate cannot do on CPU. vLLM generation goes through TRL (``launch.use_vllm``): colocate
 mode needs nothing else; server mode needs ``trl vllm-serve`` running first (printed by
 ``--dry-run``).
 
-CLI: ``python -m refine_iqa_lib.launch --stage {warmup,1,2} --profile P [--set k=v] [--dry-run]``.
+CLI: ``python -m refine_iqa_lib.training.launch --stage {warmup,1,2} --profile P [--set k=v] [--dry-run]``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import Config, ConfigError, accelerate_config_path, load_config, save_config
+from refine_iqa_lib.config import Config, ConfigError, accelerate_config_path, load_config, save_config
 
 STAGES = ("warmup", "1", "2")
 STAGE_DIRS = {"warmup": "warmup", "1": "stage1", "2": "stage2"}
@@ -60,7 +60,7 @@ def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
     stage = _check_stage(stage)
     launch = cfg.launch
     profile_arg = str(config_file) if config_file else cfg.profile
-    train_args = ["-m", "refine_iqa_lib.train", "--stage", stage, "--profile", profile_arg]
+    train_args = ["-m", "refine_iqa_lib.training.run", "--stage", stage, "--profile", profile_arg]
     if run_dir is not None:
         train_args += ["--run-dir", str(run_dir)]
     train_args.append("--resume" if resume else "--no-resume")
@@ -202,7 +202,7 @@ def _worth_showing(line: str) -> bool:
 
 def pipeline_plan(cfg: Config) -> list[dict]:
     """Every step of the pipeline with the inputs it needs, what is missing, and its command."""
-    from .models import REQUIRED_FILES
+    from refine_iqa_lib.models import REQUIRED_FILES
 
     steps = []
 
@@ -263,7 +263,7 @@ def pipeline_plan(cfg: Config) -> list[dict]:
 
 def _dataset_file_problems(name: str, root: Path) -> list[str]:
     try:
-        from .data.iqa import DATASETS
+        from refine_iqa_lib.data.iqa import DATASETS
     except ImportError:  # adapters not installed yet
         return []
     info = DATASETS.get(name)
@@ -276,7 +276,7 @@ def _dataset_file_problems(name: str, root: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.launch", description="Launch a training stage.")
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.launch", description="Launch a training stage.")
     ap.add_argument("--stage", required=True, choices=STAGES)
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
