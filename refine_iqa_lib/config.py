@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from refine_iqa_lib.io import REPO_ROOT, write_text
+
 PROFILE_DIR = Path(__file__).parent / "configs" / "profiles"
 ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(ValueError):
@@ -422,7 +423,6 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically)."""
-    from refine_iqa_lib.io import write_text
 
     return write_text(path, cfg.to_yaml())
 

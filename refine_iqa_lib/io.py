@@ -16,6 +16,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+#: The repository root (the folder holding ``refine_iqa_lib/``); relative paths in configs and
+#: result files are relative to it.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -176,3 +179,73 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# images, sub-samples, portable paths
+
+
+class ImageReadError(ValueError):
+    """An image file that is missing or cannot be decoded; the message names the file and why."""
+
+
+def open_image(image: Any):
+    """A fully decoded PIL RGB image from a path, a PIL image or a uint8 array.
+
+    The one image-opening function of the library. A path is decoded completely (``load()``), so a
+    truncated file fails here, naming the file, rather than later inside a processor; PIL's
+    ``LOAD_TRUNCATED_IMAGES`` is never switched on. Missing or undecodable files raise
+    :class:`ImageReadError` (a ``ValueError``) with the path and the reason.
+
+    >>> import numpy as np
+    >>> open_image(np.zeros((4, 6, 3), dtype=np.uint8)).size
+    (6, 4)
+    >>> open_image("/no/such/picture.png")
+    Traceback (most recent call last):
+    ...
+    refine_iqa_lib.io.ImageReadError: /no/such/picture.png: image not found
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image).convert("RGB")
+    path = Path(image)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: image not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+
+
+def subsample(df, max_samples: int, seed: int = 0):
+    """``max_samples`` rows of a DataFrame drawn without replacement by a seeded Generator (all
+    rows if ``max_samples`` is 0 or not smaller than the frame), kept in their original order.
+
+    >>> import pandas as pd
+    >>> subsample(pd.DataFrame({"a": range(10)}), 3, seed=0)["a"].tolist()
+    [5, 6, 9]
+    """
+    if max_samples <= 0 or max_samples >= len(df):
+        return df.reset_index(drop=True)
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=int(max_samples), replace=False))
+    return df.iloc[idx].reset_index(drop=True)
+
+
+def repo_relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository root when it lies inside it (as committed result files
+    record it, so that the same numbers on another machine leave the same files), else absolute.
+
+    >>> repo_relative(REPO_ROOT / "results" / "tiny"), repo_relative("/elsewhere/model")
+    ('results/tiny', '/elsewhere/model')
+    """
+    for p in (Path(os.path.abspath(path)), Path(path).resolve()):
+        try:
+            return p.relative_to(REPO_ROOT).as_posix()
+        except ValueError:
+            continue
+    return str(path)
