@@ -29,7 +29,7 @@ def _images(n: int):
 
     from refine_iqa_lib.config import load_config
     from refine_iqa_lib.data.scoring_set import load_scoring_split
-    from refine_iqa_lib.evaluation.scoring_eval import open_image
+    from refine_iqa_lib.io import open_image
 
     with tempfile.TemporaryDirectory(prefix="bench_scoring_") as tmp:
         cfg = load_config("smoke", {"scoring.embedded_n_images": max(n, 24), "paths.work_dir": tmp})

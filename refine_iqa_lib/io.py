@@ -189,6 +189,10 @@ class ImageReadError(ValueError):
     """An image file that is missing or cannot be decoded; the message names the file and why."""
 
 
+class ImageNotFoundError(ImageReadError, FileNotFoundError):
+    """An image file that does not exist (also a ``FileNotFoundError``)."""
+
+
 def open_image(image: Any):
     """A fully decoded PIL RGB image from a path, a PIL image or a uint8 array.
 
@@ -203,7 +207,7 @@ def open_image(image: Any):
     >>> open_image("/no/such/picture.png")
     Traceback (most recent call last):
     ...
-    refine_iqa_lib.io.ImageReadError: /no/such/picture.png: image not found
+    refine_iqa_lib.io.ImageNotFoundError: /no/such/picture.png: image not found
     """
     from PIL import Image
 
@@ -213,7 +217,7 @@ def open_image(image: Any):
         return Image.fromarray(image).convert("RGB")
     path = Path(image)
     if not path.is_file():
-        raise ImageReadError(f"{path}: image not found")
+        raise ImageNotFoundError(f"{path}: image not found")
     try:
         with Image.open(path) as im:
             im.load()

@@ -9,7 +9,7 @@ import pytest
 from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import perception as per
-from refine_iqa_lib.evaluation import scoring_eval as ev
+from refine_iqa_lib import generation
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib.io import read_json
 
@@ -92,13 +92,13 @@ def test_perfect_and_wrong_answers(cfg, tiny_policy, monkeypatch):
     def oracle(model, processor, images, prompts, **kw):
         return [answer(truth[p.split("\n")[0] + im]) for im, p in zip(images, prompts)]
 
-    monkeypatch.setattr(ev, "greedy_generate", oracle)
+    monkeypatch.setattr(generation, "greedy_generate", oracle)
     rec = per.evaluate_perception(cfg, "base", loaded=tiny_policy)
     present = [k for k, n in rec["n_images"].items() if n]
     assert all(rec["description"][k] == 1.0 and rec["grounding"][k] == 1.0 for k in present)
     assert rec["description"]["overall"] == 1.0 and rec["n_unparsed_boxes"] == 0
 
-    monkeypatch.setattr(ev, "greedy_generate", lambda m, p, images, prompts, **kw: [
+    monkeypatch.setattr(generation, "greedy_generate", lambda m, p, images, prompts, **kw: [
         answer(truth[q.split("\n")[0] + im], wrong_object=True) for im, q in zip(images, prompts)])
     rec = per.evaluate_perception(cfg, "base", loaded=tiny_policy)
     assert rec["description"]["overall"] == 0.0 and rec["grounding"]["overall"] == 1.0

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import qbench as qb
+from refine_iqa_lib import generation
 from refine_iqa_lib.evaluation import scoring_eval as ev
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib.io import read_json, read_jsonl
@@ -87,14 +88,14 @@ def test_right_and_wrong_answers_are_scored(cfg, tiny_policy, monkeypatch):
     def oracle(model, processor, images, prompts, **kw):
         return [f"<answer>{by_question[p.split(chr(10))[0] + im]}</answer>" for im, p in zip(images, prompts)]
 
-    monkeypatch.setattr(ev, "greedy_generate", oracle)
+    monkeypatch.setattr(generation, "greedy_generate", oracle)
     right = qb.evaluate_qbench(cfg, "base", modes=["think"], loaded=tiny_policy)[0]
     assert right["accuracy"]["overall"] == 1.0 and right["n_unparsed"] == 0
 
     def wrong(model, processor, images, prompts, **kw):
         return [f"<answer>{'BA'[by_question[p.split(chr(10))[0] + im] == 'B']}</answer>" for im, p in zip(images, prompts)]
 
-    monkeypatch.setattr(ev, "greedy_generate", wrong)
+    monkeypatch.setattr(generation, "greedy_generate", wrong)
     assert qb.evaluate_qbench(cfg, "base", modes=["think"], loaded=tiny_policy)[0]["accuracy"]["overall"] == 0.0
 
 

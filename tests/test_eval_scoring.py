@@ -11,7 +11,9 @@ import pytest
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import scoring_eval as ev
 from refine_iqa_lib.evaluation import tables
-from refine_iqa_lib.io import read_json, write_json
+from refine_iqa_lib import runs
+from refine_iqa_lib.generation import greedy_generate
+from refine_iqa_lib.io import open_image, read_json, subsample, write_json
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,16 @@ def cfg(tmp_path_factory):
 
 
 def test_model_registry_names_and_folders(cfg):
-    paths = ev.model_paths(cfg)
+    paths = runs.model_paths(cfg)
     assert set(paths) == set(tables.RUNS.values())  # every name the tables read
     assert paths["s1"] == cfg.work_dir / "runs" / "stage1" and paths["s2"] == cfg.work_dir / "runs" / "stage2"
     assert paths["s2_no_pd"] == cfg.work_dir / "runs" / "ablations" / "s2_no_pd"
     assert paths["base"].name == f"tiny-seed{cfg.model.seed}"  # warm-up disabled: the raw stand-in
     with_warmup = load_config("smoke", {"paths.work_dir": str(cfg.work_dir)})
-    assert ev.model_paths(with_warmup)["base"] == cfg.work_dir / "runs" / "warmup"
-    assert ev.normalise_model_name("S2") == "s2"
+    assert runs.model_paths(with_warmup)["base"] == cfg.work_dir / "runs" / "warmup"
+    assert runs.normalise_model_name("S2") == "s2"
     with pytest.raises(ValueError, match="unknown model name 'S3'"):
-        ev.normalise_model_name("S3")
+        runs.normalise_model_name("S3")
 
 
 def test_missing_run_says_how_to_make_it(cfg):
@@ -44,17 +46,17 @@ def test_weights_dir_needs_the_final_marker(tmp_path):
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
     (run / "final" / "config.json").write_text("{}")
-    assert ev.weights_dir(run) is None  # weights saved but the stage did not finish
+    assert runs.weights_dir(run) is None  # weights saved but the stage did not finish
     (run / "final" / "refine_final.json").write_text("{}")
-    assert ev.weights_dir(run) == run / "final"
+    assert runs.weights_dir(run) == run / "final"
 
 
 def test_subsample_is_seeded_ordered_and_complete_when_asked():
     df = pd.DataFrame({"a": range(50)})
-    a, b = ev.subsample(df, 7, seed=3), ev.subsample(df, 7, seed=3)
+    a, b = subsample(df, 7, seed=3), subsample(df, 7, seed=3)
     assert a.equals(b) and len(a) == 7 and a["a"].is_monotonic_increasing
-    assert not a.equals(ev.subsample(df, 7, seed=4))
-    assert len(ev.subsample(df, 0)) == 50 and len(ev.subsample(df, 500)) == 50
+    assert not a.equals(subsample(df, 7, seed=4))
+    assert len(subsample(df, 0)) == 50 and len(subsample(df, 500)) == 50
 
 
 def test_method_names_match_the_tables():
@@ -89,7 +91,6 @@ def test_evaluate_scoring_writes_the_tables_schema(cfg, tiny_policy):
 
 
 def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monkeypatch):
-    import refine_iqa_lib.method.scoring as scoring
 
     def fake_score_images(model, processor, images, mode, method, batch_size, max_new_tokens, **kw):
         out = []
@@ -97,7 +98,7 @@ def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monk
             out.append({"score": float("nan") if i == 0 else float(i), "parsed": i != 0, "text": "x"})
         return out
 
-    monkeypatch.setattr(scoring, "score_images", fake_score_images)
+    monkeypatch.setattr(ev, "score_images", fake_score_images)
     logistic = load_config(cfg, {"eval.logistic_plcc": True})
     rec = ev.evaluate_scoring(logistic, "base", modes=["no_think"], methods=["numeric"], loaded=tiny_policy)[0]
     assert rec["n_nan"] == 1 and rec["n"] == rec["n_images"] - 1
@@ -106,11 +107,10 @@ def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monk
 
 
 def test_perfect_predictions_give_perfect_correlations(cfg, tiny_policy, monkeypatch):
-    import refine_iqa_lib.method.scoring as scoring
 
     df, _ = ev.load_scoring_set(cfg, "koniq")
     mos = dict(zip(df["image"], df["mos"]))
-    monkeypatch.setattr(scoring, "score_images", lambda m, p, images, **kw: [{"score": mos[i]} for i in images])
+    monkeypatch.setattr(ev, "score_images", lambda m, p, images, **kw: [{"score": mos[i]} for i in images])
     rec = ev.evaluate_scoring(cfg, "base", modes=["no_think"], methods=["prob"], loaded=tiny_policy)[0]
     assert rec["srcc"] == pytest.approx(1.0) and rec["plcc"] == pytest.approx(1.0)
 
@@ -148,18 +148,18 @@ def test_greedy_generate_is_deterministic_and_batch_independent(tiny_policy):
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (56, 84, 3), dtype=np.uint8)) for _ in range(3)]
     prompts = ["Is it sharp?", "What is shown?", "Rate it."]
-    a = ev.greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=3, progress=False)
-    b = ev.greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=1, progress=False)
+    a = greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=3, progress=False)
+    b = greedy_generate(model, processor, images, prompts, max_new_tokens=5, batch_size=1, progress=False)
     assert len(a) == 3 and a == b
     with pytest.raises(ValueError, match="one entry per prompt"):
-        ev.greedy_generate(model, processor, images[:2], prompts, max_new_tokens=2)
+        greedy_generate(model, processor, images[:2], prompts, max_new_tokens=2)
 
 
 def test_open_image_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png"):
-        ev.open_image(tmp_path / "missing.png")
+        open_image(tmp_path / "missing.png")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.png"):
-        ev.open_image(bad)
+        open_image(bad)
     assert not math.isnan(ev.clean_number(1.5))

@@ -1,5 +1,6 @@
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.training.launch import build_command, default_run_dir, run_stage_subprocess, vllm_server_command
+from refine_iqa_lib.runs import default_run_dir
+from refine_iqa_lib.training.launch import build_command, run_stage_subprocess, vllm_server_command
 
 
 def test_cpu_command_is_accelerate_with_one_process():
@@ -7,7 +8,7 @@ def test_cpu_command_is_accelerate_with_one_process():
     cmd = build_command(cfg, 2, "/tmp/run")
     assert cmd[1:3] == ["launch", "--config_file"] and cmd[3].endswith("configs/accelerate/cpu.yaml")
     assert cmd[cmd.index("--num_processes") + 1] == "1" and "--cpu" in cmd
-    assert cmd[cmd.index("-m") + 1:] == ["refine_iqa_lib.training.run", "--stage", "2", "--profile", "smoke",
+    assert cmd[cmd.index("-m") + 1:] == ["refine_iqa_lib.training.cli", "--stage", "2", "--profile", "smoke",
                                          "--run-dir", "/tmp/run", "--resume"]
 
 
@@ -31,7 +32,7 @@ def test_dry_run_prints_and_writes_nothing(tmp_path, capsys):
     run_dir = run_stage_subprocess(cfg, "2", dry_run=True)
     out = capsys.readouterr().out
     assert run_dir == default_run_dir(cfg, "2")
-    assert "refine_iqa_lib.training.run --stage 2" in out and "mode=think" in out and "stage2:" in out
+    assert "refine_iqa_lib.training.cli --stage 2" in out and "mode=think" in out and "stage2:" in out
     assert not (tmp_path / "w").exists()
 
 

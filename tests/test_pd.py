@@ -9,7 +9,7 @@ from PIL import Image
 from refine_iqa_lib import prompts
 from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.method.teacher_forcing import (
-    _gt_token_layout, forced_completion, forced_digit_probs, make_pd_reward, pd_rewards_for_group,
+    _gt_token_layout, forced_completion, forced_digit_probs, PDReward, pd_rewards_for_group,
     reference_completion, teacher_forced_digit_probs,
 )
 from refine_iqa_lib.method.rewards import mode_reward, parse_score
@@ -171,24 +171,22 @@ def test_trl_pd_reward_is_gated_and_grouped(tiny_policy, image, other_image):
                "<think>fine detail, mild noise</think><answer>3.3</answer>"]
     group_b = ["<think>blurred</think><answer>4.8</answer>", "<answer>1.0</answer>", "x"]  # nobody correct
     completions = [[{"role": "assistant", "content": c}] for c in group_a + group_b]
-    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompts.scoring_prompt("think")}]}]
-    logged = {}
-    fn = make_pd_reward(model, processor)
+    think, no_think = prompts.scoring_prompt("think"), prompts.scoring_prompt("no_think")
+    columns = dict(mos=[3.4] * 3 + [1.9] * 3, images=[[image]] * 3 + [[other_image]] * 3, id=[0] * 3 + [1] * 3,
+                   prompt_text=[think] * 6, no_think_text=[no_think] * 6)
+    logged, extra = {}, {}
+    fn = PDReward(lambda: model, lambda: processor)
     assert fn.__name__ == "pd"
-    out = fn(completions=completions, prompts=[prompt] * 6, mos=[3.4] * 3 + [1.9] * 3,
-             image=[image] * 3 + [other_image] * 3, log_metric=lambda k, v: logged.setdefault(k, v))
+    out = fn(completions=completions, log_metric=lambda k, v: logged.setdefault(k, []).append(v),
+             log_extra=lambda k, v: extra.setdefault(k, v), **columns)
     res = pd_rewards_for_group(model, processor, image, group_a, 3.4)
     assert out[1] == 0.0                                      # wrong answer: gated off by Eq. 5
     assert out[0] == pytest.approx(res.r_pd[0]) and out[2] == pytest.approx(res.r_pd[2])
     assert out[3:] == [0.0, 0.0, 0.0]
-    assert logged["pd/r_ref"] == pytest.approx(res.r_ref)
-    # fixed-size grouping and a callable model give the same
-    out2 = make_pd_reward(lambda: model, processor, group_size=3)(
-        completions=completions, prompts=[prompt] * 6, mos=[3.4] * 3 + [1.9] * 3,
-        images=[[image]] * 3 + [[other_image]] * 3)
-    assert out2 == pytest.approx(out)
-    with pytest.raises(ValueError, match="whole groups"):
-        make_pd_reward(model, processor, group_size=4)(completions=completions, prompts=[prompt] * 6,
-                                                        mos=[3.4] * 6, image=[image] * 6)
+    assert logged["refine/r_ref"][:3] == pytest.approx([res.r_ref] * 3)
+    assert extra["pd_raw"][:3] == pytest.approx(res.r_pd.tolist())        # ungated, per rollout
+    # without an id column the groups come from prompt text and MOS: the same numbers
+    no_id = {k: v for k, v in columns.items() if k != "id"}
+    assert fn(completions=completions, **no_id) == pytest.approx(out)
     with pytest.raises(ValueError, match="'mos'"):
-        fn(completions=completions, prompts=[prompt] * 6, image=[image] * 6)
+        fn(completions=completions, **{k: v for k, v in columns.items() if k != "mos"})

@@ -68,5 +68,5 @@ def test_paper_dry_run_reports_missing_inputs_and_prints_commands(tmp_path):
     out = proc.stdout
     assert f"{root}/nomodel: model folder not found" in out
     assert f"koniq: folder {root}/nokoniq not found" in out
-    assert "launch --config_file" in out and "zero3.yaml --num_processes 8 -m refine_iqa_lib.training.run --stage 2" in out
+    assert "launch --config_file" in out and "zero3.yaml --num_processes 8 -m refine_iqa_lib.training.cli --stage 2" in out
     assert "mode=think G=8" in out and "beta=0.0 loss=dapo PD=True PM=True" in out

@@ -100,7 +100,7 @@ def test_batched_equals_one_at_a_time(tiny_policy, images, mode):
 
 def test_think_prob_forces_the_generated_think(tiny_policy, images, monkeypatch):
     model, processor = tiny_policy
-    monkeypatch.setattr(scoring, "_greedy", lambda *a, **k: ["<think>soft focus</think><answer>9", "no think"])
+    monkeypatch.setattr(scoring, "generate_greedy", lambda *a, **k: ["<think>soft focus</think><answer>9", "no think"])
     seen = []
     real = scoring._digit_logits
     monkeypatch.setattr(scoring, "_digit_logits", lambda m, p, texts, *a, **k: seen.extend(texts) or real(m, p, texts, *a, **k))
@@ -113,7 +113,7 @@ def test_think_prob_forces_the_generated_think(tiny_policy, images, monkeypatch)
 def test_numeric_parses_and_counts_unparsable(tiny_policy, images, monkeypatch, caplog):
     model, processor = tiny_policy
     texts = iter([["<answer>3.5</answer>", "<answer>n/a</answer>"], ["<think>x</think><answer>Score: 1,5</answer>"]])
-    monkeypatch.setattr(scoring, "_greedy", lambda *a, **k: next(texts))
+    monkeypatch.setattr(scoring, "generate_greedy", lambda *a, **k: next(texts))
     out = score_images(model, processor, images[:3], method="numeric", batch_size=2, progress=False)
     assert [r["parsed"] for r in out] == [True, False, True]
     assert out[0]["score"] == 3.5 and math.isnan(out[1]["score"]) and out[2]["score"] == 1.5

@@ -1,4 +1,4 @@
-"""The training CLI contract the launcher depends on (``python -m refine_iqa_lib.training.run``)."""
+"""The training CLI contract the launcher depends on (``python -m refine_iqa_lib.training.cli``)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.training.launch import build_command
-from refine_iqa_lib.training.run import main
+from refine_iqa_lib.training.cli import main
 from refine_iqa_lib.training.metrics import read_metrics
 
 SETS = ["--set", "warmup.enabled=false", "--set", "stage2.init_from=base", "--set", "stage2.no_think_every=1"]
@@ -47,7 +47,7 @@ def test_bad_override_is_a_clear_error(work, capsys):
 def test_cli_run_writes_the_run_folder_and_is_not_repeated(work):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir = work / "cli_run"
-    cmd = [sys.executable, "-m", "refine_iqa_lib.training.run", "--stage", "2", *_args(work), "--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "refine_iqa_lib.training.cli", "--stage", "2", *_args(work), "--run-dir", str(run_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run_dir / "final" / "refine_final.json").is_file()
@@ -71,7 +71,7 @@ def test_cli_run_writes_the_run_folder_and_is_not_repeated(work):
 def test_launcher_command_parses(work, capsys):
     cfg = load_config("smoke", {"paths.work_dir": str(work), "warmup.enabled": False, "stage2.init_from": "base"})
     cmd = build_command(cfg, "2", work / "cli_run", config_file=None, resume=False)
-    train_args = cmd[cmd.index("refine_iqa_lib.training.run") + 1:]
+    train_args = cmd[cmd.index("refine_iqa_lib.training.cli") + 1:]
     assert "--no-resume" in train_args
     assert main(train_args + ["--set", "warmup.enabled=false", "--set", "stage2.init_from=base", "--dry-run"]) == 0
     assert "stage 2 -> " in capsys.readouterr().out

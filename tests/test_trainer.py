@@ -79,6 +79,12 @@ def _score_batch(trainer):
     return trainer._generate_and_score_completions([dict(row) for _ in range(G)])
 
 
+def _audit(trainer) -> dict:
+    """The last step's row of the per-rank advantages audit file (gathered rewards per function)."""
+    path = trainer.refine.advantages_dir + "/rank0.jsonl"
+    return json.loads(open(path).read().splitlines()[-1])
+
+
 def test_eq5_rewards_and_eq6_advantages_on_a_known_group(work, fresh_policy):
     cfg = _cfg(work)
     trainer = _trainer(cfg, work, fresh_policy)
@@ -87,7 +93,7 @@ def test_eq5_rewards_and_eq6_advantages_on_a_known_group(work, fresh_policy):
     assert trainer.loss_type == "dapo" and trainer.beta == 0.0 and trainer.ref_model is None
     _fixed_generation(trainer, COMPLETIONS)
     out = _score_batch(trainer)
-    rpf = trainer._gathered_rewards.numpy()
+    rpf = np.array(_audit(trainer)["rewards_per_func"])
     assert rpf[:, 0].tolist() == [1.0, 1.0, 1.0, 0.0]          # Eq. 1
     assert rpf[:, 1].tolist() == [1.0, 1.0, 0.0, 1.0]          # format
     assert (rpf[2:, 2] == 0).all() and ((rpf[:2, 2] >= 0) & (rpf[:2, 2] <= 1)).all()  # PD gated by Eq. 5
@@ -97,7 +103,8 @@ def test_eq5_rewards_and_eq6_advantages_on_a_known_group(work, fresh_policy):
     direct = pd_rewards_for_group(trainer.model, trainer.processing_class, image, COMPLETIONS, 3.4,
                                   think_messages=user_message(scoring_prompt("think")),
                                   no_think_messages=user_message(scoring_prompt("no_think")))
-    np.testing.assert_allclose(trainer._step_cache["pd_raw"], direct.r_pd, atol=1e-6)
+    m = trainer._metrics["train"]
+    assert m["refine/pd_raw"][-1] == pytest.approx(direct.r_pd.mean(), abs=1e-6)   # ungated Eq. 4, all 4
     np.testing.assert_allclose(rpf[:2, 2], direct.r_pd[:2], atol=1e-6)
 
     final = [final_reward(a, f, p) for a, f, p in zip(rpf[:, 0], rpf[:, 1], direct.r_pd)]
@@ -119,7 +126,7 @@ def test_without_pm_the_advantage_is_trls_grpo(work, fresh_policy):
     assert trainer.reward_func_names == ["answer", "format"]
     _fixed_generation(trainer, COMPLETIONS)
     out = _score_batch(trainer)
-    rewards = trainer._gathered_rewards.sum(1).numpy()
+    rewards = np.array(_audit(trainer)["rewards_per_func"]).sum(1)
     np.testing.assert_allclose(out["advantages"].numpy(), grpo_advantages(rewards), atol=1e-5)
     assert out["advantages"][3] < 0                            # GRPO pushes the wrong rollout down
 
@@ -128,7 +135,7 @@ def test_all_wrong_group_gets_the_eps_offset(work, fresh_policy):
     trainer = _trainer(_cfg(work), work, fresh_policy)
     _fixed_generation(trainer, ["<think>a</think><answer>0.1</answer>", "<answer>nope</answer>"])
     out = _score_batch(trainer)
-    rewards = trainer._gathered_rewards.sum(1).numpy()           # [1, 0, 1, 0]: format only
+    rewards = np.array(_audit(trainer)["rewards_per_func"]).sum(1)   # [1, 0, 1, 0]: format only
     np.testing.assert_allclose(out["advantages"].numpy(),
                                refine_advantages(rewards, [False] * G), atol=1e-5)
     assert (out["advantages"].numpy() < refine_advantages(rewards, [True] * G) + 1e-9).all()
@@ -263,3 +270,20 @@ def test_an_interrupted_checkpoint_is_skipped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "skipping" in out and "checkpoint-4" in out
     assert find_resume_checkpoint(tmp_path / "empty", fp) is None
+
+
+def test_a_grpo_step_moves_the_policy(work, fresh_policy):
+    """TRL's own check: after one optimizer step the weights differ. With Eq. 6's max(·, 0) and
+    no-signal groups a step could otherwise leave the policy unchanged unnoticed."""
+    cfg = _cfg(work, **{"stage2.max_steps": 1, "stage2.save_steps": 100, "stage2.use_pd": False})
+    model, processor = fresh_policy
+    refine = RefineSettings.from_stage(cfg.stage2, "2")
+    trainer = RefineGRPOTrainer(model=model, args=grpo_config(cfg, "2", work / "moves"),
+                                train_dataset=stage2_dataset(cfg), processing_class=processor, refine=refine)
+    _fixed_generation(trainer, COMPLETIONS)                  # rewards [2, 2, 1, 0]: some signal in every group
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.global_step == 1
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    layers = [n for n in before if ".layers." in n and "visual" not in n]
+    assert layers and set(layers) <= changed, sorted(set(layers) - changed)[:5]

@@ -94,8 +94,9 @@ def ablation_table_of_definitions() -> pd.DataFrame:
 
 def _ensure_reference_runs(cfg: Config) -> None:
     """Train the warm-up / Stage-1 / Stage-2 runs the ablations start from or compare to, if missing."""
-    from refine_iqa_lib.evaluation.scoring_eval import ensure_base_model, weights_dir
-    from refine_iqa_lib.training.launch import default_run_dir, run_stage_subprocess
+    from refine_iqa_lib.evaluation.scoring_eval import ensure_base_model
+    from refine_iqa_lib.runs import default_run_dir, weights_dir
+    from refine_iqa_lib.training.launch import run_stage_subprocess
 
     ensure_base_model(cfg)
     for stage in (["1"] if cfg.stage1.enabled else []) + ["2"]:

@@ -335,7 +335,7 @@ def make_figures(cfg: Config, which: Sequence[str] | None = None, n_windows: int
     ``fig4_answer_reward``, ``think_collapse``, ``dataset_stats``, ``distortion_grid``)."""
     import matplotlib.pyplot as plt
 
-    from refine_iqa_lib.evaluation.scoring_eval import model_paths
+    from refine_iqa_lib.runs import model_paths
 
     names = list(which or ("fig2_pipeline", "dataset_stats", "distortion_grid", "fig4_answer_reward",
                            "think_collapse"))

@@ -66,7 +66,7 @@ def perception_test_samples(cfg: Config, dataset_dir: str | Path | None = None) 
     """The no-reference test samples of the three tasks, for ``eval.max_samples`` images at most
     (a seeded subset of *images*, so an image keeps all its questions)."""
     from refine_iqa_lib.data.stage1 import load_stage1_dataset
-    from refine_iqa_lib.evaluation.scoring_eval import subsample
+    from refine_iqa_lib.io import subsample
 
     folder = Path(dataset_dir) if dataset_dir is not None else ensure_perception_dataset(cfg)
     df = load_stage1_dataset(folder, "test").to_pandas()
@@ -90,7 +90,7 @@ def predict_perception(model, processor, samples: pd.DataFrame, batch_size: int 
                        desc: str = "perception") -> pd.DataFrame:
     """Greedy no-think answers; adds ``completion``, ``correct`` (multiple choice) and ``iou`` (grounding)."""
     from refine_iqa_lib.data.stage1 import render_prompt
-    from refine_iqa_lib.evaluation.scoring_eval import greedy_generate
+    from refine_iqa_lib.generation import greedy_generate
     from refine_iqa_lib.method.rewards import grounding_reward, mcq_reward, parse_box
 
     prompts = [render_prompt(q, list(o) if o is not None else [], MODE)
@@ -173,9 +173,9 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
                         dataset_dir: str | Path | None = None) -> dict:
     """Evaluate ``model`` on the perception test split (no-think, no-reference); write and return
     the record. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, normalise_model_name,
-                                                        predictions_dir, write_record)
-    from refine_iqa_lib.io import read_json
+    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path, load_eval_model, predictions_dir, write_record
+    from refine_iqa_lib.io import read_json, repo_relative
+    from refine_iqa_lib.runs import normalise_model_name
 
     name = normalise_model_name(model)
     out = perception_result_path(cfg, name)
@@ -189,7 +189,7 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     grounding = pred[pred["task"] == "grounding"]
     rec = {"model": name, "profile": cfg.profile, "mode": MODE, "form": FORM, **metrics,
            "n_unparsed_boxes": int((~grounding["box_parsed"].astype(bool)).sum()),
-           "model_path": str(eval_model_path(cfg, name))}
+           "model_path": repo_relative(eval_model_path(cfg, name))}
     write_record(out, rec)
     keep = ["id", "image_id", "task", "category", "severity", "object", "answer", "completion", "correct", "iou"]
     rows = pred[keep].to_dict("records")

@@ -146,7 +146,7 @@ def predict_qbench(model, processor, questions: pd.DataFrame, mode: str, batch_s
                    max_new_tokens: int = 32, desc: str = "qbench") -> pd.DataFrame:
     """Greedy answers for the questions (``load_qbench``'s columns); adds ``completion``,
     ``pred_index``, ``pred`` (text or None) and ``correct``."""
-    from refine_iqa_lib.evaluation.scoring_eval import greedy_generate
+    from refine_iqa_lib.generation import greedy_generate
 
     prompts = [qbench_prompt(q, c, mode) for q, c in zip(questions["question"], questions["candidates"])]
     texts = greedy_generate(model, processor, list(questions["image"]), prompts, max_new_tokens=max_new_tokens,
@@ -175,7 +175,7 @@ def resolve_qbench_root(cfg: Config) -> Path:
 def load_qbench_questions(cfg: Config) -> pd.DataFrame:
     """The scored questions (``max_samples`` seeded subset) of ``eval.qbench_split``."""
     from refine_iqa_lib.data.iqa import load_qbench
-    from refine_iqa_lib.evaluation.scoring_eval import subsample
+    from refine_iqa_lib.io import subsample
 
     df = load_qbench(resolve_qbench_root(cfg), cfg.eval.qbench_split)
     return subsample(df, cfg.eval.max_samples, cfg.seed)
@@ -192,9 +192,9 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                     overwrite: bool = True) -> list[dict]:
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, normalise_model_name,
-                                                        predictions_dir, write_record)
-    from refine_iqa_lib.io import read_json
+    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path, load_eval_model, predictions_dir, write_record
+    from refine_iqa_lib.io import read_json, repo_relative
+    from refine_iqa_lib.runs import normalise_model_name
 
     name = normalise_model_name(model)
     modes = [check_mode(m) for m in (modes or cfg.eval.modes)]
@@ -214,7 +214,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                "n": int(len(pred)), "accuracy": qbench_accuracy(pred),
                "n_unparsed": int((pred["pred_index"] < 0).sum()),
                "counts": {**pred["type_name"].value_counts().to_dict(), **pred["concern_name"].value_counts().to_dict()},
-               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": str(eval_model_path(cfg, name))}
+               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": repo_relative(eval_model_path(cfg, name))}
         out = qbench_result_path(cfg, name, mode)
         write_record(out, rec)
         keep = ["id", "image", "question", "candidates", "answer", "type_name", "concern_name", "completion",

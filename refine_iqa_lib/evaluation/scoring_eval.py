@@ -1,27 +1,10 @@
 """Quality-scoring evaluation (Table 3, and the scoring columns of Tables 5-6), plus the pieces
-every evaluator shares: which weights a model name means, loading them, batched greedy
-generation, sub-sampling and writing result files.
+every evaluator shares: loading a named model's weights and writing result files. Generation is
+:mod:`refine_iqa_lib.generation`'s; sub-sampling is :func:`refine_iqa_lib.io.subsample`.
 
-Model names
------------
-Result files name models the way :data:`refine_iqa_lib.evaluation.tables.RUNS` does:
-
-=================  =========================================================================
-name               weights
-=================  =========================================================================
-``base``           the real base model (``model.path``), or for the stand-in the model after
-                   its supervised warm-up (``<work_dir>/runs/warmup``; the warm-up is not in
-                   the paper, it only gives the random stand-in something to refine)
-``s1``             Refine-IQA-S1: ``<work_dir>/runs/stage1``
-``s2``             Refine-IQA-S2: ``<work_dir>/runs/stage2``
-``s2_no_stage1``,  the Stage-2 ablations of Tables 5-6:
-``s2_no_pd``,      ``<work_dir>/runs/ablations/<name>`` (see :mod:`.ablations`)
-``s2_no_pm``
-=================  =========================================================================
-
-``"S1"``/``"S2"``/``"BASE"`` are accepted too (names are case-insensitive). :func:`model_paths`
-is the registry; :func:`eval_model_path` checks that a name's weights exist and says how to
-make them when they do not.
+Model names (``base``, ``s1``, ``s2`` and the ablations) and the folders they mean are defined in
+:mod:`refine_iqa_lib.runs`; :func:`eval_model_path` checks that a name's weights exist and says
+how to make them when they do not.
 
 Scoring
 -------
@@ -53,82 +36,29 @@ import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.config import Config
-from refine_iqa_lib.io import write_json, write_text
+from refine_iqa_lib.data.iqa import get_info
+from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
+from refine_iqa_lib.evaluation.metrics import correlation_report
+from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
+from refine_iqa_lib.method.scoring import score_images
+from refine_iqa_lib.models import load_policy, resolve_model_path
+from refine_iqa_lib.prompts import check_mode
+from refine_iqa_lib.runs import model_paths, normalise_model_name, uses_warmup, weights_dir
 
-#: The model names every evaluator knows (see the module docstring).
-BASE_MODELS = ("base", "s1", "s2")
-#: Stage-2 ablation runs (Tables 5-6), written under ``<work_dir>/runs/ablations/<name>``.
-ABLATION_MODELS = ("s2_no_stage1", "s2_no_pd", "s2_no_pm")
 #: Input spelling of a scoring method -> spelling in result files.
-METHODS = {"prob": "prob", "numeric": "num", "num": "num"}
+METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}
 #: Result kinds (sub-folders of ``results/<profile>/``).
 RESULT_KINDS = ("scoring", "perception", "qbench")
 
 
 # --------------------------------------------------------------------------------------------
-# model registry
-
-
-def _run_dir(cfg: Config, name: str) -> Path:
-    runs = cfg.work_dir / "runs"
-    if name == "base":
-        return runs / "warmup"
-    if name in ("s1", "s2"):
-        return runs / {"s1": "stage1", "s2": "stage2"}[name]
-    return runs / "ablations" / name
-
-
-def uses_warmup(cfg: Config) -> bool:
-    """Whether ``base`` means the stand-in after its warm-up (rather than ``model.path`` itself)."""
-    return cfg.model.path == "tiny" and cfg.warmup.enabled
-
-
-def model_paths(cfg: Config) -> dict[str, Path]:
-    """Model name -> the folder its weights are read from (whether or not it exists yet).
-
-    >>> from refine_iqa_lib.config import load_config
-    >>> paths = model_paths(load_config("smoke"))
-    >>> sorted(paths), paths["s2"].parts[-2:]
-    (['base', 's1', 's2', 's2_no_pd', 's2_no_pm', 's2_no_stage1'], ('runs', 'stage2'))
-    """
-    out: dict[str, Path] = {}
-    for name in BASE_MODELS + ABLATION_MODELS:
-        if name == "base" and not uses_warmup(cfg):
-            out[name] = _base_model_dir(cfg)
-        else:
-            out[name] = _run_dir(cfg, name)
-    return out
-
-
-def _base_model_dir(cfg: Config) -> Path:
-    if cfg.model.path == "tiny":  # warm-up disabled: the raw stand-in (its folder is built on demand)
-        return cfg.cache_dir / f"tiny-seed{cfg.model.seed}"
-    return cfg.resolve(cfg.model.path)
-
-
-def normalise_model_name(name: str) -> str:
-    """``"S1"`` -> ``"s1"``; an unknown name raises listing the known ones."""
-    key = str(name).strip().lower()
-    if key not in BASE_MODELS + ABLATION_MODELS:
-        raise ValueError(f"unknown model name {name!r}; expected one of {list(BASE_MODELS + ABLATION_MODELS)}")
-    return key
-
-
-def weights_dir(folder: str | os.PathLike) -> Path | None:
-    """The finished weights of a run folder (``<run>/final`` with its ``refine_final.json`` marker,
-    written last by :func:`refine_iqa_lib.training.run.run_stage`), or None. Checkpoints are not used."""
-    from refine_iqa_lib.training.run import FINAL_MARKER
-
-    final = Path(folder) / "final"
-    return final if (final / FINAL_MARKER).is_file() and (final / "config.json").is_file() else None
+# named models
 
 
 def eval_model_path(cfg: Config, name: str) -> Path:
     """The weights folder of model ``name``; raise ``FileNotFoundError`` saying how to make it."""
     name = normalise_model_name(name)
     if name == "base" and not uses_warmup(cfg):
-        from refine_iqa_lib.models import resolve_model_path
-
         return resolve_model_path(cfg)  # builds the stand-in, or checks the real model's folder
     folder = model_paths(cfg)[name]
     found = weights_dir(folder)
@@ -163,7 +93,7 @@ def ensure_base_model(cfg: Config) -> Path:
     except FileNotFoundError:
         if not uses_warmup(cfg):
             raise
-    from refine_iqa_lib.training.launch import run_stage_subprocess
+    from refine_iqa_lib.training.launch import run_stage_subprocess  # evaluation runs the stand-in's warm-up
 
     run_stage_subprocess(cfg, "warmup", run_dir=model_paths(cfg)["base"])
     return eval_model_path(cfg, "base")
@@ -173,8 +103,6 @@ def load_eval_model(cfg: Config, name: str):
     """``(model, processor)`` for model ``name``, in eval mode, on the GPU when there is one."""
     import torch
 
-    from refine_iqa_lib.models import load_policy
-
     path = eval_model_path(cfg, name)
     device = "cuda" if torch.cuda.is_available() else None
     dtype = cfg.model.dtype if device else "float32"
@@ -183,81 +111,7 @@ def load_eval_model(cfg: Config, name: str):
 
 
 # --------------------------------------------------------------------------------------------
-# generation, sub-sampling, result files
-
-
-def open_image(image: Any):
-    """A PIL RGB image from a path or a PIL image (errors name the file)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from e
-
-
-def chat_text(processor, prompt: str, n_images: int = 1) -> str:
-    """The model input text for one user turn (images first, then ``prompt``), ready to generate."""
-    from refine_iqa_lib.prompts import user_message
-
-    return processor.apply_chat_template(user_message(prompt, n_images), tokenize=False, add_generation_prompt=True)
-
-
-def greedy_generate(model, processor, images: Sequence[Any], prompts: Sequence[str], *, max_new_tokens: int,
-                    batch_size: int = 8, desc: str = "generate", progress: bool = True) -> list[str]:
-    """Greedy completions (``do_sample=False``, reproducible) for image/prompt pairs, batched.
-
-    ``images[i]`` is a path, a PIL image, or a list of them (several images in one turn, e.g. a
-    reference and a distorted image). Returns the decoded new text of each sample (special tokens
-    removed). A ``tqdm.auto`` bar counts samples.
-    """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import GenerationConfig
-
-    if len(images) != len(prompts):
-        raise ValueError(f"{len(images)} images for {len(prompts)} prompts; expected one entry per prompt")
-    tok = processor.tokenizer
-    gen_cfg = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=False, num_beams=1,
-                               temperature=None, top_p=None, top_k=None,
-                               eos_token_id=model.generation_config.eos_token_id,
-                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    out: list[str] = []
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
-    try:
-        for start in range(0, len(prompts), max(1, int(batch_size))):
-            batch_imgs = images[start:start + batch_size]
-            groups = [list(im) if isinstance(im, (list, tuple)) else [im] for im in batch_imgs]
-            texts = [chat_text(processor, p, len(g)) for p, g in zip(prompts[start:start + batch_size], groups)]
-            flat = [open_image(im) for g in groups for im in g]
-            enc = processor(text=texts, images=flat, return_tensors="pt", padding=True).to(model.device)
-            with torch.no_grad():
-                seq = model.generate(**enc, generation_config=gen_cfg)
-            new = seq[:, enc["input_ids"].shape[1]:]
-            out += processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            bar.update(len(texts))
-    finally:
-        bar.close()
-    return out
-
-
-def subsample(df: pd.DataFrame, max_samples: int, seed: int = 0) -> pd.DataFrame:
-    """``max_samples`` rows drawn without replacement by a seeded Generator (all rows if 0 or
-    more than there are), kept in their original order.
-
-    >>> subsample(pd.DataFrame({"a": range(10)}), 3, seed=0)["a"].tolist()
-    [5, 6, 9]
-    """
-    if max_samples <= 0 or max_samples >= len(df):
-        return df.reset_index(drop=True)
-    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=int(max_samples), replace=False))
-    return df.iloc[idx].reset_index(drop=True)
+# result files
 
 
 def result_dir(cfg: Config, kind: str) -> Path:
@@ -282,6 +136,12 @@ def clean_number(v: Any) -> Any:
     return v
 
 
+def repo_relative_root(root: str) -> str:
+    """A dataset root as result files record it: ``embedded`` stays, a folder is made
+    repository-relative where it lies inside the repository."""
+    return root if not root or root == "embedded" else repo_relative(root)
+
+
 def write_record(path: Path, record: dict) -> Path:
     """Write a result record atomically (NaN written as null)."""
     clean = {k: ({kk: clean_number(vv) for kk, vv in v.items()} if isinstance(v, dict) else clean_number(v))
@@ -295,9 +155,9 @@ def write_record(path: Path, record: dict) -> Path:
 
 def method_name(method: str) -> str:
     """``prob`` / ``numeric`` (or ``num``) -> the result files' spelling ``prob`` / ``num``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown scoring method {method!r}; expected one of {sorted(METHODS)}")
-    return METHODS[method]
+    if method not in METHOD_SPELLING:
+        raise ValueError(f"unknown scoring method {method!r}; expected one of {sorted(METHOD_SPELLING)}")
+    return METHOD_SPELLING[method]
 
 
 def scoring_result_path(cfg: Config, model: str, dataset: str, mode: str, method: str) -> Path:
@@ -310,9 +170,6 @@ def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tup
 
     ``dataset`` is a configured name (``scoring.roots``); ``embedded`` roots are built on demand.
     """
-    from refine_iqa_lib.data.iqa import get_info
-    from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
-
     info = get_info(loader_name(cfg, dataset))
     split = split or info.default_split
     df = load_scoring_split(cfg, dataset, split=split)
@@ -326,8 +183,6 @@ def predict_scores(model, processor, images: Sequence[Any], mode: str, method: s
     """One row per image: ``score`` (NaN where a numeric answer cannot be parsed) and what the
     model wrote (``text`` for numeric, ``think`` in think mode) or ``digit_mass`` (prob). Batched,
     with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`."""
-    from refine_iqa_lib.method.scoring import score_images
-
     method = {"prob": "prob", "num": "numeric"}[method_name(method)]
     rows = score_images(model, processor, list(images), mode=mode, method=method, batch_size=max(1, int(batch_size)),
                         max_new_tokens=int(max_new_tokens))
@@ -345,10 +200,6 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     ``loaded`` is an already loaded ``(model, processor)`` for ``model`` (saves reloading a 7B
     model). With ``overwrite=False`` an existing result file is read back instead of recomputed.
     """
-    from refine_iqa_lib.evaluation.metrics import correlation_report
-    from refine_iqa_lib.io import read_json
-    from refine_iqa_lib.prompts import check_mode
-
     name = normalise_model_name(model)
     datasets = list(datasets or cfg.scoring.eval)
     modes = [check_mode(m) for m in (modes or cfg.eval.modes)]
@@ -362,7 +213,7 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     if not todo:
         return records
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
-    path = str(eval_model_path(cfg, name))
+    path = repo_relative(eval_model_path(cfg, name))
     for dataset in dict.fromkeys(d for d, _, _ in todo):
         df, split = load_scoring_set(cfg, dataset)
         for ds, mode, method in todo:
@@ -377,7 +228,7 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
                    "profile": cfg.profile, "split": split, "n_images": int(len(df)),
                    "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
-                   "model_path": path, "root": cfg.scoring.roots.get(dataset, ""),
+                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")),
                    "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
                    "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None}
             out = scoring_result_path(cfg, name, dataset, mode, method)

@@ -33,7 +33,8 @@ import torch
 
 from refine_iqa_lib.prompts import check_variant
 
-__all__ = ["refine_advantages", "grpo_advantages", "STD_ZERO_TOL", "PAPER_EPS", "AUTHORS_EPS", "AUTHORS_STD_EPS"]
+__all__ = ["refine_advantages", "grpo_advantages", "eq6_eps", "STD_ZERO_TOL", "PAPER_EPS", "AUTHORS_EPS",
+           "AUTHORS_STD_EPS"]
 
 #: A group std below this counts as zero (no spread).
 STD_ZERO_TOL = 1e-6
@@ -41,6 +42,19 @@ STD_ZERO_TOL = 1e-6
 PAPER_EPS = 0.02
 AUTHORS_EPS = 2e-5
 AUTHORS_STD_EPS = 1e-4
+
+
+def eq6_eps(variant: str = "paper", eps: float | None = None) -> float:
+    """Eq. 6's offset ε: ``eps`` (default 0.02) for the paper; the authors' code's 2e-5 for
+    ``variant="authors"``, whose offset goes with their ``std + 1e-4`` denominator (0.02 / 1e-4
+    would give -200). The one place ε is chosen.
+
+    >>> eq6_eps(), eq6_eps("paper", 0.05), eq6_eps("authors", 0.05)
+    (0.02, 0.05, 2e-05)
+    """
+    if check_variant(variant) == "authors":
+        return AUTHORS_EPS
+    return PAPER_EPS if eps is None else float(eps)
 
 
 def _as_tensor(x: Any, name: str) -> tuple[torch.Tensor, str, torch.dtype | None]:
@@ -92,7 +106,7 @@ def refine_advantages(rewards: Any, correct: Any, eps: float | None = None, vari
     is the same for every token ``t`` of a rollout. See the module docstring for ``std = 0``.
 
     ``variant="authors"``: ``max((r − mean)/(std + 1e-4), 0)`` and ``(r − mean − 2e-5)/(std + 1e-4)``;
-    ``eps=None`` picks the variant's offset (0.02 paper, 2e-5 authors).
+    ε comes from :func:`eq6_eps` (``eps``, default 0.02, for the paper; 2e-5 for the authors).
 
     Worked example, G = 4 (λ = 1): rewards [2.3, 2.0, 1.0, 0.0] - two correct rollouts (PD 0.3
     and 0), one with only the format right, one with nothing right. Mean 1.325, sample std 1.0436:
@@ -111,9 +125,7 @@ def refine_advantages(rewards: Any, correct: Any, eps: float | None = None, vari
     >>> np.round(refine_advantages([1.0, 1.0], [False, False], variant="authors"), 6).tolist()
     [-0.2, -0.2]
     """
-    check_variant(variant)
-    if eps is None:
-        eps = PAPER_EPS if variant == "paper" else AUTHORS_EPS
+    eps = eq6_eps(variant, eps)
     r, kind, dtype = _as_tensor(rewards, "rewards")
     _check_shape(r, "refine_advantages")
     c, _, _ = _as_tensor(correct, "correct")

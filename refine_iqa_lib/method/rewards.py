@@ -47,7 +47,7 @@ from refine_iqa_lib.prompts import check_mode, check_variant
 __all__ = [
     "ANSWER_OPEN", "ANSWER_CLOSE", "THINK_OPEN", "THINK_CLOSE",
     "answer_block_span", "extract_answer", "extract_think", "score_span", "parse_score",
-    "answer_reward", "format_reward", "mode_reward", "pd_weights", "pd_reward", "final_reward",
+    "answer_reward", "format_reward", "is_correct", "correct_mask", "mode_reward", "pd_weights", "pd_reward", "final_reward",
     "mcq_choice", "mcq_reward", "parse_box", "iou", "grounding_reward",
     "completion_to_text", "make_answer_reward", "make_format_reward", "make_mcq_reward",
     "make_grounding_reward", "make_stage1_reward", "stage1_reward", "REWARD_FUNCS",
@@ -207,6 +207,25 @@ def answer_reward(pred: float | None, mos: float, eps: float = 0.5, variant: str
     diff = round(abs(pred - mos), 9)
     hit = diff <= eps if variant == "authors" else diff < eps
     return 1.0 if hit else 0.0
+
+
+def is_correct(text: str, mos: float, eps: float = 0.5, variant: str = "paper", mode: str = "think") -> bool:
+    """Whether a scoring rollout is *correct* in the sense of Eq. 5 and Eq. 6: ``r_ans = r_fmt = 1``.
+
+    >>> is_correct("<think>sharp</think><answer>3.3</answer>", 3.4), is_correct("<answer>3.3</answer>", 3.4)
+    (True, False)
+    """
+    return correct_mask(answer_reward(parse_score(text), mos, eps, variant), format_reward(text, mode))
+
+
+def correct_mask(r_ans, r_fmt):
+    """``r_ans == 1 and r_fmt == 1`` elementwise (bools, arrays or tensors of reward columns).
+
+    >>> import numpy as np
+    >>> correct_mask(np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0])).tolist()
+    [True, False, False]
+    """
+    return (r_ans == 1.0) & (r_fmt == 1.0)
 
 
 def _has_tag(s: str) -> bool:

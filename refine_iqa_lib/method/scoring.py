@@ -12,8 +12,8 @@
     (:func:`refine_iqa_lib.method.rewards.parse_score`); an unparsable answer scores NaN, is flagged
     (``parsed: False``) and counted in a warning.
 
-Greedy decoding sets ``do_sample=False`` explicitly (transformers otherwise merges the model's own
-generation defaults).
+Greedy decoding is :func:`refine_iqa_lib.generation.generate_greedy`: every decoding field set
+explicitly, whatever the checkpoint's ``generation_config.json`` says.
 """
 from __future__ import annotations
 
@@ -24,16 +24,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from refine_iqa_lib.generation import generate_greedy, model_device
+from refine_iqa_lib.io import open_image
 from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
 from refine_iqa_lib.method.rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
 
-__all__ = ["DIGITS", "METHODS", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
+__all__ = ["DIGITS", "SCORING_METHODS", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
 
 log = logging.getLogger(__name__)
 
 #: The integer digits of a score on [0, 5): the classes of Eq. 8.
 DIGITS = "01234"
-METHODS = ("prob", "numeric")
+SCORING_METHODS = ("prob", "numeric")
 
 
 def digit_token_ids(tokenizer, digits: str = DIGITS) -> list[int]:
@@ -103,37 +105,6 @@ def think_of_generation(text: str) -> str:
     return text if end < 0 else text[:end]
 
 
-def _load_image(image: Any):
-    from PIL import Image
-
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: image not found")
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image)
-    return image
-
-
-def _greedy(model, processor, texts: list[str], images: list, max_new_tokens: int, device) -> list[str]:
-    import torch
-    from transformers import GenerationConfig
-
-    tok = processor.tokenizer
-    batch = processor(text=texts, images=images, return_tensors="pt", padding=True, padding_side="left")
-    batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    eos = getattr(model.generation_config, "eos_token_id", None) or tok.eos_token_id
-    gen = GenerationConfig(do_sample=False, max_new_tokens=int(max_new_tokens), num_beams=1,
-                           temperature=None, top_p=None, top_k=None,
-                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos, eos_token_id=eos)
-    with torch.no_grad():
-        out = model.generate(**batch, generation_config=gen)
-    new = out[:, batch["input_ids"].shape[1]:]
-    return tok.batch_decode(new, skip_special_tokens=True)
-
-
 def _digit_logits(model, processor, texts: list[str], images: list, digit_ids: list[int], device):
     """Logits of the digit tokens at the next position after each text (left padding), plus the
     full-vocabulary probability mass they hold."""
@@ -164,18 +135,15 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
 
     check_mode(mode)
     check_variant(variant)
-    if method not in METHODS:
-        raise ValueError(f"unknown scoring method {method!r}; expected one of {METHODS}")
+    if method not in SCORING_METHODS:
+        raise ValueError(f"unknown scoring method {method!r}; expected one of {SCORING_METHODS}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     messages = prompt_messages or user_message(scoring_prompt(mode, variant))
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prefix, _ = ANSWER_LAYOUT[variant]
     digit_ids = digit_token_ids(processor.tokenizer) if method == "prob" else None
-    try:
-        device = next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        device = torch.device("cpu")
+    device = model_device(model)
 
     was_training = getattr(model, "training", False)
     model.eval()
@@ -183,15 +151,15 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
     try:
         bar = tqdm(total=len(images), desc=f"scoring ({mode}, {method})", disable=not progress)
         for lo in range(0, len(images), batch_size):
-            chunk = [_load_image(im) for im in images[lo:lo + batch_size]]
+            chunk = [open_image(im) for im in images[lo:lo + batch_size]]
             if method == "numeric":
-                texts = _greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens, device)
+                texts = generate_greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens)
                 for t in texts:
                     s = parse_score(t)
                     results.append({"score": float("nan") if s is None else s, "parsed": s is not None, "text": t})
             else:
                 if mode == "think":
-                    gens = _greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens, device)
+                    gens = generate_greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens)
                     thinks = [think_of_generation(g) for g in gens]
                     forced = [f"{prompt}{THINK_OPEN}{t}{THINK_CLOSE}{ANSWER_OPEN}{prefix}" for t in thinks]
                 else:

@@ -47,21 +47,21 @@ reference is always the fixed layout (the paper's Eq. 4).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, format_mos_text, scoring_prompt, user_message
+from refine_iqa_lib.generation import model_device
 from refine_iqa_lib.method.rewards import (
-    ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, answer_reward, completion_to_text, extract_think, format_reward,
-    mode_reward, parse_score, pd_reward, score_span,
+    ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, completion_to_text, extract_think, is_correct, mode_reward, pd_reward,
+    score_span,
 )
 
 __all__ = [
     "forced_completion", "reference_completion", "forced_digit_probs", "teacher_forced_digit_probs",
-    "GroupPD", "pd_rewards_for_group", "make_pd_reward",
+    "GroupPD", "pd_rewards_for_group", "group_bounds", "PDReward",
 ]
 
 
@@ -100,15 +100,6 @@ def reference_completion(gt_text: str, variant: str = "paper") -> str:
 
 def _prompt_text(processor, messages: list[dict]) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def _model_device(model):
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        import torch
-
-        return torch.device("cpu")
 
 
 def _gt_token_layout(tokenizer, gt_text: str) -> tuple[list[int], list[int]]:
@@ -214,7 +205,7 @@ def _plain_pass(model, processor, prompts: list[str], comp: list[list[int]], ima
                 padding_side: str) -> np.ndarray:
     import torch
 
-    device = _model_device(model)
+    device = model_device(model)
     distinct = list(dict.fromkeys(prompts))
     enc = processor(text=distinct, images=[image] * len(distinct), return_tensors="pt", padding=True,
                     padding_side="left")
@@ -271,7 +262,7 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
     completion on top of its prompt (one row per completion). Explicit Qwen2.5-VL position ids."""
     import torch
 
-    device = _model_device(model)
+    device = model_device(model)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     distinct = list(dict.fromkeys(prompts))
@@ -404,112 +395,92 @@ def pd_rewards_for_group(model, processor, image: Any, completions: Sequence[Any
     return GroupPD(gt_text, think_probs, ref_probs, r_think, r_ref, r_pd, forced)
 
 
-# --------------------------------------------------------------------------- TRL adapter
+# --------------------------------------------------------------------------- the trainer's PD reward
 
 
-def _image_key(image: Any) -> str:
-    if image is None:
-        return "none"
-    try:
-        data = image.tobytes() if hasattr(image, "tobytes") else np.asarray(image).tobytes()
-    except Exception:  # unknown image type: fall back to identity
-        return f"id{id(image)}"
-    size = getattr(image, "size", None)
-    return hashlib.blake2b(data + repr(size).encode(), digest_size=12).hexdigest()
+def group_bounds(keys: Sequence) -> list[tuple[int, int]]:
+    """Runs of equal consecutive keys: TRL lays out each prompt's G rollouts consecutively.
+
+    >>> group_bounds([7, 7, 7, 3, 3, 7])
+    [(0, 3), (3, 5), (5, 6)]
+    """
+    bounds, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            bounds.append((start, i))
+            start = i
+    return bounds
 
 
-def _prompt_image(prompt: Any) -> Any:
-    """The first image embedded in a conversational prompt (TRL puts them into the content parts)."""
-    if isinstance(prompt, (list, tuple)):
-        for message in prompt:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):
-                for part in content:
-                    if isinstance(part, dict) and part.get("type") == "image" and part.get("image") is not None:
-                        return part["image"]
-    return None
-
-
-def make_pd_reward(model: Any, processor, eps: float = 0.5, variant: str = "paper",
-                   no_think_messages: list[dict] | None = None, group_size: int | None = None,
-                   padding_side: str = "left", share_prompt: bool = True) -> Callable[..., list[float]]:
-    """TRL reward ``pd``: Eq. 4's ``r_pd`` **gated by Eq. 5** (0 unless ``r_ans = r_fmt = 1``).
+class PDReward:
+    """TRL reward ``pd``: Eq. 4's ``r_pd`` of every rollout **gated by Eq. 5** (0 unless
+    ``r_ans = r_fmt = 1``), computed with the live policy. The one PD path: the trainer uses it
+    and the tests call it directly.
 
     With TRL's ``reward_weights = [λ1, λ2, λ3]`` for ``[answer, format, pd]`` the weighted sum TRL
-    forms is exactly Eq. 5. ``model`` is the policy, or a zero-argument callable returning it (so a
-    trainer can hand over its current, unwrapped model). Needs the ``mos`` column and the image
-    (``image``/``images`` column, or embedded in the conversational ``prompts``); the think prompt
-    is the sample's own prompt, the no-think prompt the project's (or ``no_think_messages``).
+    forms is exactly Eq. 5. ``policy`` and ``processor`` are zero-argument callables returning the
+    current (unwrapped) model and its processor (a trainer hands over its live ones). Dataset columns used: ``mos``, ``images``,
+    ``prompt_text`` and ``no_think_text`` (the think and no-think prompts), ``id`` (groups a
+    prompt's rollouts; without it, prompt text and MOS do). With ``reference="sampled"`` and a
+    ``no_think_sample`` column (one sampled no-think completion per rollout, the authors'
+    reference) r_no-think is computed per rollout on its own sample; otherwise once per group on
+    the fixed layout (Eq. 4).
 
-    Groups are runs of consecutive completions with the same prompt, image and MOS (TRL repeats
-    each prompt G times in a row), or fixed chunks of ``group_size``. Only the correct rollouts
-    are teacher-forced (the PD of the others does not enter Eq. 5), and groups without a correct
-    rollout skip the forward pass. Logs ``pd/r_ref`` and ``pd/r_think`` (mean over the correct
-    rollouts) through TRL's ``log_metric`` when available.
+    Logged through TRL's ``log_metric`` hook (exact means over all processes): ``refine/pd_raw``
+    (ungated Eq. 4), ``refine/r_think``, ``refine/r_ref``; and through ``log_extra`` the ungated
+    value per rollout (column ``pd_raw`` of TRL's completions table).
     """
-    check_variant(variant)
 
-    def pd(completions, **kwargs) -> list[float]:
-        n = len(completions)
+    __name__ = "pd"
+
+    def __init__(self, policy: Callable[[], Any], processor: Callable[[], Any], eps: float = 0.5, variant: str = "paper",
+                 reference: str = "forced"):
+        if reference not in ("forced", "sampled"):
+            raise ValueError(f"reference {reference!r}: expected 'forced' or 'sampled'")
+        self.policy, self.processor = policy, processor
+        self.eps, self.variant, self.reference = float(eps), check_variant(variant), reference
+
+    def compute(self, completions: Sequence[Any], **kw) -> dict[str, np.ndarray]:
+        """``{"gated", "raw", "r_think", "r_ref", "correct"}`` per rollout (the call returns ``gated``)."""
         texts = [completion_to_text(c) for c in completions]
-        mos = kwargs.get("mos")
-        if mos is None or len(mos) != n:
-            raise ValueError(f"reward 'pd' needs a 'mos' column with {n} values; got columns {sorted(kwargs)}")
-        prompts = kwargs.get("prompts") or [None] * n
-        if kwargs.get("images") is not None:
-            images = [im[0] if isinstance(im, (list, tuple)) and im else im for im in kwargs["images"]]
-        elif kwargs.get("image") is not None:
-            images = list(kwargs["image"])
-        else:
-            images = [_prompt_image(p) for p in prompts]
-        if any(im is None for im in images):
-            raise ValueError("reward 'pd' needs the image of every sample ('image'/'images' column or in the prompt)")
-        correct = [answer_reward(parse_score(t), m, eps, variant) == 1.0 and format_reward(t, "think") == 1.0
-                   for t, m in zip(texts, mos)]
-        if group_size:
-            if n % group_size:
-                raise ValueError(f"reward 'pd': {n} completions are not whole groups of {group_size}")
-            bounds = [(i, i + group_size) for i in range(0, n, group_size)]
-        else:
-            keys = [(repr(p), float(m), _image_key(im)) for p, im, m in zip(prompts, images, mos)]
-            bounds, start = [], 0
-            for i in range(1, n + 1):
-                if i == n or keys[i] != keys[start]:
-                    bounds.append((start, i))
-                    start = i
-        policy = model() if callable(model) and not hasattr(model, "parameters") else model
-        out = [0.0] * n
-        r_refs, r_thinks = [], []
-        for lo, hi in bounds:
-            if not any(correct[lo:hi]):
-                continue
-            think_messages = prompts[lo] if prompts[lo] is not None else user_message(scoring_prompt("think", variant))
-            rows = [j for j in range(lo, hi) if correct[j]]  # Eq. 5 uses r_pd only there
-            res = pd_rewards_for_group(policy, processor, images[lo], [texts[j] for j in rows], float(mos[lo]),
-                                       think_messages=_strip_images(think_messages),
-                                       no_think_messages=no_think_messages, variant=variant,
-                                       padding_side=padding_side, share_prompt=share_prompt)
-            r_refs.append(res.r_ref)
-            r_thinks.extend(res.r_think.tolist())
-            for j, r in zip(rows, res.r_pd):
-                out[j] = float(r)
-        log_metric = kwargs.get("log_metric")
-        if callable(log_metric) and r_refs:
-            log_metric("pd/r_ref", float(np.mean(r_refs)))
-            log_metric("pd/r_think", float(np.mean(r_thinks)))
-        return out
+        n = len(texts)
+        for col in ("mos", "images", "prompt_text", "no_think_text"):
+            if kw.get(col) is None or len(kw[col]) != n:
+                raise ValueError(f"reward 'pd' needs the dataset column {col!r} ({n} values); got {sorted(kw)}")
+        keys = list(kw["id"]) if kw.get("id") is not None else list(zip(kw["prompt_text"], map(float, kw["mos"])))
+        sampled = kw.get("no_think_sample") if self.reference == "sampled" else None
+        policy, processor, variant = self.policy(), self.processor(), self.variant
+        raw, r_think, r_ref = np.zeros(n), np.zeros(n), np.zeros(n)
+        for lo, hi in group_bounds(keys):
+            images = kw["images"][lo]
+            image = images[0] if isinstance(images, (list, tuple)) else images
+            n_img = len(images) if isinstance(images, (list, tuple)) else 1
+            no_think_msgs = user_message(kw["no_think_text"][lo], n_img)
+            res = pd_rewards_for_group(policy, processor, image, texts[lo:hi], float(kw["mos"][lo]),
+                                       think_messages=user_message(kw["prompt_text"][lo], n_img),
+                                       no_think_messages=no_think_msgs, variant=variant)
+            r_think[lo:hi] = res.r_think
+            if sampled is not None:  # authors' reference: each rollout's own sampled no-think answer
+                forced = [forced_completion(t, res.gt_text, "no_think", variant) for t in sampled[lo:hi]]
+                prompt = _prompt_text(processor, no_think_msgs)
+                z = forced_digit_probs(policy, processor, [prompt] * len(forced), forced, image, res.gt_text)
+                ref = np.array([mode_reward(p, variant) for p in z])
+                r_ref[lo:hi] = ref
+                raw[lo:hi] = [pd_reward(a, b) for a, b in zip(res.r_think, ref)]
+            else:
+                r_ref[lo:hi] = res.r_ref
+                raw[lo:hi] = res.r_pd
+        correct = np.array([is_correct(t, m, self.eps, variant, "think") for t, m in zip(texts, kw["mos"])], bool)
+        return {"gated": np.where(correct, raw, 0.0), "raw": raw, "r_think": r_think, "r_ref": r_ref,
+                "correct": correct}
 
-    pd.__name__ = pd.__qualname__ = "pd"
-    return pd
-
-
-def _strip_images(messages: list[dict]) -> list[dict]:
-    """Messages with embedded images replaced by ``{"type": "image"}`` placeholders (the image is
-    passed to the processor separately)."""
-    out = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = [{"type": "image"} if isinstance(p, dict) and p.get("type") == "image" else p for p in content]
-        out.append({**m, "content": content})
-    return out
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kw) -> list[float]:
+        out = self.compute(completions, **kw)
+        log_metric, log_extra = kw.get("log_metric"), kw.get("log_extra")
+        if callable(log_metric):
+            for key in ("raw", "r_think", "r_ref"):
+                for v in out[key]:
+                    log_metric("refine/pd_raw" if key == "raw" else f"refine/{key}", float(v))
+        if callable(log_extra):
+            log_extra("pd_raw", [float(v) for v in out["raw"]])
+        return [float(v) for v in out["gated"]]

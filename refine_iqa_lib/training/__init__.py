@@ -5,6 +5,8 @@
 * :mod:`.data` - the TRL datasets of both stages;
 * :mod:`.warmup` - the supervised warm-up of the offline stand-in (not in the paper);
 * :mod:`.metrics` - the run folder's ``metrics.jsonl`` and its readers.
-
-The command line is :mod:`refine_iqa_lib.training.run`; its Python entry point ``run_stage``.
+* :mod:`.run` - one stage as a list of steps (:func:`~refine_iqa_lib.training.run.run_stage`),
+  the TRL settings mapping, resume checks;
+* :mod:`.cli` - the training command line (``python -m refine_iqa_lib.training.cli``);
+* :mod:`.launch` - ``accelerate launch`` / ``torchrun`` jobs from a notebook or a shell.
 """

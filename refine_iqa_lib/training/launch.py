@@ -4,10 +4,10 @@ The same command serves both scales; only the accelerate config and the profile 
 
     # CPU, one process (smoke / tiny)
     accelerate launch --config_file refine_iqa_lib/configs/accelerate/cpu.yaml \\
-        -m refine_iqa_lib.training.run --stage 2 --profile <resolved.yaml>
+        -m refine_iqa_lib.training.cli --stage 2 --profile <resolved.yaml>
     # paper: 8 GPUs, DeepSpeed ZeRO-3
     accelerate launch --config_file refine_iqa_lib/configs/accelerate/zero3.yaml --num_processes 8 \\
-        -m refine_iqa_lib.training.run --stage 2 --profile paper
+        -m refine_iqa_lib.training.cli --stage 2 --profile paper
 
 Several CPU processes are started with ``torchrun --nproc_per_node N`` (gloo), which is what
 accelerate cannot do on CPU. vLLM generation goes through TRL (``launch.use_vllm``): colocate
@@ -19,6 +19,7 @@ CLI: ``python -m refine_iqa_lib.training.launch --stage {warmup,1,2} --profile P
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import subprocess
@@ -26,21 +27,12 @@ import sys
 from pathlib import Path
 
 from refine_iqa_lib.config import Config, ConfigError, accelerate_config_path, load_config, save_config
+from refine_iqa_lib.data.iqa import DATASETS
+from refine_iqa_lib.models import REQUIRED_FILES
+from refine_iqa_lib.runs import STAGES, check_stage, default_run_dir, uses_warmup
+from refine_iqa_lib.training.run import stage_settings
 
-STAGES = ("warmup", "1", "2")
-STAGE_DIRS = {"warmup": "warmup", "1": "stage1", "2": "stage2"}
-
-
-def default_run_dir(cfg: Config, stage: str) -> Path:
-    """``<work_dir>/runs/{warmup,stage1,stage2}``."""
-    return cfg.work_dir / "runs" / STAGE_DIRS[_check_stage(stage)]
-
-
-def _check_stage(stage) -> str:
-    stage = str(stage)
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    return stage
+log = logging.getLogger(__name__)
 
 
 def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
@@ -57,10 +49,10 @@ def build_command(cfg: Config, stage, run_dir: str | os.PathLike | None = None,
     >>> cmd[cmd.index("--num_cpu_threads_per_process") + 1], "--cpu" in cmd
     ('1', True)
     """
-    stage = _check_stage(stage)
+    stage = check_stage(stage)
     launch = cfg.launch
     profile_arg = str(config_file) if config_file else cfg.profile
-    train_args = ["-m", "refine_iqa_lib.training.run", "--stage", stage, "--profile", profile_arg]
+    train_args = ["-m", "refine_iqa_lib.training.cli", "--stage", stage, "--profile", profile_arg]
     if run_dir is not None:
         train_args += ["--run-dir", str(run_dir)]
     train_args.append("--resume" if resume else "--no-resume")
@@ -89,21 +81,6 @@ def _accelerate_executable() -> str:
     return str(exe) if exe.is_file() else "accelerate"
 
 
-def stage_settings(cfg: Config, stage) -> str:
-    """One line with a stage's resolved training settings (printed by dry runs)."""
-    stage = _check_stage(stage)
-    if stage == "warmup":
-        w = cfg.warmup
-        return f"SFT steps={w.max_steps} batch={w.batch_size} lr={w.learning_rate}"
-    s = cfg.stage1 if stage == "1" else cfg.stage2
-    length = f"max_steps={s.max_steps}" if s.max_steps > 0 else f"epochs={s.num_train_epochs}"
-    return (f"mode={s.mode} G={s.num_generations} prompts/step={s.prompts_per_step} {length} "
-            f"lr={s.learning_rate} ({s.lr_scheduler_type}) beta={s.beta} loss={s.loss_type} "
-            f"PD={s.use_pd} PM={s.use_pm} variant={s.variant} T={s.temperature} top_p={s.top_p} "
-            f"top_k={s.top_k} max_completion={s.max_completion_length} processes={cfg.launch.num_processes} "
-            f"({cfg.launch.accelerate_config}{', vLLM ' + cfg.launch.vllm_mode if cfg.launch.use_vllm else ''})")
-
-
 def vllm_server_command(cfg: Config, model_path: str) -> list[str] | None:
     """The ``trl vllm-serve`` command to start first when ``launch.vllm_mode == "server"``."""
     if not (cfg.launch.use_vllm and cfg.launch.vllm_mode == "server"):
@@ -123,31 +100,31 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
     ``label`` prefixes every streamed line (runs started together by :func:`run_concurrently`);
     ``threads`` caps the job's CPU threads (``OMP_NUM_THREADS`` and accelerate's flag).
     """
-    stage = _check_stage(stage)
+    stage = check_stage(stage)
     cfg = load_config(cfg, overrides) if overrides else cfg
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
     prefix = f"[{label}] " if label else ""
     if dry_run:
-        print(prefix + "$ " + shlex.join(build_command(cfg, stage, run_dir, None, resume, threads)))
-        print(f"# {stage_settings(cfg, stage)}\n# resolved config:\n{cfg.to_yaml()}")
+        log.info("%s$ %s", prefix, shlex.join(build_command(cfg, stage, run_dir, None, resume, threads)))
+        log.info("# %s\n# resolved config:\n%s", stage_settings(cfg, stage), cfg.to_yaml())
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = save_config(cfg, run_dir.parent / f"{run_dir.name}.launch.yaml")
     cmd = build_command(cfg, stage, run_dir, resolved, resume, threads)
-    print(prefix + "$ " + shlex.join(cmd), flush=True)
+    log.info("%s$ %s", prefix, shlex.join(cmd))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "5")}
     if threads:
         env.update(OMP_NUM_THREADS=str(int(threads)), MKL_NUM_THREADS=str(int(threads)))
     log_path = Path(log_file) if log_file else run_dir.parent / f"{run_dir.name}.log"
     tail: list[str] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          bufsize=1) as proc, log_path.open("a", encoding="utf-8") as log:
+                          bufsize=1) as proc, log_path.open("a", encoding="utf-8") as logfile:
         assert proc.stdout is not None
         for line in proc.stdout:
-            log.write(line)
+            logfile.write(line)
             tail = (tail + [line.rstrip()])[-30:]
             if _worth_showing(line):
-                print(prefix + line, end="", flush=True)
+                log.info("%s%s", prefix, line.rstrip("\n"))
         code = proc.wait()
     if code != 0:
         raise RuntimeError(f"stage {stage} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
@@ -173,7 +150,7 @@ def run_concurrently(cfg: Config, jobs: list[dict], parallel: int | None = None)
         n = 1
     threads = max(1, cpu_cores() // min(n, len(jobs))) if n > 1 else None
     if n > 1:
-        print(f"running {len(jobs)} jobs, {n} at a time, {threads} CPU thread(s) each", flush=True)
+        log.info("running %d jobs, %d at a time, %d CPU thread(s) each", len(jobs), n, threads)
 
     def one(job: dict) -> Path:
         kwargs = {k: v for k, v in job.items() if k != "stage"}
@@ -202,8 +179,6 @@ def _worth_showing(line: str) -> bool:
 
 def pipeline_plan(cfg: Config) -> list[dict]:
     """Every step of the pipeline with the inputs it needs, what is missing, and its command."""
-    from refine_iqa_lib.models import REQUIRED_FILES
-
     steps = []
 
     def add(name, description, problems, command=None):
@@ -249,7 +224,7 @@ def pipeline_plan(cfg: Config) -> list[dict]:
         add("Q-Bench", f"A1 {cfg.eval.qbench_split} split", [] if f.is_file() else [f"{f}: not found"])
 
     for stage, label in (("warmup", "SFT warm-up (stand-in only)"), ("1", "Stage-1 GRPO"), ("2", "Stage-2 GRPO")):
-        if stage == "warmup" and (cfg.model.path != "tiny" or not cfg.warmup.enabled):
+        if stage == "warmup" and not uses_warmup(cfg):
             continue
         if stage == "1" and not cfg.stage1.enabled:
             continue
@@ -262,16 +237,10 @@ def pipeline_plan(cfg: Config) -> list[dict]:
 
 
 def _dataset_file_problems(name: str, root: Path) -> list[str]:
-    try:
-        from refine_iqa_lib.data.iqa import DATASETS
-    except ImportError:  # adapters not installed yet
-        return []
     info = DATASETS.get(name)
     if info is None:
         return [f"{name}: unknown dataset; valid: {sorted(DATASETS)}"]
-    files = getattr(info, "label_files", None) or getattr(info, "labels", None) or ()
-    if isinstance(files, str):
-        files = (files,)
+    files = (info.labels,) if isinstance(info.labels, str) else tuple(info.labels)
     return [f"{root / f}: missing ({name} labels file)" for f in files if not (root / f).exists()]
 
 

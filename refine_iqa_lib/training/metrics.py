@@ -8,12 +8,12 @@ resume :func:`truncate_metrics` drops the rows after the checkpoint the run rest
 file never holds a step twice.
 
 Readers: :func:`read_metrics` (a DataFrame of the step rows), :func:`curve` (one named curve,
-optionally smoothed), :func:`window_means` (mean over the first and last 10 % of the steps - the
+optionally smoothed), :func:`first_last_means` (mean over the first and last 10 % of the steps - the
 "is it learning" check), and :data:`CURVES`, the names used by the notebooks' plots.
-:func:`heldout_scoring` scores held-out pictures with several weight folders (before / after).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -24,9 +24,11 @@ from transformers import TrainerCallback
 
 from refine_iqa_lib.io import append_jsonl, read_jsonl, write_jsonl
 
-__all__ = ["METRICS_FILE", "CURVES", "MetricsJSONLCallback", "read_metrics", "curve", "window_means",
-           "truncate_metrics", "last_wall_time", "heldout_scoring", "plot_curves", "ConsoleSummaryCallback",
+__all__ = ["METRICS_FILE", "CURVES", "MetricsJSONLCallback", "read_metrics", "curve", "first_last_means",
+           "truncate_metrics", "last_wall_time", "plot_curves", "ConsoleSummaryCallback",
            "quiet_console"]
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -120,11 +122,11 @@ def curve(df: pd.DataFrame, name: str, smooth: int = 1) -> pd.Series:
     return s
 
 
-def window_means(df: pd.DataFrame, name: str, frac: float = 0.1) -> tuple[float, float]:
+def first_last_means(df: pd.DataFrame, name: str, frac: float = 0.1) -> tuple[float, float]:
     """Mean of a curve over the first and the last ``frac`` of the logged steps (NaNs ignored).
 
     >>> df = pd.DataFrame({"step": range(1, 11), "reward": [0, 0, 1, 1, 1, 1, 1, 1, 2, 2]})
-    >>> window_means(df, "reward", 0.2)
+    >>> first_last_means(df, "reward", 0.2)
     (0.0, 2.0)
     """
     s = curve(df, name).dropna()
@@ -153,108 +155,6 @@ def last_wall_time(run_dir: str | Path) -> float:
     times = [r.get("wall_time_s") for r in read_jsonl(path) if r.get("kind") == "step"]
     times = [t for t in times if isinstance(t, (int, float))]
     return float(times[-1]) if times else 0.0
-
-
-
-def _sampled_scores(model, processor, images, k: int, temperature: float, max_new_tokens: int, variant: str,
-                    batch_images: int = 4, seed: int = 0) -> list[list]:
-    """``k`` sampled think-mode answers per image (parsed numbers, None when unparsable)."""
-    import torch
-    from transformers import GenerationConfig
-
-    from refine_iqa_lib.prompts import scoring_prompt, user_message
-    from refine_iqa_lib.method.rewards import parse_score
-    from refine_iqa_lib.method.scoring import _load_image
-
-    tok = processor.tokenizer
-    prompt = processor.apply_chat_template(user_message(scoring_prompt("think", variant)), add_generation_prompt=True,
-                                           tokenize=False)
-    gen = GenerationConfig(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
-                           max_new_tokens=int(max_new_tokens), pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id)
-    out: list[list] = []
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for lo in range(0, len(images), batch_images):
-            chunk = [_load_image(im) for im in images[lo:lo + batch_images]]
-            batch = processor(text=[prompt] * (k * len(chunk)), images=[im for im in chunk for _ in range(k)],
-                              return_tensors="pt", padding=True, padding_side="left")
-            with torch.no_grad():
-                ids = model.generate(**batch, generation_config=gen)
-            texts = tok.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [[parse_score(t) for t in texts[j * k:(j + 1) * k]] for j in range(len(chunk))]
-    model.train(was_training)
-    return out
-
-
-def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = "test",
-                    max_samples: int | None = None, k: int = 8) -> pd.DataFrame:
-    """Held-out scoring of several weight folders (the training notebooks' before/after check).
-
-    ``models``: name -> weights folder. For the first dataset of ``scoring.train`` (or ``dataset``),
-    ``split`` pictures (at most ``eval.max_samples``, seeded), every model is scored:
-
-    * ``srcc_prob`` - no-think Eq. 8 expectation (one forward pass), :func:`refine_iqa_lib.method.scoring.score_images`;
-    * ``srcc_numeric``, ``accuracy`` - greedy think-mode answers, the number parsed, Eq. 1 accuracy;
-      ``parsed`` (share with a number), ``distinct_answers``, ``think_tokens``;
-    * ``srcc_sampled``, ``accuracy_sampled`` - the policy as GRPO trains it: ``k`` sampled think
-      answers per picture (Stage-2 temperature, seeded), SRCC of their mean and the mean Eq. 1
-      accuracy. Greedy answers of a small model collapse onto a few values after RL (ties), so
-      the sampled view is the one that tracks training.
-
-    Returns one row per model.
-    """
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
-    from refine_iqa_lib.evaluation.metrics import srcc
-    from refine_iqa_lib.models import load_policy
-    from refine_iqa_lib.method.rewards import answer_reward, extract_think
-    from refine_iqa_lib.method.scoring import score_images
-
-    name = dataset or cfg.scoring.train[0]
-    df = load_scoring_split(cfg, name, split)
-    n = int(max_samples if max_samples is not None else cfg.eval.max_samples)
-    if 0 < n < len(df):
-        df = df.iloc[np.sort(np.random.default_rng(cfg.seed).choice(len(df), n, replace=False))]
-    images, mos = list(df["image"]), df["mos"].to_numpy(dtype=float)
-    s2 = cfg.stage2
-    variant, eps = s2.variant, s2.answer_eps
-
-    def corr(pred):
-        pred = np.asarray(pred, dtype=float)
-        ok = np.isfinite(pred)
-        return srcc(pred[ok], mos[ok]) if ok.sum() > 2 and np.ptp(pred[ok]) > 0 else float("nan")
-
-    rows = []
-    for label, path in models.items():
-        model, processor = load_policy(path, dtype="float32", min_pixels=cfg.model.min_pixels,
-                                       max_pixels=cfg.model.max_pixels)
-        tok = processor.tokenizer
-        prob = score_images(model, processor, images, mode="no_think", method="prob", batch_size=cfg.eval.batch_size,
-                            variant=variant, progress=False)
-        num = score_images(model, processor, images, mode="think", method="numeric", batch_size=cfg.eval.batch_size,
-                           max_new_tokens=cfg.eval.max_new_tokens, variant=variant, progress=False)
-        sampled = _sampled_scores(model, processor, images, k, s2.temperature, s2.max_completion_length, variant,
-                                  seed=cfg.seed)
-        s = np.array([r["score"] for r in num])
-        ok = np.isfinite(s)
-        rows.append({
-            "model": label, "dataset": name, "split": split, "n": len(images),
-            "srcc_prob": corr([r["score"] for r in prob]),
-            "srcc_numeric": corr(s),
-            "accuracy": float(np.mean([answer_reward(v if np.isfinite(v) else None, m, eps, variant)
-                                       for v, m in zip(s, mos)])),
-            "srcc_sampled": corr([np.mean([v for v in vals if v is not None]) if any(v is not None for v in vals)
-                                  else np.nan for vals in sampled]),
-            "accuracy_sampled": float(np.mean([answer_reward(v, m, eps, variant) for vals, m in zip(sampled, mos)
-                                               for v in vals])),
-            "parsed": float(ok.mean()),
-            "distinct_answers": int(len(np.unique(s[ok]))),
-            "think_tokens": float(np.mean([len(tok(extract_think(r["text"]), add_special_tokens=False)["input_ids"])
-                                           for r in num])),
-        })
-    return pd.DataFrame(rows)
 
 
 def plot_curves(df: pd.DataFrame, panels: dict, n_windows: int = 10, title: str | None = None):
@@ -312,7 +212,7 @@ class ConsoleSummaryCallback(TrainerCallback):
             return
         if "loss" not in logs:
             if "train_runtime" in logs:
-                print(f"[{self.label}] done: {state.global_step} steps in {logs['train_runtime']:.0f} s", flush=True)
+                log.info("[%s] done: %d steps in %.0f s", self.label, state.global_step, logs["train_runtime"])
             return
         self._rows.append(logs)
         every = self.every or max(1, (state.max_steps or 20) // 20)
@@ -326,8 +226,8 @@ class ConsoleSummaryCallback(TrainerCallback):
         now = time.perf_counter()
         steps = state.global_step - self._step
         rate = (now - self._t) / steps if self._t is not None and steps > 0 else float("nan")
-        print(f"[{self.label}] step {state.global_step}/{state.max_steps}: " + ", ".join(parts)
-              + f" ({rate:.2f} s/step)", flush=True)
+        log.info("[%s] step %d/%d: %s (%.2f s/step)", self.label, state.global_step, state.max_steps,
+                 ", ".join(parts), rate)
         self._rows, self._t, self._step = [], now, state.global_step
 
 

@@ -1,13 +1,10 @@
 """Run one training stage: the SFT warm-up (stand-in only), Stage-1 or Stage-2 GRPO.
 
-CLI (what ``refine_iqa_lib.training.launch`` runs under ``accelerate launch`` / ``torchrun``)::
-
-    python -m refine_iqa_lib.training.run --stage {warmup,1,2} --profile P [--set key=value ...]
-        [--run-dir DIR] [--resume | --no-resume] [--dry-run]
-
-Python: :func:`run_stage` (the CLI calls it). A stage reads like a list of steps: resolve the run
-folder and the initial weights -> build and check the dataset -> load the policy -> look for a
-checkpoint to resume (and check it belongs to this configuration) -> train -> save ``final/``.
+Python: :func:`run_stage`; the command line is :mod:`refine_iqa_lib.training.cli`. Every stage
+reads like the same list of steps (:func:`_train`): resolve the run folder and the initial
+weights -> build and check the dataset -> look for a checkpoint to resume (and check it belongs to
+this configuration) -> load the policy -> train -> save ``final/``. The warm-up and the GRPO
+stages differ only in their dataset, their TRL trainer and its config.
 
 Run folder (default ``<work_dir>/runs/{warmup,stage1,stage2}``; ablations pass their own):
 ``run_config.yaml`` (the resolved config), ``run_meta.json`` (settings, initial weights, what is
@@ -17,88 +14,92 @@ state, the last ``save_total_limit`` kept; ``refine_run.json`` in each marks it 
 its configuration), ``advantages/rank<r>.jsonl`` (the gathered advantages per step and process) and
 ``final/`` (weights + processor; ``refine_final.json`` written last marks the stage done).
 
-Initial weights: Stage-1 starts from the warm-up output when the model is the offline stand-in
-(and ``warmup.enabled``), else from the base model; Stage-2 from Stage-1's ``final/``
-(``init_from: previous``) or from what Stage-1 would start from (``init_from: base``, the
-"w/o Stage-1" ablation); ``init_path`` overrides both.
+Initial weights: Stage-1 starts from the warm-up output when the base is the offline stand-in
+(:func:`refine_iqa_lib.runs.uses_warmup`), else from the base model; Stage-2 from Stage-1's
+``final/`` (``init_from: previous``) or from what Stage-1 would start from (``init_from: base``,
+the "w/o Stage-1" ablation); ``init_path`` overrides both.
+
+TRL settings: a GRPO stage's TRL fields go to ``GRPOConfig`` through one mapping,
+:data:`TRL_FIELDS`; :class:`~refine_iqa_lib.training.trainer.RefineSettings` takes the rest of the
+same section by name; the dry-run summary and ``run_meta.json`` are read back from those two
+objects, never copied by hand.
 
 Resuming (the default): the latest complete checkpoint of the run folder is loaded, after checking
 that it was written with the same training-relevant settings (a different configuration is an
 error that names the differing keys, before any training). A finished stage (``final/`` present)
-is not retrained. ``--no-resume`` deletes the run folder's previous checkpoints, metrics and
+is not retrained. ``resume=False`` deletes the run folder's previous checkpoints, metrics and
 outputs first.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
-from refine_iqa_lib.config import Config, ConfigError, load_config, save_config
-from refine_iqa_lib.io import read_json, write_json
+from refine_iqa_lib.config import Config, ConfigError, save_config
+from refine_iqa_lib.io import read_json, read_jsonl, repo_relative, seed_everything, write_json, write_jsonl
+from refine_iqa_lib.models import check_model_dir, resolve_model_path
+from refine_iqa_lib.runs import (
+    CHECKPOINT_MARKER, FINAL_MARKER, STAGE_SECTIONS, check_stage, default_run_dir, final_dir, is_complete,
+    stage_section, uses_warmup,
+)
 
-__all__ = ["STAGE_SECTIONS", "FINAL_MARKER", "CHECKPOINT_MARKER", "default_run_dir", "resolve_init",
-           "stage_fingerprint", "find_resume_checkpoint", "grpo_config", "run_stage", "stage_checks", "main"]
+log = logging.getLogger(__name__)
 
-STAGE_SECTIONS = {"1": "stage1", "2": "stage2"}
-FINAL_MARKER = "refine_final.json"
-CHECKPOINT_MARKER = "refine_run.json"
-#: StageConfig keys that do not change what a run computes (excluded from the fingerprint).
-_HARMLESS = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from"}
+__all__ = ["TRL_FIELDS", "FINGERPRINT_EXCLUDED", "resolve_init", "stage_fingerprint", "find_resume_checkpoint",
+           "trl_kwargs", "grpo_config", "stage_settings", "stage_checks", "clean_run_dir", "run_stage"]
 
-
-def _stage(stage) -> str:
-    stage = str(stage)
-    if stage not in ("warmup", "1", "2"):
-        raise ConfigError(f"unknown stage {stage!r}; expected warmup, 1 or 2")
-    return stage
-
-
-def default_run_dir(cfg: Config, stage) -> Path:
-    """``<work_dir>/runs/{warmup,stage1,stage2}`` (the launcher uses the same folders)."""
-    from refine_iqa_lib.training.launch import default_run_dir as launch_default
-
-    return launch_default(cfg, _stage(stage))
-
-
-def _final_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "final"
+#: StageConfig field -> ``GRPOConfig`` field: the one place a stage's TRL settings are named.
+TRL_FIELDS = {
+    "num_generations": "num_generations", "max_completion_length": "max_completion_length",
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "beta": "beta", "loss_type": "loss_type",
+    "learning_rate": "learning_rate", "lr_scheduler_type": "lr_scheduler_type",
+    "warmup_ratio": "warmup_steps",      # transformers reads a value below 1 as a ratio of the steps
+    "max_steps": "max_steps", "num_train_epochs": "num_train_epochs", "max_grad_norm": "max_grad_norm",
+    "gradient_accumulation_steps": "gradient_accumulation_steps", "save_steps": "save_steps",
+    "save_total_limit": "save_total_limit", "logging_steps": "logging_steps", "seed": "seed",
+}
+#: LaunchConfig field -> ``GRPOConfig`` field.
+LAUNCH_FIELDS = {"use_cpu": "use_cpu", "bf16": "bf16", "gradient_checkpointing": "gradient_checkpointing",
+                 "use_vllm": "use_vllm", "vllm_mode": "vllm_mode"}
+#: Fixed ``GRPOConfig`` settings of every GRPO stage.
+TRL_FIXED = dict(save_strategy="steps", report_to="none", log_completions=False, remove_unused_columns=False,
+                 dataloader_num_workers=0, shuffle_dataset=True, disable_tqdm=True)
+#: StageConfig keys left out of the resume fingerprint: they do not change what a run computes.
+FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from"}
 
 
-def is_complete(run_dir: Path) -> bool:
-    """Whether a run folder holds a finished stage (``final/refine_final.json``)."""
-    return (_final_dir(run_dir) / FINAL_MARKER).is_file()
+# --------------------------------------------------------------------------------------------
+# initial weights, fingerprints, checkpoints
 
 
 def _require_final(run_dir: Path, what: str, stage: str, cfg: Config) -> Path:
     if not is_complete(run_dir):
         raise FileNotFoundError(
-            f"{_final_dir(run_dir)}: {what} output not found (no {FINAL_MARKER}); run "
-            f"`python -m refine_iqa_lib.training.run --stage {stage} --profile {cfg.profile}` first")
-    return _final_dir(run_dir)
+            f"{final_dir(run_dir)}: {what} output not found (no {FINAL_MARKER}); run "
+            f"`python -m refine_iqa_lib.training.cli --stage {stage} --profile {cfg.profile}` first")
+    return final_dir(run_dir)
 
 
 def resolve_init(cfg: Config, stage) -> tuple[Path, str]:
     """``(initial weights folder, how it was chosen)`` for ``stage`` (see the module docstring)."""
-    from refine_iqa_lib.models import check_model_dir, is_stand_in, resolve_model_path
-
-    stage = _stage(stage)
+    stage = check_stage(stage)
     base = resolve_model_path(cfg)
     if stage == "warmup":
         return base, "base model (offline stand-in)"
 
     def stage1_start() -> tuple[Path, str]:
-        if is_stand_in(base) and cfg.warmup.enabled:
+        if uses_warmup(cfg):
             return _require_final(default_run_dir(cfg, "warmup"), "warm-up", "warmup", cfg), \
                 "warm-up output (the stand-in's base; not in the paper)"
         return base, "base model"
 
-    s = getattr(cfg, STAGE_SECTIONS[stage])
+    s = stage_section(cfg, stage)
     if s.init_path:
         return check_model_dir(cfg.resolve(s.init_path)), f"{STAGE_SECTIONS[stage]}.init_path"
     if stage == "1":
@@ -125,11 +126,9 @@ def _data_spec(cfg: Config, stage: str) -> dict:
 
 def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_size: int) -> dict:
     """The settings a checkpoint must share with the run that resumes it, and their hash."""
-    stage = _stage(stage)
-    if stage == "warmup":
-        section = asdict(cfg.warmup)
-    else:
-        section = {k: v for k, v in asdict(getattr(cfg, STAGE_SECTIONS[stage])).items() if k not in _HARMLESS}
+    stage = check_stage(stage)
+    section = {k: v for k, v in asdict(stage_section(cfg, stage)).items()
+               if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
     settings = {
         "stage": stage, "section": section, "data": _data_spec(cfg, "1" if stage == "1" else "2"),
         "model": {k: v for k, v in asdict(cfg.model).items() if k != "path"},
@@ -166,7 +165,7 @@ def find_resume_checkpoint(run_dir: Path, fingerprint: dict) -> Path | None:
     for ckpt in reversed(_checkpoints(Path(run_dir) / "checkpoints")):
         marker = ckpt / CHECKPOINT_MARKER
         if not marker.is_file():
-            print(f"[train] skipping {ckpt}: incomplete (no {CHECKPOINT_MARKER})", flush=True)
+            log.info("[train] skipping %s: incomplete (no %s)", ckpt, CHECKPOINT_MARKER)
             continue
         saved = read_json(marker)
         if saved.get("fingerprint") != fingerprint["fingerprint"]:
@@ -194,41 +193,82 @@ def _marker_callback(fingerprint: dict):
     return CheckpointMarker()
 
 
+def clean_run_dir(run_dir: Path) -> None:
+    """Delete a run folder's checkpoints, final weights, advantages, metrics and metadata."""
+    for name in ("checkpoints", "final", "advantages", "metrics.jsonl", "run_meta.json"):
+        p = Path(run_dir) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _truncate_advantages(folder: Path, step: int) -> None:
+    """Drop the per-rank advantage rows after ``step`` (a resumed run writes them again)."""
+    for path in sorted(Path(folder).glob("rank*.jsonl")):
+        write_jsonl(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step])
+
+
+# --------------------------------------------------------------------------------------------
+# TRL settings
+
+
+def trl_kwargs(cfg: Config, stage, run_dir: str | os.PathLike = ".") -> dict:
+    """The ``GRPOConfig`` keyword arguments of a GRPO stage: :data:`TRL_FIELDS` of its section,
+    :data:`LAUNCH_FIELDS` of ``launch``, the batch (``prompts_per_step × G`` completions per
+    process), checkpoints under ``run_dir`` and :data:`TRL_FIXED`.
+
+    >>> from refine_iqa_lib.config import load_config
+    >>> kw = trl_kwargs(load_config("smoke"), "2")
+    >>> kw["per_device_train_batch_size"] == kw["num_generations"] * load_config("smoke").stage2.prompts_per_step
+    True
+    """
+    stage = check_stage(stage)
+    if stage == "warmup":
+        raise ConfigError("the warm-up is supervised (TRL's SFTConfig, training.warmup.sft_config), not GRPO")
+    s = stage_section(cfg, stage)
+    kwargs = {trl: getattr(s, ours) for ours, trl in TRL_FIELDS.items()}
+    kwargs.update({trl: getattr(cfg.launch, ours) for ours, trl in LAUNCH_FIELDS.items()})
+    kwargs.update(TRL_FIXED, output_dir=str(Path(run_dir) / "checkpoints"),
+                  per_device_train_batch_size=int(s.prompts_per_step) * int(s.num_generations))
+    if cfg.launch.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs["ddp_backend"] = "gloo"
+    return kwargs
+
+
 def grpo_config(cfg: Config, stage, run_dir: Path):
-    """TRL ``GRPOConfig`` of a GRPO stage: batch = ``prompts_per_step × G`` completions per
-    process, explicit sampling settings, no KL by default, checkpoints under ``run_dir``."""
+    """TRL ``GRPOConfig`` of a GRPO stage (:func:`trl_kwargs`)."""
     from trl import GRPOConfig
 
-    s = getattr(cfg, STAGE_SECTIONS[_stage(stage)])
+    return GRPOConfig(**trl_kwargs(cfg, stage, run_dir))
+
+
+def stage_settings(cfg: Config, stage) -> str:
+    """One line with a stage's resolved training settings (printed by dry runs), read from the
+    TRL keyword arguments and the trainer's settings."""
+    stage = check_stage(stage)
+    if stage == "warmup":
+        w = cfg.warmup
+        return f"SFT steps={w.max_steps} batch={w.batch_size} lr={w.learning_rate}"
+    from refine_iqa_lib.training.trainer import RefineSettings
+
+    kw = trl_kwargs(cfg, stage)
+    r = RefineSettings.from_stage(stage_section(cfg, stage), stage)
+    length = f"max_steps={kw['max_steps']}" if kw["max_steps"] > 0 else f"epochs={kw['num_train_epochs']}"
     L = cfg.launch
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    kwargs = dict(
-        output_dir=str(Path(run_dir) / "checkpoints"),
-        per_device_train_batch_size=int(s.prompts_per_step) * int(s.num_generations),
-        gradient_accumulation_steps=int(s.gradient_accumulation_steps),
-        num_generations=int(s.num_generations),
-        max_completion_length=int(s.max_completion_length),
-        temperature=float(s.temperature), top_p=float(s.top_p), top_k=int(s.top_k),
-        beta=float(s.beta), loss_type=s.loss_type,
-        learning_rate=float(s.learning_rate), lr_scheduler_type=s.lr_scheduler_type,
-        warmup_steps=float(s.warmup_ratio) if s.warmup_ratio else 0,
-        max_steps=int(s.max_steps), num_train_epochs=float(s.num_train_epochs),
-        max_grad_norm=float(s.max_grad_norm),
-        save_strategy="steps", save_steps=int(s.save_steps), save_total_limit=int(s.save_total_limit),
-        logging_steps=int(s.logging_steps), seed=int(s.seed),
-        use_cpu=bool(L.use_cpu), bf16=bool(L.bf16), gradient_checkpointing=bool(L.gradient_checkpointing),
-        use_vllm=bool(L.use_vllm), vllm_mode=L.vllm_mode,
-        report_to="none", log_completions=False, remove_unused_columns=False, dataloader_num_workers=0,
-        shuffle_dataset=True, disable_tqdm=True,
-    )
-    if L.use_cpu and world > 1:
-        kwargs["ddp_backend"] = "gloo"
-    return GRPOConfig(**kwargs)
+    return (f"mode={r.mode} G={kw['num_generations']} prompts/step={kw['per_device_train_batch_size'] // kw['num_generations']} "
+            f"{length} lr={kw['learning_rate']} ({kw['lr_scheduler_type']}) beta={kw['beta']} loss={kw['loss_type']} "
+            f"PD={r.use_pd} PM={r.use_pm} variant={r.variant} T={kw['temperature']} top_p={kw['top_p']} "
+            f"top_k={kw['top_k']} max_completion={kw['max_completion_length']} processes={L.num_processes} "
+            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})")
 
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     """``[(check, ok, detail)]``: model folder, initial weights, datasets (what ``--dry-run`` prints)."""
-    stage = _stage(stage)
+    from refine_iqa_lib.data.scoring_set import is_embedded
+    from refine_iqa_lib.training.data import perception_dir
+
+    stage = check_stage(stage)
     out = []
     try:
         init, how = resolve_init(cfg, stage)
@@ -236,8 +276,6 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     except (FileNotFoundError, ValueError, ConfigError) as e:
         out.append(("initial weights", False, str(e)))
     if stage in ("warmup", "2"):
-        from refine_iqa_lib.data.scoring_set import is_embedded
-
         for name in cfg.scoring.train:
             if is_embedded(cfg, name):
                 out.append((f"scoring data {name}", True, "embedded synthetic set (built on demand)"))
@@ -247,8 +285,6 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
             ok = path is not None and path.is_dir()
             out.append((f"scoring data {name}", ok, f"{path}" if root else "no scoring.roots entry"))
     if stage in ("warmup", "1"):
-        from refine_iqa_lib.training.data import perception_dir
-
         p = perception_dir(cfg) / "samples_train.jsonl"
         needed = stage == "1"
         out.append(("perception dataset", p.is_file() or not needed,
@@ -257,13 +293,8 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     return out
 
 
-def _clean_run_dir(run_dir: Path) -> None:
-    for name in ("checkpoints", "final", "advantages", "metrics.jsonl", "run_meta.json"):
-        p = run_dir / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+# --------------------------------------------------------------------------------------------
+# running a stage
 
 
 def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resume: bool = True,
@@ -271,58 +302,47 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
     """Run ``stage`` (``"warmup"``, ``"1"``, ``"2"``) for ``cfg``; returns the run folder.
 
     ``callbacks``: extra ``TrainerCallback`` objects (tests use them to interrupt a run).
-    ``dry_run``: print the resolved settings and the checks, train nothing.
+    ``dry_run``: log the resolved settings and the checks, train nothing.
     """
-    stage = _stage(stage)
+    stage = check_stage(stage)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
     if dry_run:
-        from refine_iqa_lib.training.launch import stage_settings
-
-        print(f"[train] stage {stage} -> {run_dir}")
-        print(f"[train] {stage_settings(cfg, stage)}")
+        log.info("[train] stage %s -> %s", stage, run_dir)
+        log.info("[train] %s", stage_settings(cfg, stage))
         for name, ok, detail in stage_checks(cfg, stage):
-            print(f"[train] {'ok ' if ok else 'MISSING'} {name}: {detail}")
+            log.info("[train] %s %s: %s", "ok " if ok else "MISSING", name, detail)
         return run_dir
     if stage == "warmup":
-        from refine_iqa_lib.training.warmup import run_warmup
-
-        return run_warmup(cfg, run_dir, resume=resume, callbacks=callbacks)
+        return _run_warmup(cfg, run_dir, resume, callbacks or [])
     return _run_grpo(cfg, stage, run_dir, resume, callbacks or [])
 
 
-def _truncate_advantages(folder: Path, step: int) -> None:
-    """Drop the per-rank advantage rows after ``step`` (a resumed run writes them again)."""
-    from refine_iqa_lib.io import read_jsonl, write_jsonl
-
-    for path in sorted(Path(folder).glob("rank*.jsonl")):
-        write_jsonl(path, [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step])
-
-
-def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list) -> Path:
+def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list, *, seed: int,
+           build_dataset: Callable[[], object], build_trainer: Callable[..., object],
+           meta: Callable[..., dict]) -> Path:
+    """The steps every stage runs (module docstring). ``build_trainer(model, processor, dataset,
+    callbacks)`` returns a TRL trainer; ``meta(init, how, fingerprint, trainer, dataset)`` the
+    stage's ``run_meta.json`` content."""
     from accelerate import PartialState
 
-    from refine_iqa_lib.io import seed_everything
     from refine_iqa_lib.models import load_policy
-    from refine_iqa_lib.training.data import stage1_dataset, stage2_dataset
     from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
-    from refine_iqa_lib.training.trainer import NaNGuardCallback, RefineGRPOTrainer, RefineSettings
+    from refine_iqa_lib.training.trainer import NaNGuardCallback
 
     state = PartialState()
-    s = getattr(cfg, STAGE_SECTIONS[stage])
     if resume and is_complete(run_dir):
-        print(f"[train] stage {stage}: {run_dir} is already complete (final/{FINAL_MARKER}); nothing to do",
-              flush=True)
+        log.info("[train] stage %s: %s is already complete (final/%s); nothing to do", stage, run_dir, FINAL_MARKER)
         return run_dir
     if not resume and state.is_main_process and run_dir.exists():
-        _clean_run_dir(run_dir)
+        clean_run_dir(run_dir)
     state.wait_for_everyone()
-    seed_everything(int(s.seed))
+    seed_everything(int(seed))
 
     # 1. initial weights and data (the main process builds shared files first)
     with state.main_process_first():
         init, how = resolve_init(cfg, stage)
-        dataset = stage1_dataset(cfg) if stage == "1" else stage2_dataset(cfg)
-    print(f"[train] stage {stage}: {len(dataset)} training prompts; initial weights {init} ({how})", flush=True)
+        dataset = build_dataset()
+    log.info("[train] stage %s: %d training rows; initial weights %s (%s)", stage, len(dataset), init, how)
 
     # 2. resume point, checked against this configuration before anything trains
     fp = stage_fingerprint(cfg, stage, init, state.num_processes)
@@ -333,7 +353,7 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
             step = int(ckpt.name.split("-")[-1])
             kept = truncate_metrics(run_dir, step)
             _truncate_advantages(run_dir / "advantages", step)
-            print(f"[train] resuming from {ckpt} ({kept} metric rows kept)", flush=True)
+            log.info("[train] resuming from %s (%d metric rows kept)", ckpt, kept)
         elif (run_dir / "advantages").exists():
             shutil.rmtree(run_dir / "advantages")
         save_config(cfg, run_dir / "run_config.yaml")
@@ -342,20 +362,20 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
     # 3. policy and trainer
     model, processor = load_policy(init, dtype=cfg.model.dtype, min_pixels=cfg.model.min_pixels,
                                    max_pixels=cfg.model.max_pixels)
-    args = grpo_config(cfg, stage, run_dir)
-    refine = RefineSettings.from_stage(s, stage, advantages_dir=run_dir / "advantages")
     wall0 = last_wall_time(run_dir) if ckpt is not None else 0.0
     cbs = [MetricsJSONLCallback(run_dir, wall_offset=wall0, extra={"stage": stage}), NaNGuardCallback(),
            _marker_callback(fp), *callbacks]
-    trainer = RefineGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                                callbacks=cbs, refine=refine)
-    quiet_console(trainer, f"stage{stage}")
+    trainer = build_trainer(model, processor, dataset, cbs)
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, NaNGuardCallback):
+            cb.trainer = trainer
+    quiet_console(trainer, f"stage{stage}" if stage != "warmup" else "warmup")
     if state.is_main_process:
-        write_json(run_dir / "run_meta.json", _run_meta(cfg, stage, init, how, refine, fp, args, len(dataset)))
+        write_json(run_dir / "run_meta.json", meta(init, how, fp, trainer, dataset))
 
     # 4. train, then save the final weights (the marker is written last)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    final = _final_dir(run_dir)
+    final = final_dir(run_dir)
     trainer.save_model(str(final))
     if state.is_main_process:
         processor.save_pretrained(str(final))
@@ -364,27 +384,76 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
     return run_dir
 
 
+def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Path:
+    """The stand-in's supervised warm-up (:mod:`refine_iqa_lib.training.warmup`); skipped with a
+    message for a real model or when ``warmup.enabled`` is false."""
+    import pandas as pd
+
+    from refine_iqa_lib.training.warmup import WarmupTrainer, sft_config, warmup_dataset
+
+    if not uses_warmup(cfg):
+        why = "warmup.enabled is false" if not cfg.warmup.enabled else f"{cfg.model.path} is not the offline stand-in"
+        log.info("[warmup] skipped: %s. The warm-up only exists to give the random stand-in a starting point; "
+                 "the paper fine-tunes Qwen2.5-VL-7B-Instruct directly.", why)
+        return run_dir
+
+    def build_trainer(model, processor, dataset, cbs):
+        return WarmupTrainer(model=model, args=sft_config(cfg, run_dir), train_dataset=dataset,
+                             processing_class=processor, callbacks=cbs)
+
+    def meta(init, how, fp, trainer, dataset):
+        kinds = pd.Series(dataset["kind"]).value_counts().to_dict()
+        return {"stage": "warmup", "initial_weights": repo_relative(init), "fingerprint": fp["fingerprint"],
+                "n_samples": len(dataset), "kinds": {k: int(v) for k, v in kinds.items()},
+                "note": "supervised warm-up of the offline stand-in; not part of the paper"}
+
+    return _train(cfg, "warmup", run_dir, resume, callbacks, seed=cfg.warmup.seed,
+                  build_dataset=lambda: warmup_dataset(cfg), build_trainer=build_trainer, meta=meta)
+
+
+def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list) -> Path:
+    from refine_iqa_lib.training.data import stage1_dataset, stage2_dataset
+    from refine_iqa_lib.training.trainer import RefineGRPOTrainer, RefineSettings
+
+    s = stage_section(cfg, stage)
+    refine = RefineSettings.from_stage(s, stage, advantages_dir=run_dir / "advantages")
+
+    def build_trainer(model, processor, dataset, cbs):
+        return RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
+                                 processing_class=processor, callbacks=cbs, refine=refine)
+
+    def meta(init, how, fp, trainer, dataset):
+        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset))
+
+    return _train(cfg, stage, run_dir, resume, callbacks, seed=s.seed,
+                  build_dataset=lambda: stage1_dataset(cfg) if stage == "1" else stage2_dataset(cfg),
+                  build_trainer=build_trainer, meta=meta)
+
+
 def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
     import torch
     import transformers
     import trl
 
-    s = getattr(cfg, STAGE_SECTIONS[stage])
+    s = stage_section(cfg, stage)
     notes = []
-    if s.variant == "authors":
+    if refine.variant == "authors":
         notes.append("variant=authors reproduces: answer reward with <=, 'Score: X.XX' answers (two decimals), "
                      "PD from the first decimal digit only, advantage offset -2e-5 with std+1e-4 (all-equal "
                      "wrong group -> -0.2). loss_type/beta/pd_reference are separate keys (AUTHORS_OVERRIDES "
                      "sets grpo per-sequence averaging, beta 0.04, sampled no-think reference). Not reproduced: "
                      "gradients through the PD term (always detached here).")
+    refine_dict = refine.to_dict()
+    if refine_dict.get("advantages_dir"):
+        refine_dict["advantages_dir"] = repo_relative(refine_dict["advantages_dir"])
     return {
-        "stage": stage, "initial_weights": str(init), "initial_weights_source": how,
-        "fingerprint": fp["fingerprint"], "refine": refine.to_dict(), "n_prompts": int(n_prompts),
+        "stage": stage, "initial_weights": repo_relative(init), "initial_weights_source": how,
+        "fingerprint": fp["fingerprint"], "refine": refine_dict, "n_prompts": int(n_prompts),
+        "trl": {trl_name: getattr(args, trl_name) for trl_name in TRL_FIELDS.values()},
         "batch": {"completions_per_process": args.per_device_train_batch_size,
-                  "prompts_per_process": s.prompts_per_step, "num_generations": s.num_generations,
+                  "prompts_per_process": args.per_device_train_batch_size // args.num_generations,
+                  "num_generations": args.num_generations,
                   "processes": int(os.environ.get("WORLD_SIZE", "1"))},
-        "loss_type": s.loss_type, "beta": s.beta,
-        "sampling": {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k},
         "evaluation": {"methods": list(cfg.eval.methods), "modes": list(cfg.eval.modes),
                        "note": "numeric vs probability (Eq. 8) inference is an evaluation-side choice "
                                "(Table 6); training is identical"},
@@ -393,30 +462,3 @@ def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
         "notes": notes,
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stage", required=True, choices=["warmup", "1", "2"])
-    ap.add_argument("--profile", default="tiny", help="profile name or a resolved config YAML")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted config override, e.g. stage2.learning_rate=5e-5 (repeatable)")
-    ap.add_argument("--run-dir", default=None)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--resume", dest="resume", action="store_true", default=True)
-    g.add_argument("--no-resume", dest="resume", action="store_false")
-    ap.add_argument("--dry-run", action="store_true", help="print settings and checks; train nothing")
-    args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.profile, args.sets)
-        run_dir = run_stage(cfg, args.stage, run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if not args.dry_run:
-        print(f"[train] stage {args.stage} done: {run_dir}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,39 +11,42 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
      ``r_ans = r_fmt = 1``), weights ``[λ1, λ2, λ3]``. TRL's weighted sum of the three columns is
      then exactly Eq. 5. Without PD (ablation) only ``answer`` and ``format``.
 
-   The PD reward needs the *live* policy, so it is a bound method of the trainer: for every local
-   group it calls :func:`refine_iqa_lib.method.teacher_forcing.pd_rewards_for_group` (one batched no-grad forward of
-   the G think rollouts with the ground truth forced in + the fixed no-think layout). Every group
-   is evaluated, also those where nothing is correct (their PD is logged but gated to 0), so every
-   process runs the same number of forward passes (required under ZeRO-3). PD is detached: it is a
-   number in the reward, no gradient flows through it.
+   The PD reward needs the *live* policy: it is a
+   :class:`refine_iqa_lib.method.teacher_forcing.PDReward` holding the trainer's current model.
+   For every local group it runs one batched no-grad forward of the G think rollouts with the
+   ground truth forced in + the fixed no-think layout. Every group is evaluated, also those where
+   nothing is correct (their PD is logged but gated to 0), so every process runs the same number
+   of forward passes (required under ZeRO-3). PD is detached: a number in the reward, no gradient.
 
 2. **Advantage** (Eq. 6, "PM"). TRL computes the GRPO advantage inline in
    ``_generate_and_score_completions`` from the rewards it gathered across processes in
-   ``_calculate_rewards``. The override of ``_calculate_rewards`` keeps that gathered matrix
-   (``(N_total, n_rewards)``, identical on every process); the override of
-   ``_generate_and_score_completions`` calls TRL's, then replaces ``advantages`` with
-   :func:`refine_iqa_lib.method.advantages.refine_advantages` over the gathered groups (``correct`` =
-   ``r_ans = r_fmt = 1`` from the same gathered columns), sliced to this process exactly as TRL
-   slices. So every process computes the same advantages. ``use_pm=False`` keeps TRL's advantage
-   (standard GRPO, the "w/o PM" ablation). The gathered advantages of every step are written per
-   process to ``<advantages_dir>/rank<r>.jsonl`` (audit; the distributed test compares them).
+   ``_calculate_rewards``. The override of ``_calculate_rewards`` computes
+   :func:`refine_iqa_lib.method.advantages.refine_advantages` over those gathered groups
+   (``correct`` = ``r_ans = r_fmt = 1`` from the same gathered columns) and keeps this process's
+   slice, exactly as TRL slices; the override of ``_generate_and_score_completions`` puts it in
+   place of TRL's ``advantages``. So every process computes the same advantages. ``use_pm=False``
+   keeps TRL's advantage (standard GRPO, the "w/o PM" ablation). The gathered advantages of every
+   step are written per process to ``<advantages_dir>/rank<r>.jsonl`` (audit; the distributed
+   test compares them) and added to TRL's completions table as the column ``advantage_eq6``
+   (TRL's own ``advantage`` column there is its standard GRPO value).
 
-3. **Metrics** for the paper's figures, gathered across processes and added to TRL's log row:
-   ``refine/answer_think`` (mean answer reward of the sampled rollouts), ``refine/answer_no_think``
-   (see below), ``refine/think_tokens`` (think length in tokens, the "think collapse" curve),
-   ``refine/pd_raw`` (ungated Eq. 4), ``refine/r_think``, ``refine/r_ref``, ``refine/correct``
-   and the advantage statistics ``adv/mean``, ``adv/std``, ``adv/zero_signal_groups`` (share of
-   groups whose advantages are all 0).
+3. **Metrics** for the paper's figures, logged through the ``log_metric`` hook TRL hands every
+   reward function (TRL averages them over all processes): ``refine/answer_think`` (mean answer
+   reward of the sampled rollouts), ``refine/answer_no_think`` (see below), ``refine/think_tokens``
+   (think length in tokens, the "think collapse" curve), ``refine/pd_raw`` (ungated Eq. 4),
+   ``refine/r_think``, ``refine/r_ref``; computed on the gathered rewards (identical on every
+   process): ``refine/correct`` and the advantage statistics ``adv/mean``, ``adv/std``,
+   ``adv/zero_signal_groups`` (share of groups whose advantages are all 0).
 
    *No-think answer reward (Fig. 4).* Every ``no_think_every`` steps the step's prompts are also
    answered in no-think mode: one sampled no-think completion per rollout (same sampling settings),
-   scored with Eq. 1. Those samples never enter the loss. The authors' code did this at every step
-   (it used the samples as the PD reference); here it is a metric only, so sampling every k steps
-   keeps its cost at 1/k of a generation per step. ``pd_reference="sampled"`` reproduces the
-   authors' reference: r_no-think is then computed per rollout on its own sampled no-think
-   completion (teacher-forced like the think rollouts) instead of once per group on the fixed
-   layout (Eq. 4); the no-think samples are then drawn every step.
+   handed to the reward functions as the column ``no_think_sample`` and scored with Eq. 1. Those
+   samples never enter the loss. The authors' code did this at every step (it used the samples as
+   the PD reference); here it is a metric only, so sampling every k steps keeps its cost at 1/k of
+   a generation per step. ``pd_reference="sampled"`` reproduces the authors' reference:
+   r_no-think is then computed per rollout on its own sampled no-think completion (teacher-forced
+   like the think rollouts) instead of once per group on the fixed layout (Eq. 4); the no-think
+   samples are then drawn every step.
 
 Loss: TRL's ``loss_type="dapo"`` normalises the summed per-token loss by the number of completion
 tokens in the whole (gathered, accumulated) generation batch - Eq. 7's token-level
@@ -54,24 +57,23 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 from trl.trainer.utils import RepeatSampler
 
-from refine_iqa_lib.method.advantages import grpo_advantages, refine_advantages
 from refine_iqa_lib.io import append_jsonl
-from refine_iqa_lib.prompts import check_mode, check_variant, user_message
+from refine_iqa_lib.method.advantages import eq6_eps, grpo_advantages, refine_advantages
 from refine_iqa_lib.method.rewards import (
-    answer_reward, completion_to_text, extract_think, format_reward, get_reward_funcs, mode_reward,
-    parse_score, pd_reward,
+    answer_reward, completion_to_text, correct_mask, extract_think, get_reward_funcs, parse_score,
 )
+from refine_iqa_lib.method.teacher_forcing import PDReward
+from refine_iqa_lib.prompts import check_mode, check_variant
 
 __all__ = ["RefineSettings", "RefineGRPOTrainer", "NonFiniteLossError", "NaNGuardCallback",
            "EpochRepeatSampler", "CheckpointLoadMixin", "AUTHORS_OVERRIDES"]
@@ -122,11 +124,11 @@ class RefineSettings:
 
     @classmethod
     def from_stage(cls, stage_cfg, stage: str, advantages_dir: str | os.PathLike | None = None) -> "RefineSettings":
-        s = stage_cfg
-        return cls(stage=str(stage), mode=s.mode, use_pd=bool(s.use_pd), use_pm=bool(s.use_pm), variant=s.variant,
-                   answer_eps=float(s.answer_eps), adv_eps=float(s.adv_eps), lambdas=tuple(s.lambdas),
-                   pd_reference=s.pd_reference, no_think_every=int(s.no_think_every),
-                   advantages_dir=None if advantages_dir is None else str(advantages_dir))
+        """The settings of a ``StageConfig``: every field of this class that the section has, by
+        name (the section's TRL fields go to ``GRPOConfig`` instead, see :mod:`refine_iqa_lib.training.run`)."""
+        names = {f.name for f in fields(cls)} - {"stage", "advantages_dir"}
+        return cls(stage=str(stage), advantages_dir=None if advantages_dir is None else str(advantages_dir),
+                   **{n: getattr(stage_cfg, n) for n in names if hasattr(stage_cfg, n)})
 
     def reward_names(self) -> list[str]:
         if self.stage == "1":
@@ -138,11 +140,8 @@ class RefineSettings:
 
     @property
     def eq6_eps(self) -> float:
-        """Eq. 6's offset: ``adv_eps`` (paper, 0.02); the authors' code's 2e-5 for ``variant="authors"``
-        (their offset goes with their ``std + 1e-4`` denominator; 0.02 / 1e-4 would give -200)."""
-        from refine_iqa_lib.method.advantages import AUTHORS_EPS
-
-        return float(self.adv_eps) if self.variant == "paper" else AUTHORS_EPS
+        """Eq. 6's offset (:func:`refine_iqa_lib.method.advantages.eq6_eps`)."""
+        return eq6_eps(self.variant, self.adv_eps)
 
     @property
     def samples_no_think(self) -> bool:
@@ -226,16 +225,6 @@ class CheckpointLoadMixin:
         del loaded
 
 
-def _group_bounds(keys: list) -> list[tuple[int, int]]:
-    """Runs of equal consecutive keys: TRL lays out each prompt's G rollouts consecutively."""
-    bounds, start = [], 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            bounds.append((start, i))
-            start = i
-    return bounds
-
-
 class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
     """``GRPOTrainer`` with the Refine-IQA rewards (Eq. 1-5), the modified advantage (Eq. 6) and
     the per-step metrics the paper's figures need. See the module docstring.
@@ -255,8 +244,7 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
             raise ValueError("RefineGRPOTrainer needs an explicit GRPOConfig (args=...)")
         training_args.reward_weights = refine.reward_weights()
         kwargs["reward_funcs"] = self._build_reward_funcs()
-        self._step_cache: dict[str, Any] = {}
-        self._gathered_rewards: torch.Tensor | None = None
+        self._eq6_local: torch.Tensor | None = None   # this step's Eq. 6 advantages (this process's rows)
         self._last_loss: float | None = None
         super().__init__(*args, **kwargs)
         for cb in self.callback_handler.callbacks:
@@ -266,61 +254,41 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
     # ------------------------------------------------------------------ rewards
     def _build_reward_funcs(self) -> list:
         r = self.refine
-        if r.stage == "1":
-            return get_reward_funcs(["stage1", "format"], eps=r.answer_eps, variant=r.variant, mode=r.mode)
-        funcs = get_reward_funcs(["answer", "format"], eps=r.answer_eps, variant=r.variant, mode=r.mode)
+        names = ["stage1", "format"] if r.stage == "1" else ["answer", "format"]
+        funcs = get_reward_funcs(names, eps=r.answer_eps, variant=r.variant, mode=r.mode)
+        funcs[0] = self._with_step_metrics(funcs[0])
         if r.use_pd:
-            def pd(prompts=None, completions=None, completion_ids=None, **kw):
-                return self._pd_reward(prompts, completions, **kw)
-            pd.__name__ = pd.__qualname__ = "pd"
-            funcs.append(pd)
+            funcs.append(PDReward(lambda: self.model, lambda: self.processing_class, eps=r.answer_eps, variant=r.variant,
+                                  reference=r.pd_reference))
         return funcs
 
-    def _pd_policy(self):
-        return self.model  # the unwrapped module (DDP / DeepSpeed keep the wrapper in model_wrapped)
-
-    def _pd_reward(self, prompts, completions, **kw) -> list[float]:
-        """Eq. 4 per rollout, gated by Eq. 5; keeps the ungated values for the metrics."""
-        from refine_iqa_lib.method.teacher_forcing import forced_completion, forced_digit_probs, pd_rewards_for_group
-
+    def _with_step_metrics(self, task_reward):
+        """The task reward (``answer`` / ``stage1``), also logging the figures' per-step metrics
+        through TRL's ``log_metric`` hook: ``refine/think_tokens`` (think mode), and for Stage-2
+        ``refine/answer_think`` (or ``refine/answer_no_think_train``) and, on steps with no-think
+        samples, ``refine/answer_no_think`` (Fig. 4)."""
         r = self.refine
-        texts = [completion_to_text(c) for c in completions]
-        n = len(texts)
-        for col in ("mos", "images", "prompt_text", "no_think_text"):
-            if kw.get(col) is None or len(kw[col]) != n:
-                raise ValueError(f"reward 'pd' needs the dataset column {col!r} ({n} values); got {sorted(kw)}")
-        keys = list(kw["id"]) if kw.get("id") is not None else [(t, float(m)) for t, m in
-                                                                   zip(kw["prompt_text"], kw["mos"])]
-        policy = self._pd_policy()
-        processor = self.processing_class
-        sampled = self._step_cache.get("no_think_texts") if r.pd_reference == "sampled" else None
-        raw = np.zeros(n)
-        r_think = np.zeros(n)
-        r_ref = np.zeros(n)
-        for lo, hi in _group_bounds(keys):
-            images = kw["images"][lo]
-            image = images[0] if isinstance(images, (list, tuple)) else images
-            n_img = len(images) if isinstance(images, (list, tuple)) else 1
-            think_msgs = user_message(kw["prompt_text"][lo], n_img)
-            no_think_msgs = user_message(kw["no_think_text"][lo], n_img)
-            res = pd_rewards_for_group(policy, processor, image, texts[lo:hi], float(kw["mos"][lo]),
-                                       think_messages=think_msgs, no_think_messages=no_think_msgs,
-                                       variant=r.variant)
-            r_think[lo:hi] = res.r_think
-            if sampled is not None:  # authors' reference: each rollout's own sampled no-think answer
-                forced = [forced_completion(t, res.gt_text, "no_think", r.variant) for t in sampled[lo:hi]]
-                prompt = processor.apply_chat_template(no_think_msgs, add_generation_prompt=True, tokenize=False)
-                z = forced_digit_probs(policy, processor, [prompt] * len(forced), forced, image, res.gt_text)
-                ref = np.array([mode_reward(p, r.variant) for p in z])
-                r_ref[lo:hi] = ref
-                raw[lo:hi] = [pd_reward(a, b) for a, b in zip(res.r_think, ref)]
-            else:
-                r_ref[lo:hi] = res.r_ref
-                raw[lo:hi] = res.r_pd
-        correct = np.array([answer_reward(parse_score(t), m, r.answer_eps, r.variant) == 1.0
-                            and format_reward(t, r.mode) == 1.0 for t, m in zip(texts, kw["mos"])])
-        self._step_cache.update(pd_raw=raw, r_think=r_think, r_ref=r_ref)
-        return [float(v) if c else 0.0 for v, c in zip(raw, correct)]
+
+        def reward(completions, **kw):
+            values = task_reward(completions, **kw)
+            log_metric = kw.get("log_metric")
+            if not callable(log_metric) or not self.model.training:
+                return values
+            if r.mode == "think":
+                tok = getattr(self.processing_class, "tokenizer", self.processing_class)
+                for c in completions:
+                    log_metric("refine/think_tokens",
+                               float(len(tok(extract_think(completion_to_text(c)), add_special_tokens=False)["input_ids"])))
+            if r.stage == "2":
+                name = "refine/answer_think" if r.mode == "think" else "refine/answer_no_think_train"
+                for v in values:
+                    log_metric(name, float(v))
+                for t, m in zip(kw.get("no_think_sample") or [], kw.get("mos") or []):
+                    log_metric("refine/answer_no_think", answer_reward(parse_score(t), m, r.answer_eps, r.variant))
+            return values
+
+        reward.__name__ = reward.__qualname__ = task_reward.__name__
+        return reward
 
     # ------------------------------------------------------------------ no-think samples
     def _sample_no_think(self, prompts: list, inputs: list[dict]) -> list[str]:
@@ -337,97 +305,63 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
         return self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards (gathered over processes), then Eq. 6 on them. On steps that need them,
+        one sampled no-think completion per rollout is added to the inputs as the column
+        ``no_think_sample``, which TRL hands to every reward function."""
         r = self.refine
-        self._step_cache = {}
-        texts = [completion_to_text(c) for c in completions]
+        self._eq6_local = None
         if self.model.training and r.samples_no_think:
-            step = self.state.global_step
             every = r.no_think_every
-            if (r.pd_reference == "sampled" and r.use_pd) or (every > 0 and step % every == 0):
-                self._step_cache["no_think_texts"] = self._sample_no_think(prompts, inputs)
+            if (r.pd_reference == "sampled" and r.use_pd) or (every > 0 and self.state.global_step % every == 0):
+                for x, text in zip(inputs, self._sample_no_think(prompts, inputs)):
+                    x["no_think_sample"] = text
         gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._gathered_rewards = gathered.detach().clone()
-        self._step_cache["texts"] = texts
-        self._step_cache["mos"] = [x.get("mos") for x in inputs]
+        if self.model.training:
+            self._eq6_local = self._advantages(gathered.detach(), len(prompts))
         return gathered
 
     # ------------------------------------------------------------------ advantage + metrics
-    def _generate_and_score_completions(self, inputs):
-        out = super()._generate_and_score_completions(inputs)
-        if not self.model.training or self._gathered_rewards is None:
-            return out
+    def _advantages(self, rpf: torch.Tensor, n_local: int) -> torch.Tensor:
+        """Eq. 6 (or TRL's GRPO formula with ``use_pm=False``, for the logs) over the gathered
+        rewards ``rpf`` ``(N_total, n_rewards)``; returns this process's slice, exactly as TRL
+        slices, and logs the advantage statistics and the per-rank audit file."""
         device = self.accelerator.device
         G = self.num_generations
-        rpf = self._gathered_rewards.to(device)
         names = self.reward_func_names
-        weights = self.reward_weights.to(device)
-        rewards = torch.nan_to_num((rpf * weights.unsqueeze(0)).nansum(dim=1), nan=0.0).double()
-        first = 0 if "stage1" not in names else names.index("stage1")
-        task_col = names.index("answer") if "answer" in names else first
-        correct = (rpf[:, task_col] == 1.0) & (rpf[:, names.index("format")] == 1.0)
-        n_local = out["advantages"].shape[0]
-        lo = self.accelerator.process_index * n_local
+        rpf = rpf.to(device)
+        rewards = torch.nan_to_num((rpf * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1), nan=0.0).double()
+        task_col = names.index("answer") if "answer" in names else names.index("stage1")
+        correct = correct_mask(rpf[:, task_col], rpf[:, names.index("format")])
         if self.refine.use_pm:
             adv_all = refine_advantages(rewards.view(-1, G), correct.view(-1, G), eps=self.refine.eq6_eps,
                                         variant=self.refine.variant).reshape(-1)
-            local = adv_all[lo:lo + n_local].to(dtype=out["advantages"].dtype, device=out["advantages"].device)
-            out["advantages"] = local
-            # TRL logged its own advantages for this batch; replace them in the completions log
-            logged = self._logs["advantages"]
-            for _ in range(min(len(adv_all), len(logged))):
-                logged.pop()
-            logged.extend(adv_all.float().tolist())
         else:
-            adv_all = grpo_advantages(rewards.view(-1, G)).reshape(-1)  # TRL's formula, for the logs
-            local = out["advantages"]
-        self._record_step_metrics(adv_all, correct, rewards, local)
-        return out
-
-    def _record_step_metrics(self, adv_all: torch.Tensor, correct: torch.Tensor, rewards: torch.Tensor,
-                             local_adv: torch.Tensor) -> None:
-        r = self.refine
-        mode = "train"
-        G = self.num_generations
-        metrics = self._metrics[mode]
+            adv_all = grpo_advantages(rewards.view(-1, G)).reshape(-1)  # TRL's own formula (what trains)
+        lo = self.accelerator.process_index * n_local
+        local = adv_all[lo:lo + n_local]
+        metrics = self._metrics["train"]
         groups = adv_all.view(-1, G)
         metrics["adv/mean"].append(float(adv_all.mean()))
         metrics["adv/std"].append(float(adv_all.std()) if adv_all.numel() > 1 else 0.0)
         metrics["adv/zero_signal_groups"].append(float((groups.abs() < 1e-8).all(dim=1).float().mean()))
         metrics["refine/correct"].append(float(correct.float().mean()))
-
-        cache = self._step_cache
-        texts = cache.get("texts", [])
-        n = len(texts)
-        nan = float("nan")
-        tok = getattr(self.processing_class, "tokenizer", self.processing_class)
-        cols = {
-            "think_tokens": [len(tok(extract_think(t), add_special_tokens=False)["input_ids"]) if r.mode == "think"
-                             else nan for t in texts],
-            "pd_raw": list(cache.get("pd_raw", [nan] * n)),
-            "r_think": list(cache.get("r_think", [nan] * n)),
-            "r_ref": list(cache.get("r_ref", [nan] * n)),
-            "answer_no_think": [nan] * n,
-        }
-        if r.stage == "2" and cache.get("no_think_texts") is not None:
-            cols["answer_no_think"] = [answer_reward(parse_score(t), m, r.answer_eps, r.variant)
-                                       for t, m in zip(cache["no_think_texts"], cache["mos"])]
-        local = torch.tensor([cols[k] for k in cols], dtype=torch.float64, device=self.accelerator.device).T
-        gathered = self.accelerator.gather(local.contiguous()).cpu().numpy()
-        for j, key in enumerate(cols):
-            col = gathered[:, j]
-            if np.isfinite(col).any():
-                metrics[f"refine/{key}"].append(float(np.nanmean(col)))
-        if r.stage == "2" and "answer" in self.reward_func_names:
-            i = self.reward_func_names.index("answer")
-            metrics["refine/answer_think" if r.mode == "think" else "refine/answer_no_think_train"].append(
-                float(torch.nanmean(self._gathered_rewards[:, i]))
-            )
-        if r.advantages_dir and self.model.training:
+        self._log_completion_extra("advantage_eq6" if self.refine.use_pm else "advantage_grpo",
+                                   local.float().tolist())
+        if self.refine.advantages_dir:
             row = {"step": int(self.state.global_step) + 1, "rank": int(self.accelerator.process_index),
                    "world_size": int(self.accelerator.num_processes), "advantages": adv_all.double().tolist(),
-                   "local": local_adv.double().tolist(), "rewards": rewards.double().tolist(),
-                   "correct": correct.int().tolist()}
-            append_jsonl(Path(r.advantages_dir) / f"rank{self.accelerator.process_index}.jsonl", row)
+                   "local": local.double().tolist(), "rewards": rewards.double().tolist(),
+                   "correct": correct.int().tolist(), "reward_names": list(names),
+                   "rewards_per_func": rpf.double().cpu().tolist()}
+            append_jsonl(Path(self.refine.advantages_dir) / f"rank{self.accelerator.process_index}.jsonl", row)
+        return local
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        local, self._eq6_local = self._eq6_local, None
+        if local is not None and self.refine.use_pm:
+            out["advantages"] = local.to(dtype=out["advantages"].dtype, device=out["advantages"].device)
+        return out
 
     # ------------------------------------------------------------------ sampler, loss guard
     def _get_train_sampler(self, dataset=None):

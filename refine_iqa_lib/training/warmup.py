@@ -7,7 +7,7 @@ would get the same (zero) reward and no gradient. A short supervised fine-tune w
 no-think ``<answer>X.Y</answer>`` for scoring, ``<answer>B</answer>`` / ``<answer>[x1, y1, x2, y2]
 </answer>`` for every Stage-1 task in both modes - and a weak sense of quality (the scoring targets
 are the training MOS). It is skipped, with a message, for any model that is not the stand-in
-(:func:`refine_iqa_lib.models.is_stand_in`) or when ``warmup.enabled`` is false.
+(:func:`refine_iqa_lib.runs.uses_warmup`), or when ``warmup.enabled`` is false.
 
 Data (:func:`warmup_dataset`): a seeded mixture of ``max_steps × batch_size`` samples, a share
 ``warmup.scoring_share`` from the Stage-2 training pictures (each in think and no-think mode) and
@@ -28,15 +28,22 @@ starts from; checkpoints, resume and the metrics file work as for the GRPO stage
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from trl import SFTTrainer
 
+from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
 from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text, scoring_prompt
+from refine_iqa_lib.training.data import check_images_load, perception_dir, scoring_frame, stage1_frame, to_trl_dataset
+from refine_iqa_lib.training.trainer import CheckpointLoadMixin
 
-__all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_dataset", "run_warmup", "sft_config"]
+__all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_dataset", "sft_config", "WarmupTrainer"]
+
+log = logging.getLogger(__name__)
 
 #: Severity 1-5 -> a one-word think cue; 0 -> "clean".
 SEVERITY_WORDS = {1: "slight", 2: "noticeable", 3: "obvious", 4: "severe", 5: "very severe"}
@@ -69,8 +76,6 @@ def _scoring_think(row, meta: dict) -> str:
 
 def _embedded_metadata(cfg) -> dict:
     """Absolute image path -> metadata row, for datasets that are the embedded set."""
-    from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
-
     out = {}
     for name in cfg.scoring.train:
         if not is_embedded(cfg, name):
@@ -83,8 +88,6 @@ def _embedded_metadata(cfg) -> dict:
 
 
 def _scoring_pool(cfg) -> pd.DataFrame:
-    from refine_iqa_lib.training.data import scoring_frame
-
     df = scoring_frame(cfg, split="train")
     df["image"] = [str(Path(p).resolve()) for p in df["image"]]
     meta = _embedded_metadata(cfg)
@@ -100,11 +103,8 @@ def _scoring_pool(cfg) -> pd.DataFrame:
 
 
 def _stage1_pool(cfg) -> pd.DataFrame | None:
-    from refine_iqa_lib.training.data import perception_dir, stage1_frame
-
     if not (perception_dir(cfg) / "samples_train.jsonl").is_file():
-        print(f"[warmup] no perception dataset in {perception_dir(cfg)}: warm-up uses scoring samples only",
-              flush=True)
+        log.info("[warmup] no perception dataset in %s: warm-up uses scoring samples only", perception_dir(cfg))
         return None
     rows = []
     for mode in ("think", "no_think"):
@@ -119,8 +119,6 @@ def _stage1_pool(cfg) -> pd.DataFrame | None:
 
 def warmup_dataset(cfg, n_samples: int | None = None):
     """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``)."""
-    from refine_iqa_lib.training.data import check_images_load, to_trl_dataset
-
     w = cfg.warmup
     n = int(n_samples or max(1, w.max_steps) * w.batch_size)
     rng = np.random.default_rng([int(w.seed), 7])
@@ -169,75 +167,6 @@ def sft_config(cfg, run_dir: Path):
     return SFTConfig(**kwargs)
 
 
-def run_warmup(cfg, run_dir: str | os.PathLike, resume: bool = True, callbacks: list | None = None) -> Path:
-    """Run the warm-up into ``run_dir`` (skipped for real models); returns ``run_dir``."""
-    from accelerate import PartialState
-    from trl import SFTTrainer
-
-    from refine_iqa_lib.io import seed_everything, write_json
-    from refine_iqa_lib.models import is_stand_in, load_policy
-    from refine_iqa_lib.training.run import (
-        FINAL_MARKER, _clean_run_dir, _marker_callback, find_resume_checkpoint, is_complete, resolve_init,
-        stage_fingerprint,
-    )
-    from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
-
-    run_dir = Path(run_dir)
-    state = PartialState()
-    base, _ = resolve_init(cfg, "warmup")
-    if not is_stand_in(base) or not cfg.warmup.enabled:
-        why = "warmup.enabled is false" if is_stand_in(base) else f"{base} is not the offline stand-in"
-        print(f"[warmup] skipped: {why}. The warm-up only exists to give the random stand-in a starting "
-              "point; the paper fine-tunes Qwen2.5-VL-7B-Instruct directly.", flush=True)
-        return run_dir
-    if resume and is_complete(run_dir):
-        print(f"[warmup] {run_dir} is already complete; nothing to do", flush=True)
-        return run_dir
-    if not resume and state.is_main_process and run_dir.exists():
-        _clean_run_dir(run_dir)
-    state.wait_for_everyone()
-    seed_everything(int(cfg.warmup.seed))
-    with state.main_process_first():
-        dataset = warmup_dataset(cfg)
-    fp = stage_fingerprint(cfg, "warmup", base, state.num_processes)
-    ckpt = find_resume_checkpoint(run_dir, fp) if resume else None
-    if state.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is not None:
-            truncate_metrics(run_dir, int(ckpt.name.split("-")[-1]))
-            print(f"[warmup] resuming from {ckpt}", flush=True)
-        from refine_iqa_lib.config import save_config
-
-        save_config(cfg, run_dir / "run_config.yaml")
-        kinds = pd.Series(dataset["kind"]).value_counts().to_dict()
-        write_json(run_dir / "run_meta.json", {
-            "stage": "warmup", "initial_weights": str(base), "fingerprint": fp["fingerprint"],
-            "n_samples": len(dataset), "kinds": {k: int(v) for k, v in kinds.items()},
-            "note": "supervised warm-up of the offline stand-in; not part of the paper",
-        })
-    state.wait_for_everyone()
-
-    model, processor = load_policy(base, dtype=cfg.model.dtype, min_pixels=cfg.model.min_pixels,
-                                   max_pixels=cfg.model.max_pixels)
-    wall0 = last_wall_time(run_dir) if ckpt is not None else 0.0
-    from refine_iqa_lib.training.trainer import CheckpointLoadMixin, NaNGuardCallback
-
-    guard = NaNGuardCallback()
-    cbs = [MetricsJSONLCallback(run_dir, wall_offset=wall0, extra={"stage": "warmup"}), guard, _marker_callback(fp),
-           *(callbacks or [])]
-
-    class WarmupTrainer(CheckpointLoadMixin, SFTTrainer):
-        """TRL's SFTTrainer with resume-safe weight loading."""
-
-    trainer = WarmupTrainer(model=model, args=sft_config(cfg, run_dir), train_dataset=dataset,
-                            processing_class=processor, callbacks=cbs)
-    guard.trainer = trainer
-    quiet_console(trainer, "warmup")
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    final = run_dir / "final"
-    trainer.save_model(str(final))
-    if state.is_main_process:
-        processor.save_pretrained(str(final))
-        write_json(final / FINAL_MARKER, {**fp, "steps": int(trainer.state.global_step), "stage": "warmup"})
-    state.wait_for_everyone()
-    return run_dir
+class WarmupTrainer(CheckpointLoadMixin, SFTTrainer):
+    """TRL's ``SFTTrainer`` with resume-safe weight loading (run by
+    :func:`refine_iqa_lib.training.run.run_stage` with ``stage="warmup"``)."""

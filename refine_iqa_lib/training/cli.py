@@ -1,0 +1,58 @@
+"""The training command line (what :mod:`refine_iqa_lib.training.launch` runs under
+``accelerate launch`` / ``torchrun``)::
+
+    python -m refine_iqa_lib.training.cli --stage {warmup,1,2} --profile P [--set key=value ...]
+        [--run-dir DIR] [--resume | --no-resume] [--dry-run]
+
+It calls :func:`refine_iqa_lib.training.run.run_stage`. Only the main process logs at INFO
+level (every process would otherwise repeat each line).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from refine_iqa_lib.config import ConfigError, load_config
+from refine_iqa_lib.runs import STAGES
+from refine_iqa_lib.training.run import run_stage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["main"]
+
+
+def _quiet_other_ranks() -> None:
+    """Warnings and errors only on processes other than the main one (rank from the launcher)."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) != 0:
+        logging.getLogger("refine_iqa_lib").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.cli",
+                                 description="Run one training stage (the warm-up, Stage-1 or Stage-2).")
+    ap.add_argument("--stage", required=True, choices=list(STAGES))
+    ap.add_argument("--profile", default="tiny", help="profile name or a resolved config YAML")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted config override, e.g. stage2.learning_rate=5e-5 (repeatable)")
+    ap.add_argument("--run-dir", default=None)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--resume", dest="resume", action="store_true", default=True)
+    g.add_argument("--no-resume", dest="resume", action="store_false")
+    ap.add_argument("--dry-run", action="store_true", help="print settings and checks; train nothing")
+    args = ap.parse_args(argv)
+    _quiet_other_ranks()
+    try:
+        cfg = load_config(args.profile, args.sets)
+        run_dir = run_stage(cfg, args.stage, run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not args.dry_run:
+        log.info("[train] stage %s done: %s", args.stage, run_dir)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
