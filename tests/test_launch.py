@@ -5,11 +5,11 @@ from refine_iqa_lib.training.launch import build_command, run_stage_subprocess, 
 
 def test_cpu_command_is_accelerate_with_one_process():
     cfg = load_config("smoke")
-    cmd = build_command(cfg, 2, "/tmp/run")
+    cmd = build_command(cfg, 2, "runs/stage2_test")
     assert cmd[1:3] == ["launch", "--config_file"] and cmd[3].endswith("configs/accelerate/cpu.yaml")
     assert cmd[cmd.index("--num_processes") + 1] == "1" and "--cpu" in cmd
     assert cmd[cmd.index("-m") + 1:] == ["refine_iqa_lib.training.cli", "--stage", "2", "--profile", "smoke",
-                                         "--run-dir", "/tmp/run", "--resume"]
+                                         "--run-dir", "runs/stage2_test", "--resume"]
 
 
 def test_two_cpu_processes_use_torchrun():

@@ -29,6 +29,7 @@ not exist yet, returns the reason instead of a figure.
 from __future__ import annotations
 
 import contextlib
+import logging
 import io
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -37,9 +38,11 @@ import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.config import Config
-from refine_iqa_lib.io import read_json, write_bytes
+from refine_iqa_lib.io import read_json, repo_relative, write_bytes
 
 #: Fixed rcParams applied on top of matplotlib's defaults.
+log = logging.getLogger(__name__)
+
 STYLE = {
     "figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
     "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
@@ -352,14 +355,11 @@ def make_figures(cfg: Config, which: Sequence[str] | None = None, n_windows: int
             fig = (plot_dataset_stats(path, tpath if tpath.is_file() else None) if path.is_file()
                    else f"{path} not found (build the perception dataset)")
         elif name == "distortion_grid":
-            try:
-                from refine_iqa_lib.data.viz import plot_distortion_grid
-            except ImportError as e:
-                fig = f"refine_iqa_lib.data.viz.plot_distortion_grid is not available ({e})"
-            else:
-                image, box = grid_photo()
-                with figure_style():
-                    fig = plot_distortion_grid(image, box, seed=cfg.perception.seed)
+            from refine_iqa_lib.data.viz import plot_distortion_grid
+
+            image, box = grid_photo()
+            with figure_style():
+                fig = plot_distortion_grid(image, box, seed=cfg.perception.seed)
         elif name == "fig4_answer_reward":
             m = _run_metrics(runs["s2"])
             fig = m if isinstance(m, str) else plot_answer_reward_modes(m, n_windows)
@@ -380,6 +380,20 @@ def make_figures(cfg: Config, which: Sequence[str] | None = None, n_windows: int
         out[name] = paths
         plt.close(fig)
     return out
+
+
+def show_figure(cfg: Config, name: str, width: int = 640) -> dict[str, Path] | str:
+    """Draw one figure (:func:`make_figures`) and show it in the notebook, or print why it cannot
+    be drawn yet; returns its files or the reason (notebook 09 calls this once per artifact)."""
+    from IPython.display import Image, display
+
+    made = make_figures(cfg, [name])[name]
+    if isinstance(made, str):
+        log.info("%s: not drawn - %s", name, made)
+    else:
+        display(Image(filename=str(made["png"]), width=width))
+        log.info("%s", "  ".join(repo_relative(p) for p in made.values()))
+    return made
 
 
 def figure_report(made: Mapping[str, Mapping[str, Path] | str]) -> pd.DataFrame:

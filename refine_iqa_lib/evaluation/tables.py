@@ -61,8 +61,8 @@ PERCEPTION_CATEGORIES = {
     "oversaturation": "OSat.", "desaturation": "DSat.", "oversharpening": "OSharp.", "high_contrast": "HC",
     "low_contrast": "LC", "pixelation": "Pixel.", "quantization": "Quant.",
 }
-EASY = ("Blur", "Noise", "Comp.", "OE", "UE")
-HARD = ("OSat.", "DSat.", "OSharp.", "HC", "LC", "Pixel.", "Quant.")
+EASY_HEADERS = ("Blur", "Noise", "Comp.", "OE", "UE")
+HARD_HEADERS = ("OSat.", "DSat.", "OSharp.", "HC", "LC", "Pixel.", "Quant.")
 #: Other spellings accepted for perception keys (the distortion engine's family names).
 _CATEGORY_ALIASES = {
     "brighten": "overexposure", "darken": "underexposure", "oversaturate": "oversaturation",
@@ -259,9 +259,9 @@ def _spec(n: int) -> TableSpec:
     t56 = tuple(T56_DATASETS) + tuple(T56_INTERPRET)
     specs = {
         1: TableSpec(1, "Description accuracy (%) on Refine-Perception-20K-test (no-think mode).", ("Models",),
-                     cats, {"EASY": EASY, "HARD": HARD}, {c: 2 for c in cats}, cats),
+                     cats, {"EASY": EASY_HEADERS, "HARD": HARD_HEADERS}, {c: 2 for c in cats}, cats),
         2: TableSpec(2, "Grounding performance (mean IoU) on Refine-Perception-20K-test.", ("Models",), cats,
-                     {"EASY": EASY, "HARD": HARD}, {c: 3 for c in cats}),
+                     {"EASY": EASY_HEADERS, "HARD": HARD_HEADERS}, {c: 3 for c in cats}),
         3: TableSpec(3, "Quality scoring (SRCC / PLCC). The paper does not say whether its PLCC is raw or "
                         "logistic-fitted; ours says so in its note.", ("section", "Models"), t3,
                      {d: (f"{d} SRCC", f"{d} PLCC") for d in T3_DATASETS}, {c: 3 for c in t3}),
