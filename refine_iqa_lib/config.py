@@ -181,6 +181,7 @@ class EvalConfig:
     max_new_tokens: int = 32
     qbench_root: str = "embedded"
     qbench_split: str = "dev"
+    skip_unreadable: bool = False         # unreadable test images: stop naming them (default) or score the rest
 
 
 @dataclass
