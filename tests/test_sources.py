@@ -254,9 +254,14 @@ def test_embedded_photos_first_and_gray_backgrounds_used():
 
 
 def test_make_source_errors(smoke_cfg):
-    from refine_iqa_lib.config import load_config
+    import dataclasses
 
-    with pytest.raises(DataError, match="unknown perception.source 'flickr'"):
-        make_source(load_config("smoke", {"perception.source": "flickr"}))
+    from refine_iqa_lib.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="perception.source = 'flickr': expected one of embedded, coco, jsonl"):
+        load_config("smoke", {"perception.source": "flickr"})
+    flickr = dataclasses.replace(smoke_cfg, perception=dataclasses.replace(smoke_cfg.perception, source="flickr"))
+    with pytest.raises(DataError, match="unknown perception.source 'flickr'"):  # a config built by hand
+        make_source(flickr)
     with pytest.raises(DataError, match="needs perception.annotations and perception.root"):
         make_source(load_config("smoke", {"perception.source": "coco"}))
