@@ -29,7 +29,12 @@ ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
 
 
 class ConfigError(ValueError):
-    """A profile, section, key or value that does not exist or does not fit."""
+    """A profile, section, key or value that does not exist or does not fit; ``key`` is the dotted
+    key at fault when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -181,6 +186,7 @@ class EvalConfig:
     max_new_tokens: int = 32
     qbench_root: str = "embedded"
     qbench_split: str = "dev"
+    skip_unreadable: bool = False         # unreadable test images: stop naming them (default) or score the rest
 
 
 @dataclass
@@ -235,7 +241,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}", where)
         return _build(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
@@ -244,32 +250,32 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}", where)
     if tp in (int, float):
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}", where)
         try:
             out = tp(float(value)) if tp is int and isinstance(value, str) and "e" in value.lower() else tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}") from None
+            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}", where) from None
         if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", where)
         return out
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {value!r}", where)
         return "" if value is None else str(value)
     if tp is list or origin is list:
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}", where)
         return list(value)
     if tp is dict or origin is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", where)
         return dict(value)
     return value
 
@@ -378,6 +384,121 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# values that cannot work (checked at load; each rule: dotted key (``*`` = stage1 and stage2),
+# the test, and the rule as the error states it)
+
+MODES = ("no_think", "think")
+LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")     # TRL loss formulations the trainer supports
+_pos = lambda v: v > 0                                 # noqa: E731
+_ge = lambda n: (lambda v: v >= n)                     # noqa: E731
+_one_of = lambda opts: (lambda v: v in opts)           # noqa: E731
+_subset = lambda opts: (lambda v: bool(v) and all(x in opts for x in v))  # noqa: E731
+_unit = lambda v: 0 <= v <= 1                          # noqa: E731
+
+VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
+    ("model.dtype", _one_of(("float32", "bfloat16", "float16", "auto")), "one of float32, bfloat16, float16, auto"),
+    ("model.min_pixels", _ge(1), ">= 1"),
+    ("perception.source", _one_of(("embedded", "coco", "jsonl")), "one of embedded, coco, jsonl"),
+    ("perception.n_images", _ge(1), ">= 1"),
+    ("perception.image_size", lambda v: v >= 28 and v % 28 == 0, "a positive multiple of 28 (Qwen2.5-VL patches)"),
+    ("perception.min_object_area", lambda v: 0 <= v < 1, "a fraction of the image area in [0, 1)"),
+    ("perception.test_size", _ge(0), ">= 0 images (0 = no test split: the build works, the evaluation stops)"),
+    ("perception.combo_prob", _unit, "a probability in [0, 1]"),
+    ("perception.fr_prob", _unit, "a probability in [0, 1]"),
+    ("perception.min_box_side", _ge(1), ">= 1 px"),
+    ("perception.max_objects", _ge(1), ">= 1"),
+    ("perception.n_options", _ge(2), ">= 2 options per question"),
+    ("perception.samples_per_image", _pos, "> 0"),
+    ("perception.test_forms", _subset(("fr", "nr")), "a non-empty list of fr, nr"),
+    ("perception.sample_modes", _subset(MODES), "a non-empty list of no_think, think"),
+    ("perception.chunk_size", _ge(1), ">= 1"),
+    ("warmup.max_steps", _ge(1), ">= 1"),
+    ("warmup.batch_size", _ge(1), ">= 1"),
+    ("warmup.learning_rate", _pos, "> 0"),
+    ("warmup.scoring_share", _unit, "a share in [0, 1]"),
+    ("*.mode", _one_of(MODES), "one of no_think, think"),
+    ("*.num_generations", _ge(2), ">= 2 (G: GRPO's advantages compare at least two completions of a prompt)"),
+    ("*.prompts_per_step", _ge(1), ">= 1 (the generation batch is prompts_per_step x num_generations "
+                                   "completions per process, so a whole number of prompts is a multiple of G)"),
+    ("*.gradient_accumulation_steps", _ge(1), ">= 1"),
+    ("*.max_completion_length", _ge(1), ">= 1 token"),
+    ("*.learning_rate", _pos, "> 0"),
+    ("*.max_steps", lambda v: v == -1 or v >= 1, "-1 (train num_train_epochs) or >= 1"),
+    ("*.num_train_epochs", _pos, "> 0"),
+    ("*.warmup_ratio", _unit, "a fraction in [0, 1]"),
+    ("*.temperature", _pos, "> 0 (sampling needs a positive temperature)"),
+    ("*.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("*.top_k", _ge(0), ">= 0 (0 = off)"),
+    ("*.beta", _ge(0), ">= 0"),
+    ("*.loss_type", _one_of(LOSS_TYPES), f"one of {', '.join(LOSS_TYPES)}"),
+    ("*.answer_eps", _pos, "> 0"),
+    ("*.adv_eps", _pos, "> 0"),
+    ("*.lambdas", lambda v: len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 and x == x and abs(x) != float("inf") for x in v),
+     "a list of 3 finite numbers (Eq. 5's lambda_1..3)"),
+    ("*.variant", _one_of(("paper", "authors")), "one of paper, authors"),
+    ("*.init_from", _one_of(("previous", "base")), "one of previous, base"),
+    ("*.pd_reference", _one_of(("forced", "sampled")), "one of forced, sampled"),
+    ("*.no_think_every", _ge(0), ">= 0 (0 = never)"),
+    ("*.max_samples", _ge(0), ">= 0 (0 = all)"),
+    ("*.max_grad_norm", _pos, "> 0"),
+    ("*.save_steps", _ge(1), ">= 1"),
+    ("*.save_total_limit", _ge(1), ">= 1"),
+    ("*.logging_steps", _ge(1), ">= 1"),
+    ("launch.num_processes", _ge(1), ">= 1"),
+    ("launch.parallel_runs", _ge(1), ">= 1"),
+    ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
+    ("eval.batch_size", _ge(1), ">= 1"),
+    ("eval.max_samples", _ge(0), ">= 0 (0 = all)"),
+    ("eval.max_new_tokens", _ge(1), ">= 1"),
+    ("eval.modes", _subset(MODES), "a non-empty list of no_think, think"),
+    ("eval.methods", _subset(("prob", "numeric", "num")), "a non-empty list of prob, numeric"),
+    ("eval.qbench_split", _one_of(("dev", "test")), "dev or test"),
+)
+
+
+def check_values(cfg: Config) -> None:
+    """Raise :class:`ConfigError` (with ``key``) for the first value of ``cfg`` that cannot work,
+    naming the key, the value and the rule (:data:`VALUE_RULES`); also ``model.max_pixels >=
+    model.min_pixels``.
+
+    >>> cfg = load_config("smoke")
+    >>> cfg.stage2.num_generations = 1
+    >>> check_values(cfg)
+    Traceback (most recent call last):
+    ...
+    refine_iqa_lib.config.ConfigError: stage2.num_generations = 1: expected >= 2 (G: GRPO's advantages compare at least two completions of a prompt)
+    """
+    for key, ok, rule in VALUE_RULES:
+        keys = [key.replace("*", s, 1) for s in ("stage1", "stage2")] if key.startswith("*") else [key]
+        for k in keys:
+            section, name = k.split(".")
+            value = getattr(getattr(cfg, section), name)
+            try:
+                good = bool(ok(value))
+            except TypeError:
+                good = False
+            if not good:
+                raise ConfigError(f"{k} = {value!r}: expected {rule}", k)
+    if cfg.model.max_pixels < cfg.model.min_pixels:
+        raise ConfigError(f"model.max_pixels = {cfg.model.max_pixels!r}: expected >= model.min_pixels "
+                          f"({cfg.model.min_pixels})", "model.max_pixels")
+
+
+def _blame(e: ConfigError, path: Path | None, sets: dict) -> ConfigError:
+    """Name the override that set the bad key (``--set key=value``), else the profile file."""
+    key = e.key
+    hit = None
+    if key is not None:
+        hit = next((k for k in sets if k == key or key.startswith(k + ".") or k.startswith(key + ".")), None)
+    if hit is not None:
+        v = sets[hit]
+        shown = v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+        return ConfigError(f"--set {hit}={shown}: {e}", key)
+    return ConfigError(f"{path}: {e}" if path is not None else str(e), key)
+
+
 def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> Config:
     """Load a profile and apply dotted overrides.
 
@@ -389,9 +510,17 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
     ...
     refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'smoke', 'tiny']
     """
+    sets = _flatten_overrides(overrides)
     if isinstance(profile, Config):  # already loaded
         cfg = profile
-        return _build(Config, _deep_merge(cfg.to_dict(), parse_overrides(overrides))) if overrides else cfg
+        if not overrides:
+            return cfg
+        try:
+            out = _build(Config, _deep_merge(cfg.to_dict(), parse_overrides(overrides)))
+            check_values(out)
+        except ConfigError as e:
+            raise _blame(e, None, sets) from None
+        return out
     path = Path(profile)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         name = path.stem
@@ -416,9 +545,28 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
                     raise ConfigError(f"{path}: {e}") from None
     merged = _deep_merge(data, parse_overrides(overrides))
     try:
-        return _build(Config, merged)
+        cfg = _build(Config, merged)
+        check_values(cfg)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise _blame(e, path, sets) from None
+    return cfg
+
+
+def _flatten_overrides(overrides: dict | list | tuple | None) -> dict:
+    """Overrides as ``{dotted key: value}`` (what the user wrote, for error messages)."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        out = {}
+        for k, v in overrides.items():
+            out.update(_flatten(v, k) if isinstance(v, dict) and _section_type(k) is not None else {k: v})
+        return out
+    out = {}
+    for item in overrides:
+        if "=" in str(item):
+            k, v = str(item).split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -19,6 +21,8 @@ import numpy as np
 #: The repository root (the folder holding ``refine_iqa_lib/``); relative paths in configs and
 #: result files are relative to it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -224,6 +228,100 @@ def open_image(image: Any):
             return im.convert("RGB")
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Outcome of :func:`check_images`: the listed files that are missing and those that exist but
+    cannot be decoded (each with the reason)."""
+
+    n_images: int
+    missing: tuple[str, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()
+    max_examples: int = 5
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.unreadable
+
+    @property
+    def n_missing(self) -> int:
+        return len(self.missing)
+
+    @property
+    def n_unreadable(self) -> int:
+        return len(self.unreadable)
+
+    @property
+    def examples(self) -> tuple[str, ...]:
+        """The first few bad paths (missing first, then unreadable)."""
+        return (self.missing + tuple(p for p, _ in self.unreadable))[: self.max_examples]
+
+    def bad(self) -> list[dict]:
+        """Every bad file as ``{"image": path, "reason": why}`` (missing: ``file not found``)."""
+        return ([{"image": p, "reason": "file not found"} for p in self.missing]
+                + [{"image": p, "reason": r} for p, r in self.unreadable])
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"all {self.n_images} image files present and readable"
+        k = self.max_examples
+        parts = []
+        if self.missing:
+            parts.append(f"{self.n_missing} of {self.n_images} image files missing, e.g. "
+                         + ", ".join(self.missing[:k]))
+        if self.unreadable:
+            parts.append(f"{self.n_unreadable} of {self.n_images} image files unreadable, e.g. "
+                         + "; ".join(f"{p} ({r})" for p, r in self.unreadable[:k]))
+        return "; ".join(parts)
+
+    def require(self, what: str, skip_unreadable: bool = False) -> list[dict]:
+        """Raise :class:`ImageReadError` naming the bad files of ``what`` unless ``skip_unreadable``;
+        return :meth:`bad` (the files a caller must leave out and report)."""
+        if not self.ok and not skip_unreadable:
+            raise ImageReadError(f"{what}: {self}. Replace or remove these files, or set "
+                                 "eval.skip_unreadable=true to score the rest and list them in the result")
+        if not self.ok:
+            log.warning("%s: leaving out %d unreadable image(s): %s", what, len(self.bad()), self)
+        return self.bad()
+
+
+def _image_problem(path: str) -> tuple[str, str | None]:
+    """``("missing", None)``, ``("unreadable", reason)`` or ``("ok", None)`` for one file."""
+    if not Path(path).is_file():
+        return "missing", None
+    try:
+        open_image(path).close()
+    except ImageReadError as e:
+        return "unreadable", str(e).removeprefix(f"{Path(path)}: ")
+    return "ok", None
+
+
+def check_images(paths: Any, workers: int = 8, max_examples: int = 5, progress: bool = True,
+                 desc: str = "checking images") -> ImageCheck:
+    """Decode every listed image (:func:`open_image`, in ``workers`` threads, with a ``tqdm.auto``
+    bar); report the files that are missing and those that cannot be decoded (zero-byte,
+    truncated, not an image), each once. ``paths``: an iterable of paths, or a DataFrame with an
+    ``image`` column.
+
+    >>> print(check_images(["/nonexistent/a.png"], progress=False))
+    1 of 1 image files missing, e.g. /nonexistent/a.png
+    """
+    if hasattr(paths, "columns"):
+        if "image" not in paths.columns:
+            raise ValueError(f"check_images: no 'image' column; found {list(paths.columns)}")
+        paths = paths["image"]
+    unique = list(dict.fromkeys(str(p) for p in paths if p is not None and str(p)))
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        results = list(tqdm(pool.map(_image_problem, unique), total=len(unique), desc=desc,
+                            disable=not progress, leave=False))
+    missing = tuple(p for p, (kind, _) in zip(unique, results) if kind == "missing")
+    unreadable = tuple((p, r) for p, (kind, r) in zip(unique, results) if kind == "unreadable")
+    return ImageCheck(len(unique), missing, unreadable, max_examples)
 
 
 def subsample(df, max_samples: int, seed: int = 0):

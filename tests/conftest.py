@@ -37,3 +37,25 @@ def tiny_policy(tiny_model_dir):
 
     torch.set_num_threads(1)
     return load_policy(tiny_model_dir)
+
+
+@pytest.fixture
+def damaged_images(tmp_path):
+    """A good JPEG and PNG plus, of each, a zero-byte file, one cut to 100 bytes and one cut half
+    way: ``{"good": [paths], "bad": [paths]}`` (the cut files keep valid headers)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    out = {"good": [], "bad": []}
+    for ext in ("jpg", "png"):
+        good = tmp_path / f"good.{ext}"
+        Image.fromarray(pixels).save(good)
+        data = good.read_bytes()
+        out["good"].append(str(good))
+        for name, cut in (("zero", b""), ("cut100", data[:100]), ("half", data[: len(data) // 2])):
+            p = tmp_path / f"{name}.{ext}"
+            p.write_bytes(cut)
+            out["bad"].append(str(p))
+    return out

@@ -184,7 +184,7 @@ def test_bad_inputs_are_skipped_and_reported(tmp_path):
     report = build_perception_dataset(cfg, progress=False)
     assert report.count("drawn") == 8 and report.count("pool") == 8
     s = report.skip_counts
-    assert s["unreadable image"] == 2  # truncated + missing
+    assert s["unreadable image"] == 1 and s["image file not found"] == 1
     assert s["box outside image"] == 1 and s["degenerate box"] == 1
     assert s["missing field"] == 1 and s["malformed record"] == 1
     assert report.count("objects") == 6  # good, gray, rgba, 16-bit and the two with a bad box
@@ -212,13 +212,51 @@ def test_coco_build_and_config_errors(tmp_path):
                test_size=0)
     report = build_perception_dataset(cfg, progress=False)
     assert report.count("pool") == 1 and report.count("objects") == 1 and report.count("marked") == 3
-    assert report.skip_counts["missing field"] == 2  # image 2 (width/height) and annotation 5
+    assert report.skip_counts["missing field"] == 1  # image 2 (width/height)
+    assert report.skip_counts["missing box"] == 1 and report.skip_counts["crowd annotation"] == 1
     with pytest.raises(DataError, match=r"unknown distortion category \['fog'\]"):
         build_perception_dataset(_cfg(tmp_path, categories=["fog"]), progress=False)
     with pytest.raises(DataError, match=r"unknown severity \[0\]"):
         build_perception_dataset(_cfg(tmp_path, severities=[0, 1]), progress=False)
     with pytest.raises(ConfigError, match="test_forms"):
         build_perception_dataset(_cfg(tmp_path, test_forms=["xr"]), progress=False)
+
+
+def test_coco_build_reports_every_kind_of_bad_record(tmp_path):
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    Image.fromarray(load_photo("coffee")).save(folder / "a.jpg", quality=95)
+    Image.fromarray(load_photo("coffee")).save(folder / "degenerate_boxes.jpg", quality=95)
+    (folder / "cut.jpg").write_bytes((folder / "a.jpg").read_bytes()[:100])
+    img = lambda i, name: {"id": i, "file_name": name, "width": 600, "height": 400}  # noqa: E731
+    box = lambda i, im, cat, bb, **kw: {"id": i, "image_id": im, "category_id": cat, "bbox": bb, **kw}  # noqa: E731
+    ann = {"images": [img(1, "a.jpg"), img(2, "degenerate_boxes.jpg"), img(3, "missing.jpg"), img(4, "cut.jpg"),
+                      {"id": 5, "file_name": "b.jpg", "width": 600}],
+           "categories": [{"id": 1, "name": "cup"}, {"id": 2, "name": "spoon"}, {"id": 3, "name": "dining table"}],
+           "annotations": [box(1, 1, 1, [172, 17, 238, 289]), box(2, 1, 1, [10, 10, 40, 40]),     # duplicate
+                           box(3, 1, 2, [300, 220, 120, 110]), box(4, 1, 3, [430, 0, 170, 400]),
+                           box(5, 1, 2, [0, 390, 4, 4]),                                         # tiny
+                           box(6, 1, 3, [0, 0, 600, 400], iscrowd=1),                            # crowd
+                           {"id": 7, "image_id": 1, "category_id": 2},                           # no box
+                           box(8, 2, 1, [590, 0, 110, 40]),                                      # outside
+                           box(9, 2, 2, [10, 10, 0, 80]),                                        # degenerate
+                           box(10, 2, 1, [1, 2, "x", 4]),                                        # not numbers
+                           box(11, 2, 9, [0, 0, 50, 50]), box(12, 9, 1, [0, 0, 50, 50]),         # unknown ids
+                           box(13, 3, 1, [0, 0, 300, 300]), box(14, 3, 2, [300, 0, 300, 300]),
+                           box(15, 4, 1, [0, 0, 300, 300]), box(16, 4, 2, [300, 0, 300, 300])]}
+    (folder / "instances.json").write_text(json.dumps(ann))
+    cfg = _cfg(tmp_path, source="coco", root=str(folder), annotations=str(folder / "instances.json"),
+               test_size=0, min_object_area=0.001, n_images=10)
+    report = build_perception_dataset(cfg, progress=False)
+    print(report)
+    assert report.skip_counts == {
+        "box outside image": 1, "crowd annotation": 1, "degenerate box": 1, "duplicate object name": 1,
+        "fewer than 2 distinct objects": 1, "image file not found": 1, "invalid box": 1, "missing box": 1,
+        "missing field": 1, "object below min_object_area": 1, "unknown category": 1, "unknown image": 1,
+        "unreadable image": 1}
+    items = {i["item"]: i for i in json.loads((tmp_path / "work" / "perception" / "skip_report.json").read_text())["items"]}
+    assert items["annotation 8"]["reason"] == "box outside image" and "degenerate_boxes.jpg" in items["annotation 8"]["detail"]
+    assert items["annotation 2"]["level"] == "object" and "[10, 10, 50, 50] left out" in items["annotation 2"]["detail"]
 
 
 def test_cli(tmp_path, capsys):

@@ -70,3 +70,73 @@ def test_accelerate_configs_ship_with_the_package():
         assert accelerate_config_path(name).is_file()
     with pytest.raises(ConfigError, match="valid: \\['cpu', 'ddp', 'zero3'\\]"):
         accelerate_config_path("tpu")
+
+
+@pytest.mark.parametrize("key, value, rule", [
+    ("stage2.num_generations", 0, "expected >= 2"),
+    ("stage1.num_generations", 1, "expected >= 2"),
+    ("stage2.prompts_per_step", 0, "expected >= 1 (the generation batch is prompts_per_step x num_generations"),
+    ("stage2.gradient_accumulation_steps", 0, "expected >= 1"),
+    ("stage2.max_completion_length", 0, "expected >= 1 token"),
+    ("stage2.learning_rate", 0, "expected > 0"),
+    ("stage1.learning_rate", -1e-5, "expected > 0"),
+    ("stage2.max_steps", 0, "expected -1 (train num_train_epochs) or >= 1"),
+    ("stage2.max_steps", -5, "expected -1"),
+    ("stage2.num_train_epochs", 0, "expected > 0"),
+    ("stage2.lambdas", [1.0, 1.0], "expected a list of 3 finite numbers"),
+    ("stage2.lambdas", [1, "a", 1], "expected a list of 3 finite numbers"),
+    ("stage2.temperature", 0, "expected > 0"),
+    ("stage2.top_p", 0, "expected in (0, 1]"),
+    ("stage2.top_p", 1.5, "expected in (0, 1]"),
+    ("stage2.top_k", -1, "expected >= 0"),
+    ("stage2.beta", -0.1, "expected >= 0"),
+    ("stage2.warmup_ratio", 1.5, "expected a fraction in [0, 1]"),
+    ("stage2.mode", "thinking", "expected one of no_think, think"),
+    ("stage2.variant", "mine", "expected one of paper, authors"),
+    ("stage2.pd_reference", "exact", "expected one of forced, sampled"),
+    ("stage2.loss_type", "ppo", "expected one of dapo, grpo, bnpo, dr_grpo"),
+    ("stage2.init_from", "stage0", "expected one of previous, base"),
+    ("stage2.adv_eps", 0, "expected > 0"),
+    ("stage2.save_steps", 0, "expected >= 1"),
+    ("eval.batch_size", 0, "expected >= 1"),
+    ("eval.max_new_tokens", 0, "expected >= 1"),
+    ("eval.modes", [], "expected a non-empty list of no_think, think"),
+    ("eval.methods", ["prob", "guess"], "expected a non-empty list of prob, numeric"),
+    ("eval.qbench_split", "train", "expected dev or test"),
+    ("perception.test_size", -1, "expected >= 0 images"),
+    ("perception.source", "flickr", "expected one of embedded, coco, jsonl"),
+    ("perception.image_size", 100, "expected a positive multiple of 28"),
+    ("perception.min_object_area", 1.0, "expected a fraction of the image area in [0, 1)"),
+    ("perception.n_options", 1, "expected >= 2 options"),
+    ("perception.test_forms", ["xr"], "expected a non-empty list of fr, nr"),
+    ("warmup.learning_rate", 0, "expected > 0"),
+    ("launch.num_processes", 0, "expected >= 1"),
+    ("launch.vllm_mode", "remote", "expected one of colocate, server"),
+    ("model.dtype", "int4", "expected one of float32, bfloat16, float16, auto"),
+])
+def test_impossible_settings_fail_at_load_naming_key_value_rule_and_the_override(key, value, rule):
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", {key: value})
+    msg = str(e.value)
+    assert msg.startswith(f"--set {key}=") and f": {key} = " in msg and rule in msg, msg
+    assert e.value.key == key and "smoke.yaml" not in msg
+    with pytest.raises(ConfigError, match=rf"^--set {key}=") as e:  # the CLI form of the same override
+        load_config("smoke", [f"{key}={value}"])
+
+
+def test_set_error_shows_the_override_as_typed_and_a_bad_profile_value_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set stage2\.num_generations=0: stage2\.num_generations = 0: expected >= 2"):
+        load_config("smoke", ["stage2.num_generations=0"])
+    with pytest.raises(ConfigError, match=r"^--set eval\.batch_size=abc: eval\.batch_size: expected a int"):
+        load_config("smoke", ["eval.batch_size=abc"])
+    f = tmp_path / "mine.yaml"
+    f.write_text("stage2:\n  top_p: 0\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: stage2.top_p = 0.0: expected in \(0, 1\]"):
+        load_config(str(f))
+    with pytest.raises(ConfigError, match=r"mine.yaml: stage2.top_p"):  # an override of another key is not blamed
+        load_config(str(f), ["stage2.max_steps=3"])
+    with pytest.raises(ConfigError, match=r"^--set stage2.temperature=0: "):  # reloading a loaded config
+        load_config(load_config("smoke"), {"stage2.temperature": 0})
+    with pytest.raises(ConfigError, match="model.max_pixels = 100: expected >= model.min_pixels"):
+        load_config("smoke", {"model.max_pixels": 100})
+    assert load_config("smoke", {"perception.test_size": 0}).perception.test_size == 0  # a build without a test split

@@ -12,7 +12,8 @@ import scipy.io
 from hypothesis import given, strategies as st
 
 from refine_iqa_lib.data import iqa
-from refine_iqa_lib.data.iqa import DATASETS, MOS_TOP, check_images, load_iqa, load_qbench, rescale
+from refine_iqa_lib.data.iqa import DATASETS, MOS_TOP, load_iqa, load_qbench, rescale
+from refine_iqa_lib.io import check_images
 
 
 def write_xlsx(path: Path, rows: list[list], sheet: str = "Sheet1", extra_sheets: tuple[str, ...] = ()) -> Path:
@@ -253,14 +254,14 @@ def test_rescale_is_bounded_and_monotone(values, up):
     assert np.all(steps >= 0) if up else np.all(steps <= 0)
 
 
-def test_check_images_counts_missing(tmp_path):
+def test_check_images_counts_missing_and_unreadable(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     df = pd.DataFrame({"image": [str(tmp_path / n) for n in ("a.png", "b.png", "c.png")]})
-    report = check_images(df, max_examples=1)
-    assert (report.n_images, report.n_missing, report.ok) == (3, 2, False)
+    report = check_images(df, max_examples=1, progress=False)
+    assert (report.n_images, report.n_missing, report.n_unreadable, report.ok) == (3, 2, 1, False)
     assert report.examples == (str(tmp_path / "b.png"),)
-    assert "2 of 3 image files missing" in str(report)
-    assert check_images(df.iloc[:1]).ok
+    assert "2 of 3 image files missing" in str(report) and "1 of 3 image files unreadable" in str(report)
+    assert check_images(df.iloc[1:2], progress=False).unreadable == ()
     with pytest.raises(ValueError, match="no 'image' column"):
         check_images(pd.DataFrame({"path": []}))
 

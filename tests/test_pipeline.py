@@ -43,15 +43,16 @@ def test_scorer_registry():
 
 
 def test_params_validation(smoke_cfg):
-    from refine_iqa_lib.config import load_config
+    from refine_iqa_lib.config import ConfigError, load_config
 
     assert PipelineParams.from_config(smoke_cfg).categories == D.DISTORTIONS
     with pytest.raises(DataError, match=r"unknown distortion category \['fog'\]"):
         PipelineParams.from_config(load_config("smoke", {"perception.categories": ["blur", "fog"]}))
     with pytest.raises(DataError, match=r"unknown severity \[6\]"):
         check_severities([1, 6])
-    with pytest.raises(DataError, match="image_size 100"):
-        PipelineParams.from_config(load_config("smoke", {"perception.image_size": 100}))
+    with pytest.raises(ConfigError, match="--set perception.image_size=100: perception.image_size = 100: "
+                                          "expected a positive multiple of 28"):
+        load_config("smoke", {"perception.image_size": 100})
     assert check_categories([]) == D.DISTORTIONS
 
 

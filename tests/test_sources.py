@@ -152,9 +152,43 @@ def test_coco_skip_mode_records_every_problem(tmp_path):
            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 5]},
            {"id": 4, "image_id": 1, "category_id": 2, "bbox": [0, 0, 50, 50]}]
     src = CocoSource(_coco(tmp_path, annotations=ann), tmp_path, on_error="skip")
-    assert [s.reason for s in src.skips] == ["missing field", "unknown category", "degenerate box"]
+    assert [s.reason for s in src.skips] == ["missing box", "unknown category", "degenerate box"]
     assert all("instances.json: annotation id" in s.detail for s in src.skips)
     assert [o.name for o in src.record(0).objects] == ["dog"]
+
+
+def test_coco_every_object_left_out_is_reported_with_its_own_reason(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+              {"id": 2, "file_name": "degenerate_cases.jpg", "width": 200, "height": 100}]
+    ann = [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 40]},       # smaller duplicate
+           {"id": 11, "image_id": 1, "category_id": 1, "bbox": [100, 10, 50, 60]},
+           {"id": 12, "image_id": 1, "category_id": 2, "bbox": [150, 80, 4, 4]},         # tiny
+           {"id": 13, "image_id": 1, "category_id": 3, "bbox": [0, 0, 200, 100], "iscrowd": 1},
+           {"id": 14, "image_id": 2, "category_id": 2, "bbox": [190, 0, 50, 5]},         # outside, in "degenerate_*"
+           {"id": 15, "image_id": 2, "category_id": 3, "bbox": [10, 10, 0, 5]},          # degenerate
+           {"id": 16, "image_id": 2, "category_id": 1}]                                  # no box
+    src = CocoSource(_coco(tmp_path, images=images, annotations=ann), tmp_path, min_object_area=0.01, on_error="skip")
+    got = {s.item: (s.level, s.reason) for s in src.skips}
+    assert got == {"annotation 10": ("object", "duplicate object name"),
+                   "annotation 12": ("object", "object below min_object_area"),
+                   "annotation 13": ("object", "crowd annotation"),
+                   "annotation 14": ("record", "box outside image"),
+                   "annotation 15": ("record", "degenerate box"),
+                   "annotation 16": ("record", "missing box")}
+    assert all(f"annotation id {s.item.split()[1]}" in s.detail for s in src.skips)
+    assert [o.name for o in src.record(0).objects] == ["person"] and src.record(1).objects == []
+    # the filters are not errors: a strict parse of a file with only filtered objects still works
+    strict = CocoSource(_coco(tmp_path, images=images[:1], annotations=ann[:4]), tmp_path, min_object_area=0.01)
+    assert [s.reason for s in strict.skips] == ["object below min_object_area", "crowd annotation",
+                                                "duplicate object name"]
+
+
+def test_box_errors_carry_their_reason_code():
+    for box, reason in (([1, 2, 3], "invalid box"), (["a", 0, 1, 1], "invalid box"),
+                        ([5, 5, 5, 9], "degenerate box"), ([0, 0, 50, 5], "box outside image")):
+        with pytest.raises(DataError) as e:
+            check_box(box, 20, 10, "degenerate_named.png object 'x'")
+        assert e.value.reason == reason
 
 
 # --------------------------------------------------------------------------- JSONL
@@ -168,7 +202,9 @@ def test_jsonl_source(tmp_path):
     with pytest.raises(DataError, match=r"objects.jsonl:2: .*missing \['objects'\]"):
         JsonlSource(p, tmp_path)
     src = JsonlSource(p, tmp_path, on_error="skip")
-    assert len(src) == 1 and [s.reason for s in src.skips] == ["missing field", "malformed record"]
+    assert len(src) == 1 and [s.reason for s in src.skips] == ["duplicate object name", "missing field",
+                                                               "malformed record"]
+    assert src.skips[0].item == f"{p}:1/car" and "[0, 0, 20, 20] left out" in src.skips[0].detail
     assert {o.name: o.bbox for o in src.record(0).objects} == {"car": (0, 0, 40, 40), "tree": (50, 0, 90, 30)}
     assert src.record(0).path == tmp_path / "f1.png"
 
@@ -218,9 +254,14 @@ def test_embedded_photos_first_and_gray_backgrounds_used():
 
 
 def test_make_source_errors(smoke_cfg):
-    from refine_iqa_lib.config import load_config
+    import dataclasses
 
-    with pytest.raises(DataError, match="unknown perception.source 'flickr'"):
-        make_source(load_config("smoke", {"perception.source": "flickr"}))
+    from refine_iqa_lib.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="perception.source = 'flickr': expected one of embedded, coco, jsonl"):
+        load_config("smoke", {"perception.source": "flickr"})
+    flickr = dataclasses.replace(smoke_cfg, perception=dataclasses.replace(smoke_cfg.perception, source="flickr"))
+    with pytest.raises(DataError, match="unknown perception.source 'flickr'"):  # a config built by hand
+        make_source(flickr)
     with pytest.raises(DataError, match="needs perception.annotations and perception.root"):
         make_source(load_config("smoke", {"perception.source": "coco"}))

@@ -121,7 +121,7 @@ def _build_scene(k: int, index: int) -> dict:
         record = source.record(index)
     except DataError as e:
         part = {"scene": sid, "index": k, "source_index": index, "source_id": "", "reached": [],
-                "skips": [Skip(sid, "image", "unreadable image", str(e)).to_dict()], "marked": [], "files": []}
+                "skips": [Skip(sid, "image", e.reason, str(e)).to_dict()], "marked": [], "files": []}
     else:
         res = process_scene(k, record, params)
         files, marked = [], []

@@ -360,37 +360,6 @@ def load_iqa(name: str, root: str | Path, split: str | None = None, image_dir: s
     return pd.concat([out, extra], axis=1)
 
 
-@dataclass(frozen=True)
-class ImageCheck:
-    """Outcome of :func:`check_images`: how many listed image files are missing."""
-
-    n_images: int
-    n_missing: int
-    examples: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return self.n_missing == 0
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"all {self.n_images} image files present"
-        return (f"{self.n_missing} of {self.n_images} image files missing, e.g. "
-                + ", ".join(self.examples))
-
-
-def check_images(df: pd.DataFrame, max_examples: int = 5) -> ImageCheck:
-    """Count rows of ``df`` (column ``image``) whose file does not exist; keep the first few paths.
-
-    >>> print(check_images(pd.DataFrame({"image": ["/nonexistent/a.png"]})))
-    1 of 1 image files missing, e.g. /nonexistent/a.png
-    """
-    if "image" not in df.columns:
-        raise ValueError(f"check_images: no 'image' column; found {list(df.columns)}")
-    missing = [p for p in df["image"] if not Path(p).is_file()]
-    return ImageCheck(len(df), len(missing), tuple(missing[:max_examples]))
-
-
 # --------------------------------------------------------------------------------------------
 # Q-Bench A1 (LLVisionQA)
 

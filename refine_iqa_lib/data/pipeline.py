@@ -233,10 +233,7 @@ def standardise(image: np.ndarray, objects: Sequence[SceneObject], params: Pipel
         try:
             box = check_box(list(o.bbox), w, h, f"{item} object {o.name!r}")
         except DataError as e:
-            reason = "degenerate box" if "degenerate" in str(e) else "box outside image"
-            if "non-numeric" in str(e) or "expected [x1" in str(e):
-                reason = "invalid box"
-            skips.append(Skip(f"{item}/{o.name}", "object", reason, str(e)))
+            skips.append(Skip(f"{item}/{o.name}", "object", e.reason, str(e)))
             continue
         b = scale_box(box, (w, h), (W, H))
         if b[2] - b[0] < params.min_box_side or b[3] - b[1] < params.min_box_side:
@@ -370,7 +367,7 @@ def process_scene(k: int, record: SourceRecord, params: PipelineParams) -> Scene
     try:
         image = record.load()
     except DataError as e:
-        res.skips.append(Skip(sid, "image", "unreadable image", str(e)))
+        res.skips.append(Skip(sid, "image", e.reason, str(e)))
         return res
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         image = D.to_rgb_uint8(image)

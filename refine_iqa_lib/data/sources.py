@@ -5,16 +5,18 @@ record is an image (a file path or an array) plus a list of named objects with b
 sources exist, picked by ``perception.source``:
 
 * ``coco`` (:class:`CocoSource`): a COCO ``instances_*.json`` + its image folder. Crowd
-  annotations (``iscrowd = 1``) are skipped; COCO's ``bbox = [x, y, w, h]`` (float pixels) becomes
+  annotations (``iscrowd = 1``) are left out; COCO's ``bbox = [x, y, w, h]`` (float pixels) becomes
   the half-open integer box ``(floor x, floor y, ceil(x + w), ceil(y + h))``; objects smaller than
-  ``min_object_area`` (fraction of the image area) are dropped; when a category appears several
+  ``min_object_area`` (fraction of the image area) are left out; when a category appears several
   times in an image only its largest box is kept, so every object name in an image is distinct.
+  Each object left out is in ``source.skips`` with its reason code (:data:`SKIP_REASONS`).
   The object name is the category name. Images with fewer than two objects stay in the pool and
   are counted out by the pipeline's "two distinct objects" stage (Fig. 2).
 * ``jsonl`` (:class:`JsonlSource`): a folder of user images plus a JSON-lines file with one
   ``{"image": "relative/path.jpg", "objects": [{"name": "cup", "bbox": [x1, y1, x2, y2]}, ...]}``
   per image (how LSVQ / Panda-70M keyframes with detector boxes would arrive). Boxes are half-open
-  pixels of the file as stored; a repeated name keeps its largest box (as for COCO).
+  pixels of the file as stored; a repeated name keeps its largest box (as for COCO; the smaller
+  ones are in ``source.skips``).
 * ``embedded`` (:class:`EmbeddedSource`, the offline default): the photographs of
   :mod:`refine_iqa_lib.data.photos` with objects annotated by hand in
   ``refine_iqa_lib/assets/embedded_objects.json`` (indices ``0 .. 7``), followed by an unbounded
@@ -37,7 +39,8 @@ whose box gets smaller than ``min_box_side`` (8 px) on a side, or whose area fal
 Bad input
 ---------
 Unreadable or truncated files, missing fields, boxes outside the image or degenerate raise
-:class:`DataError` with a message naming the file or record. Grayscale, palette, RGBA (alpha
+:class:`DataError` with a message naming the file or record and a ``reason`` code (the skip
+report's, chosen where the problem is found; never by reading the message). Grayscale, palette, RGBA (alpha
 dropped, as :func:`refine_iqa_lib.data.distortions.to_rgb_uint8` does) and 16-bit images are converted
 to RGB uint8 (:func:`read_rgb`). With ``on_error="skip"`` the COCO / JSONL parsers record a
 :class:`Skip` for each bad record in ``source.skips`` instead of raising (the build reports them).
@@ -77,7 +80,34 @@ EDGE_TOLERANCE = 1.0
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the file or record and what was expected."""
+    """Bad input data; the message names the file or record and what was expected.
+
+    ``reason`` is the skip-report code, set where the problem is found (see :data:`SKIP_REASONS`),
+    so a caller that skips the item files it under the right reason without reading the message."""
+
+    def __init__(self, message: str, reason: str = "invalid input"):
+        super().__init__(message)
+        self.reason = reason
+
+
+#: Every reason code a parser or the pipeline files an item under in the skip report.
+SKIP_REASONS = {
+    "missing field": "a record lacks a required field",
+    "missing box": "a COCO annotation has no bbox",
+    "malformed record": "a JSONL line is not a JSON object",
+    "unknown category": "a COCO annotation names a category_id not in 'categories'",
+    "unknown image": "a COCO annotation names an image_id not in 'images'",
+    "crowd annotation": "COCO iscrowd = 1 (a region of many objects, not one object)",
+    "invalid box": "a box that is not four finite numbers",
+    "degenerate box": "a box with x2 <= x1 or y2 <= y1",
+    "box outside image": "a box beyond the image (more than EDGE_TOLERANCE px)",
+    "object below min_object_area": "an object smaller than min_object_area of the image",
+    "object too small after resize": "a box side below min_box_side px in the stored image",
+    "duplicate object name": "a smaller box of a name that appears again in the image (the largest is kept)",
+    "image file not found": "the image file does not exist",
+    "unreadable image": "the image file cannot be decoded (zero-byte, truncated, not an image)",
+    "image size mismatch": "the decoded image's size differs from the size the annotations state",
+}
 
 
 @dataclass(frozen=True)
@@ -121,11 +151,12 @@ class SourceRecord:
         if self.array is not None:
             return self.array
         if self.path is None:
-            raise DataError(f"{self.where or self.source_id}: record has neither an image path nor an array")
+            raise DataError(f"{self.where or self.source_id}: record has neither an image path nor an array",
+                            "missing field")
         img = read_rgb(self.path)
         if self.size is not None and (img.shape[1], img.shape[0]) != tuple(self.size):
             raise DataError(f"{self.path}: image is {img.shape[1]}x{img.shape[0]} but {self.where} says "
-                            f"{self.size[0]}x{self.size[1]}; boxes would not match")
+                            f"{self.size[0]}x{self.size[1]}; boxes would not match", "image size mismatch")
         return img
 
 
@@ -138,7 +169,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: image file not found")
+        raise DataError(f"{path}: image file not found", "image file not found")
     try:
         with Image.open(path) as im:
             im.load()
@@ -146,12 +177,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
                 arr = np.asarray(im)
                 if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise DataError(f"{path}: {mode} image with values outside 0..65535; expected 8- or 16-bit")
+                    raise DataError(f"{path}: {mode} image with values outside 0..65535; expected 8- or 16-bit",
+                                    "unreadable image")
                 a16 = arr.astype(np.uint16)
                 arr = np.rint(a16 * (255.0 / 65535.0)).astype(np.uint8)
                 return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
             if mode == "F":
-                raise DataError(f"{path}: floating-point image (mode F); expected an 8- or 16-bit photo")
+                raise DataError(f"{path}: floating-point image (mode F); expected an 8- or 16-bit photo",
+                                "unreadable image")
             if mode == "RGB":
                 return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
             if mode in ("P", "PA") and "transparency" in im.info:
@@ -160,7 +193,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     except DataError:
         raise
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from e
+        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})",
+                        "unreadable image") from e
 
 
 # --------------------------------------------------------------------------- geometry
@@ -215,23 +249,23 @@ def check_box(bbox: Any, width: int, height: int, where: str) -> BBox:
     refine_iqa_lib.data.sources.DataError: img.png object 'cup': degenerate box [5, 5, 5, 9]; expected x1 < x2 and y1 < y2
     """
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        raise DataError(f"{where}: box {bbox!r}; expected [x1, y1, x2, y2]")
+        raise DataError(f"{where}: box {bbox!r}; expected [x1, y1, x2, y2]", "invalid box")
     try:
         vals = [float(v) for v in bbox]
     except (TypeError, ValueError):
-        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates") from None
+        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates", "invalid box") from None
     if any(isinstance(v, bool) for v in bbox) or not all(math.isfinite(v) for v in vals):
-        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates")
+        raise DataError(f"{where}: box {bbox!r} has non-numeric coordinates", "invalid box")
     x1, y1, x2, y2 = vals
     shown = [int(v) if float(v).is_integer() else v for v in vals]
     if x2 <= x1 or y2 <= y1:
-        raise DataError(f"{where}: degenerate box {shown}; expected x1 < x2 and y1 < y2")
+        raise DataError(f"{where}: degenerate box {shown}; expected x1 < x2 and y1 < y2", "degenerate box")
     t = EDGE_TOLERANCE
     if x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
-        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image")
+        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image", "box outside image")
     bx = (max(0, math.floor(x1)), max(0, math.floor(y1)), min(width, math.ceil(x2)), min(height, math.ceil(y2)))
     if bx[2] <= bx[0] or bx[3] <= bx[1]:
-        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image")
+        raise DataError(f"{where}: box {shown} is outside the {width}x{height} image", "box outside image")
     return bx
 
 
@@ -299,10 +333,15 @@ class Source:
         return {"source": self.name, "pool": len(self) if self.bounded else None}
 
 
-def _fail(on_error: str, skips: list[Skip], item: str, reason: str, detail: str) -> None:
+def _fail(on_error: str, skips: list[Skip], item: str, reason: str, detail: str, level: str = "record") -> None:
     if on_error == "raise":
-        raise DataError(detail)
-    skips.append(Skip(item=item, level="record", reason=reason, detail=detail))
+        raise DataError(detail, reason)
+    skips.append(Skip(item=item, level=level, reason=reason, detail=detail))
+
+
+def _drop(skips: list[Skip], item: str, reason: str, detail: str) -> None:
+    """Record an object a parser's filter leaves out (never an error, whatever ``on_error``)."""
+    skips.append(Skip(item=item, level="object", reason=reason, detail=detail))
 
 
 def _check_on_error(on_error: str) -> str:
@@ -373,14 +412,18 @@ class CocoSource(_FileSource):
             images[im["id"]] = im
 
         per_image: dict[Any, list[SceneObject]] = {k: [] for k in images}
+        ann_ids: dict[int, Any] = {}  # id(SceneObject) -> its annotation id, for the skip report
         for n, a in enumerate(data["annotations"]):
             missing = [k for k in ("image_id", "category_id", "bbox") if not isinstance(a, dict) or k not in a]
             aid = a.get("id", n) if isinstance(a, dict) else n
             where = f"{f}: annotation id {aid}"
             if missing:
-                fail(f"annotation {aid}", "missing field", f"{where} is missing field(s) {missing}")
+                fail(f"annotation {aid}", "missing box" if missing == ["bbox"] else "missing field",
+                     f"{where} is missing field(s) {missing}")
                 continue
             if a.get("iscrowd", 0):
+                _drop(self.skips, f"annotation {aid}", "crowd annotation",
+                      f"{where}: iscrowd = {a['iscrowd']!r} (a crowd region, not one object)")
                 continue
             if a["category_id"] not in categories:
                 fail(f"annotation {aid}", "unknown category", f"{where}: unknown category_id {a['category_id']!r}")
@@ -395,20 +438,32 @@ class CocoSource(_FileSource):
                 continue
             try:
                 x, y, w, h = (float(v) for v in bb)
+            except (TypeError, ValueError) as e:
+                fail(f"annotation {aid}", "invalid box", f"{where}: bbox {bb!r} ({e}); expected four numbers")
+                continue
+            try:
                 box = check_box([x, y, x + w, y + h], int(im["width"]), int(im["height"]),
                                 f"{where} (image {im['file_name']})")
-            except (DataError, TypeError, ValueError) as e:
-                reason = "degenerate box" if "degenerate" in str(e) else "invalid box"
-                fail(f"annotation {aid}", reason, str(e) if isinstance(e, DataError) else f"{where}: bbox {bb!r} ({e})")
+            except DataError as e:
+                fail(f"annotation {aid}", e.reason, str(e))
                 continue
-            if box_area(box) < min_area * int(im["width"]) * int(im["height"]):
-                continue  # small objects are a filter, not an error (COCO has many)
+            W, H = int(im["width"]), int(im["height"])
+            if box_area(box) < min_area * W * H:  # small objects are a filter, not an error (COCO has many)
+                _drop(self.skips, f"annotation {aid}", "object below min_object_area",
+                      f"{where} (image {im['file_name']}): box {list(box)} covers {box_area(box)} px "
+                      f"< min_object_area {min_area} x {W}x{H}")
+                continue
             per_image[a["image_id"]].append(SceneObject(categories[a["category_id"]], box))
+            ann_ids[id(per_image[a["image_id"]][-1])] = aid
 
         records = []
         for img_id in sorted(images, key=lambda k: (str(type(k)), k)):
             im = images[img_id]
-            objs, _ = keep_largest_per_name(per_image[img_id])
+            objs, dup = keep_largest_per_name(per_image[img_id])
+            for o in dup:
+                _drop(self.skips, f"annotation {ann_ids[id(o)]}", "duplicate object name",
+                      f"{f}: annotation id {ann_ids[id(o)]} (image {im['file_name']}): {o.name!r} appears again "
+                      f"with a larger box; box {list(o.bbox)} left out")
             records.append(SourceRecord(
                 source_id=f"coco:{im['file_name']}", objects=objs, path=self.root / str(im["file_name"]),
                 where=f"{f} image id {img_id}", size=(int(im["width"]), int(im["height"]))))
@@ -463,7 +518,11 @@ class JsonlSource(_FileSource):
                     objs.append(SceneObject(str(o["name"]), tuple(b)))  # type: ignore[arg-type]
                 if not ok:
                     continue
-                objs, _ = keep_largest_per_name(objs)
+                objs, dup = keep_largest_per_name(objs)
+                for o in dup:
+                    _drop(self.skips, f"{where}/{o.name}", "duplicate object name",
+                          f"{where} ({row['image']}): {o.name!r} appears again with a larger box; "
+                          f"box {list(o.bbox)} left out")
                 records.append(SourceRecord(source_id=f"jsonl:{row['image']}", objects=objs,
                                             path=self.root / str(row["image"]), where=where))
         return records

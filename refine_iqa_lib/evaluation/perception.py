@@ -173,7 +173,8 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
                         dataset_dir: str | Path | None = None) -> dict:
     """Evaluate ``model`` on the perception test split (no-think, no-reference); write and return
     the record. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path, load_eval_model, predictions_dir, write_record
+    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, predictions_dir,
+                                                        usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
     from refine_iqa_lib.runs import normalise_model_name
 
@@ -181,7 +182,7 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     out = perception_result_path(cfg, name)
     if not overwrite and out.is_file():
         return read_json(out)
-    samples = perception_test_samples(cfg, dataset_dir)
+    samples, unreadable = usable_images(cfg, perception_test_samples(cfg, dataset_dir), "perception test images")
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
     pred = predict_perception(policy, processor, samples, cfg.eval.batch_size, cfg.eval.max_new_tokens,
                               desc=f"{name} perception")
@@ -189,7 +190,7 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     grounding = pred[pred["task"] == "grounding"]
     rec = {"model": name, "profile": cfg.profile, "mode": MODE, "form": FORM, **metrics,
            "n_unparsed_boxes": int((~grounding["box_parsed"].astype(bool)).sum()),
-           "model_path": repo_relative(eval_model_path(cfg, name))}
+           "model_path": repo_relative(eval_model_path(cfg, name)), **unreadable}
     write_record(out, rec)
     keep = ["id", "image_id", "task", "category", "severity", "object", "answer", "completion", "correct", "iou"]
     rows = pred[keep].to_dict("records")

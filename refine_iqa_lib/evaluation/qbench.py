@@ -192,7 +192,8 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                     overwrite: bool = True) -> list[dict]:
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path, load_eval_model, predictions_dir, write_record
+    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, predictions_dir,
+                                                        usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
     from refine_iqa_lib.runs import normalise_model_name
 
@@ -205,7 +206,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
         modes = [m for m in modes if not qbench_result_path(cfg, name, m).is_file()]
         if not modes:
             return records
-    questions = load_qbench_questions(cfg)
+    questions, unreadable = usable_images(cfg, load_qbench_questions(cfg), "Q-Bench images")
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
     for mode in modes:
         pred = predict_qbench(policy, processor, questions, mode, cfg.eval.batch_size, cfg.eval.max_new_tokens,
@@ -214,7 +215,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                "n": int(len(pred)), "accuracy": qbench_accuracy(pred),
                "n_unparsed": int((pred["pred_index"] < 0).sum()),
                "counts": {**pred["type_name"].value_counts().to_dict(), **pred["concern_name"].value_counts().to_dict()},
-               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": repo_relative(eval_model_path(cfg, name))}
+               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": repo_relative(eval_model_path(cfg, name)), **unreadable}
         out = qbench_result_path(cfg, name, mode)
         write_record(out, rec)
         keep = ["id", "image", "question", "candidates", "answer", "type_name", "concern_name", "completion",

@@ -114,6 +114,21 @@ def load_eval_model(cfg: Config, name: str):
 # result files
 
 
+def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, dict]:
+    """Decode every image of ``df["image"]`` before any model work (:func:`refine_iqa_lib.io.check_images`).
+
+    Unreadable or missing files stop the evaluation with an error naming them, or, with
+    ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image, reason}, ...]})``
+    is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
+    from refine_iqa_lib.io import check_images
+
+    bad = check_images(df["image"], desc=f"checking {what}").require(what, cfg.eval.skip_unreadable)
+    if not cfg.eval.skip_unreadable:
+        return df, {}
+    gone = {b["image"] for b in bad}
+    return df[~df["image"].astype(str).isin(gone)].reset_index(drop=True), {"unreadable": bad}
+
+
 def result_dir(cfg: Config, kind: str) -> Path:
     """``results/<profile>/<kind>`` (``kind``: scoring, perception or qbench)."""
     if kind not in RESULT_KINDS:
@@ -212,10 +227,12 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
         todo = [t for t in todo if t not in done]
     if not todo:
         return records
+    sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
+    bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
     path = repo_relative(eval_model_path(cfg, name))
-    for dataset in dict.fromkeys(d for d, _, _ in todo):
-        df, split = load_scoring_set(cfg, dataset)
+    for dataset, (df, split) in sets.items():
+        df, unreadable = bad[dataset]
         for ds, mode, method in todo:
             if ds != dataset:
                 continue
@@ -230,7 +247,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
                    "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
                    "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")),
                    "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
-                   "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None}
+                   "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
+                   **unreadable}
             out = scoring_result_path(cfg, name, dataset, mode, method)
             write_record(out, rec)
             preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],

@@ -16,18 +16,18 @@ passes every other column to the reward functions.
   think and no-think prompts), ``dataset``.
 
 Checks before any training (:func:`check_dataset`): required columns present, MOS finite, and
-every image file opens and decodes its header (PIL ``verify``); failures raise one error naming
-the source, the count and the first offenders.
+every image file decodes completely (:func:`refine_iqa_lib.io.check_images`); failures raise one
+error naming the source, the count and the first offenders.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from refine_iqa_lib.io import check_images
 from refine_iqa_lib.prompts import scoring_prompt
 
 __all__ = ["STAGE1_COLUMNS", "STAGE2_COLUMNS", "DatasetCheckError", "check_images_load", "check_dataset",
@@ -42,34 +42,17 @@ class DatasetCheckError(ValueError):
     """A training dataset that cannot be used (missing columns, bad values, unreadable images)."""
 
 
-def _verify(path: str) -> str | None:
-    from PIL import Image
-
-    p = Path(path)
-    if not p.is_file():
-        return "file not found"
-    try:
-        with Image.open(p) as im:
-            im.verify()
-        with Image.open(p) as im:  # verify() leaves the file unusable; check the mode/size too
-            if im.size[0] < 1 or im.size[1] < 1:
-                return f"empty image {im.size}"
-    except Exception as e:  # PIL raises many types for broken files
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
 def check_images_load(paths: Iterable[str], source: str, workers: int = 4, max_examples: int = 5) -> int:
-    """Open every image file (header + integrity check); raise :class:`DatasetCheckError` listing
-    how many failed and the first few with their reasons. Returns the number checked."""
-    unique = sorted({str(p) for p in paths if p})
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        problems = [(p, r) for p, r in zip(unique, pool.map(_verify, unique)) if r is not None]
-    if problems:
-        shown = "; ".join(f"{p} ({r})" for p, r in problems[:max_examples])
-        raise DatasetCheckError(f"{source}: {len(problems)} of {len(unique)} image file(s) cannot be loaded, "
+    """Decode every image file fully (:func:`refine_iqa_lib.io.check_images`, so a truncated JPEG
+    fails here, not at step 1); raise :class:`DatasetCheckError` listing how many failed and the
+    first few with their reasons. Returns the number checked."""
+    report = check_images(paths, workers=workers, max_examples=max_examples, desc=f"checking {source} images")
+    if not report.ok:
+        problems = report.bad()
+        shown = "; ".join(f"{b['image']} ({b['reason']})" for b in problems[:max_examples])
+        raise DatasetCheckError(f"{source}: {len(problems)} of {report.n_images} image file(s) cannot be loaded, "
                                 f"e.g. {shown}")
-    return len(unique)
+    return report.n_images
 
 
 def check_dataset(ds, required: Sequence[str], source: str) -> None:
