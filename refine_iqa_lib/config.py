@@ -14,6 +14,7 @@ to a profile.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -550,6 +551,35 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
     except ConfigError as e:
         raise _blame(e, path, sets) from None
     return cfg
+
+
+def overrides_of(cfg: Config) -> list[str]:
+    """The ``key=value`` overrides that turn ``cfg``'s profile into ``cfg`` (every leaf that
+    differs), so a hint can repeat the user's own ``--set`` values.
+
+    >>> overrides_of(load_config("smoke", {"stage2.learning_rate": 5e-5, "paths.work_dir": "w"}))
+    ['paths.work_dir=w', 'stage2.learning_rate=5e-05']
+    """
+    try:
+        base = load_config(cfg.profile).to_dict()
+    except ConfigError:
+        return []
+    ours = cfg.to_dict()
+
+    def leaves(d: dict) -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, k) if isinstance(v, dict) else {k: v})
+        return out
+
+    mine, theirs = leaves(ours), leaves(base)
+    out = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if a != b:
+            shown = a if isinstance(a, str) else json.dumps(a)
+            out.append(f"{key}={shown}")
+    return out
 
 
 def _flatten_overrides(overrides: dict | list | tuple | None) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from refine_iqa_lib import generation
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import perception, qbench
 from refine_iqa_lib.evaluation import scoring_eval as ev
@@ -74,13 +75,12 @@ def test_evaluate_scoring_stops_before_the_model_naming_unreadable(cfg, damaged_
 
 
 def test_evaluate_scoring_can_score_the_rest_and_list_the_unreadable(cfg, damaged_images, monkeypatch):
-    import refine_iqa_lib.method.scoring as scoring
 
     rows = _scoring_rows(damaged_images["good"] + damaged_images["bad"])
     seen = []
     monkeypatch.setattr(ev, "load_scoring_set", lambda c, d, split=None: (rows, "test"))
     monkeypatch.setattr(ev, "eval_model_path", lambda c, n: Path("/models/x"))
-    monkeypatch.setattr(scoring, "score_images", lambda m, p, images, **kw: seen.extend(images) or
+    monkeypatch.setattr(ev, "score_images", lambda m, p, images, **kw: seen.extend(images) or
                         [{"score": float(i)} for i, _ in enumerate(images)])
     skip = load_config(cfg, {"eval.skip_unreadable": True})
     rec = ev.evaluate_scoring(skip, "s2", modes=["no_think"], methods=["prob"], loaded=("model", "processor"))[0]
@@ -108,7 +108,7 @@ def test_qbench_skip_mode_answers_the_rest(cfg, damaged_images, monkeypatch):
                        for i, p in enumerate(good + bad)])
     monkeypatch.setattr(qbench, "load_qbench_questions", lambda c: qs)
     monkeypatch.setattr(ev, "eval_model_path", lambda c, n: Path("/models/x"))
-    monkeypatch.setattr(ev, "greedy_generate", lambda m, p, images, prompts, **kw: ["A"] * len(images))
+    monkeypatch.setattr(generation, "greedy_generate", lambda m, p, images, prompts, **kw: ["A"] * len(images))
     skip = load_config(cfg, {"eval.skip_unreadable": True})
     rec = qbench.evaluate_qbench(skip, "s2", modes=["no_think"], loaded=("model", "processor"))[0]
     assert rec["n"] == 2 and rec["accuracy"]["overall"] == 1.0

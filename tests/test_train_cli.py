@@ -75,3 +75,39 @@ def test_launcher_command_parses(work, capsys):
     assert "--no-resume" in train_args
     assert main(train_args + ["--set", "warmup.enabled=false", "--set", "stage2.init_from=base", "--dry-run"]) == 0
     assert "stage 2 -> " in capsys.readouterr().out
+
+
+def test_dry_run_with_something_missing_fails(work, capsys):
+    rc = main(["--stage", "2", "--profile", "smoke", "--set", f"paths.work_dir={work}", "--set", "warmup.enabled=false",
+               "--dry-run"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "MISSING initial weights" in captured.out and "1 check(s) failed" in captured.err
+
+
+def test_hint_carries_the_users_overrides(work, capsys):
+    rc = main(["--stage", "2", "--profile", "smoke", "--set", f"paths.work_dir={work}", "--set", "warmup.enabled=false"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"--set=paths.work_dir={work}" in err and "--set=warmup.enabled=false" in err
+
+
+def test_ctrl_c_names_the_last_complete_checkpoint(work):
+    import signal
+    import time
+
+    run_dir = work / "interrupted"
+    cmd = [sys.executable, "-m", "refine_iqa_lib.training.cli", "--stage", "2", *_args(work), "--run-dir", str(run_dir),
+           "--set", "stage2.max_steps=200", "--set", "stage2.save_steps=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    marker = run_dir / "checkpoints" / "checkpoint-1" / "refine_run.json"
+    deadline = time.time() + 240
+    while not marker.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert marker.is_file(), "no checkpoint within 240 s"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    line = [ln for ln in err.splitlines() if ln.startswith("interrupted:")]
+    assert len(line) == 1 and "last complete checkpoint:" in line[0] and "resume with:" in line[0], err[-2000:]
+    assert "Traceback" not in err
+    assert not (run_dir / "final" / "refine_final.json").exists()

@@ -14,9 +14,11 @@ import logging
 import os
 import sys
 
+from pathlib import Path
+
 from refine_iqa_lib.config import ConfigError, load_config
-from refine_iqa_lib.runs import STAGES
-from refine_iqa_lib.training.run import run_stage
+from refine_iqa_lib.runs import STAGES, default_run_dir
+from refine_iqa_lib.training.run import last_complete_checkpoint, run_stage, stage_command
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,19 @@ def _quiet_other_ranks() -> None:
     """Warnings and errors only on processes other than the main one (rank from the launcher)."""
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) != 0:
         logging.getLogger("refine_iqa_lib").setLevel(logging.WARNING)
+
+
+def _interrupted(cfg, args) -> str:
+    """The one line printed on Ctrl-C: where the last complete checkpoint is and how to resume.
+    Nothing half-written is ever used: checkpoints and ``final/`` count only once their marker,
+    written last, exists."""
+    if cfg is None:
+        return "interrupted before the configuration was loaded; nothing was written"
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, args.stage)
+    ckpt = last_complete_checkpoint(run_dir)
+    where = f"last complete checkpoint: {ckpt}" if ckpt else f"no complete checkpoint in {run_dir} yet"
+    resume = stage_command(cfg, args.stage) + (f" --run-dir {args.run_dir}" if args.run_dir else "")
+    return f"interrupted: stage {args.stage}, {where}; resume with: {resume}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print settings and checks; train nothing")
     args = ap.parse_args(argv)
     _quiet_other_ranks()
+    cfg = None
     try:
         cfg = load_config(args.profile, args.sets)
         run_dir = run_stage(cfg, args.stage, run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(_interrupted(cfg, args), file=sys.stderr)
+        return 130
     if not args.dry_run:
         log.info("[train] stage %s done: %s", args.stage, run_dir)
     return 0

@@ -36,12 +36,13 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from refine_iqa_lib.config import Config, ConfigError, save_config
+from refine_iqa_lib.config import Config, ConfigError, overrides_of, save_config
 from refine_iqa_lib.io import read_json, read_jsonl, repo_relative, seed_everything, write_json, write_jsonl
 from refine_iqa_lib.models import check_model_dir, resolve_model_path
 from refine_iqa_lib.runs import (
@@ -52,7 +53,8 @@ from refine_iqa_lib.runs import (
 log = logging.getLogger(__name__)
 
 __all__ = ["TRL_FIELDS", "FINGERPRINT_EXCLUDED", "resolve_init", "stage_fingerprint", "find_resume_checkpoint",
-           "trl_kwargs", "grpo_config", "stage_settings", "stage_checks", "clean_run_dir", "run_stage"]
+           "trl_kwargs", "grpo_config", "stage_settings", "stage_checks", "stage_command", "clean_run_dir",
+           "last_complete_checkpoint", "run_stage"]
 
 #: StageConfig field -> ``GRPOConfig`` field: the one place a stage's TRL settings are named.
 TRL_FIELDS = {
@@ -78,11 +80,18 @@ FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enab
 # initial weights, fingerprints, checkpoints
 
 
+def stage_command(cfg: Config, stage) -> str:
+    """The training command that runs ``stage`` for ``cfg``, with the config's own overrides
+    repeated as ``--set`` (so a hint carries the user's ``paths.work_dir`` and the rest)."""
+    sets = " ".join(shlex.quote(f"--set={o}") for o in overrides_of(cfg))
+    return f"python -m refine_iqa_lib.training.cli --stage {check_stage(stage)} --profile {cfg.profile}" \
+        + (f" {sets}" if sets else "")
+
+
 def _require_final(run_dir: Path, what: str, stage: str, cfg: Config) -> Path:
     if not is_complete(run_dir):
         raise FileNotFoundError(
-            f"{final_dir(run_dir)}: {what} output not found (no {FINAL_MARKER}); run "
-            f"`python -m refine_iqa_lib.training.cli --stage {stage} --profile {cfg.profile}` first")
+            f"{final_dir(run_dir)}: {what} output not found (no {FINAL_MARKER}); run `{stage_command(cfg, stage)}` first")
     return final_dir(run_dir)
 
 
@@ -154,6 +163,13 @@ def _checkpoints(ckpt_dir: Path) -> list[Path]:
     found = [p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
              and p.name.split("-")[-1].isdigit()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def last_complete_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint of a run folder whose completion marker was written (an interrupted
+    save has none and is never resumed from), or None."""
+    done = [c for c in _checkpoints(Path(run_dir) / "checkpoints") if (c / CHECKPOINT_MARKER).is_file()]
+    return done[-1] if done else None
 
 
 def find_resume_checkpoint(run_dir: Path, fingerprint: dict) -> Path | None:
@@ -302,15 +318,21 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
     """Run ``stage`` (``"warmup"``, ``"1"``, ``"2"``) for ``cfg``; returns the run folder.
 
     ``callbacks``: extra ``TrainerCallback`` objects (tests use them to interrupt a run).
-    ``dry_run``: log the resolved settings and the checks, train nothing.
+    ``dry_run``: log the resolved settings and the checks, train nothing; a failed check raises
+    ``ConfigError`` naming it (so a dry run that finds something missing is not a success).
     """
     stage = check_stage(stage)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
     if dry_run:
         log.info("[train] stage %s -> %s", stage, run_dir)
         log.info("[train] %s", stage_settings(cfg, stage))
-        for name, ok, detail in stage_checks(cfg, stage):
+        checks = stage_checks(cfg, stage)
+        for name, ok, detail in checks:
             log.info("[train] %s %s: %s", "ok " if ok else "MISSING", name, detail)
+        missing = [name for name, ok, _ in checks if not ok]
+        if missing:
+            raise ConfigError(f"dry run of stage {stage}: {len(missing)} check(s) failed: {', '.join(missing)} "
+                              "(see the MISSING lines above)")
         return run_dir
     if stage == "warmup":
         return _run_warmup(cfg, run_dir, resume, callbacks or [])
