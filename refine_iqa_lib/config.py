@@ -82,7 +82,8 @@ class PerceptionConfig:
     max_objects: int = 5                  # objects (= marked images) kept per source image, largest first
     categories: list = field(default_factory=list)  # distortion pool; [] = all 12
     severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    n_options: int = 4                    # options per multiple-choice question (at most)
+    options: str = "paper"                # answer pools: paper (12 types, 5 severities, every object) | compact
+    n_options: int = 4                    # options per multiple-choice question in the compact layout
     samples_per_image: float = 2.6        # expected Stage-1 samples per train image (paper: 55K / 20.9K)
     fr_prob: float = 0.5                  # share of full-reference samples (train)
     test_forms: list = field(default_factory=lambda: ["fr", "nr"])  # test: all 3 tasks in these forms
@@ -410,6 +411,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("perception.min_box_side", _ge(1), ">= 1 px"),
     ("perception.max_objects", _ge(1), ">= 1"),
     ("perception.n_options", _ge(2), ">= 2 options per question"),
+    ("perception.options", _one_of(("paper", "compact")), "one of paper, compact"),
     ("perception.samples_per_image", _pos, "> 0"),
     ("perception.test_forms", _subset(("fr", "nr")), "a non-empty list of fr, nr"),
     ("perception.sample_modes", _subset(MODES), "a non-empty list of no_think, think"),

@@ -27,11 +27,15 @@ SCORE_QUESTION = (
 
 _THINK_INSTRUCTION = (
     "First describe the quality-related evidence you see inside <think></think>, then give your "
-    "final answer inside <answer></answer>, laid out as <think>...</think><answer>{example}</answer>."
+    "final answer inside <answer></answer>, laid out as <think>...</think><answer>{example}</answer>{note}."
 )
 _NO_THINK_INSTRUCTION = (
-    "Give your final answer directly inside <answer></answer>, laid out as <answer>{example}</answer>."
+    "Give your final answer directly inside <answer></answer>, laid out as <answer>{example}</answer>{note}."
 )
+#: The score layout's placeholder per variant (never a concrete value: an example score in the
+#: prompt anchors a real model towards it).
+SCORE_PLACEHOLDER = {"paper": ("X.X", "where X.X is your score with one decimal"),
+                     "authors": ("Score: X.XX", "where X.XX is your score with two decimals")}
 
 
 def check_mode(mode: str) -> str:
@@ -95,10 +99,15 @@ def completion_text(answer: str, mode: str, think: str = "") -> str:
     return f"<answer>{answer}</answer>"
 
 
-def instruction(mode: str, example: str) -> str:
-    """The output-format instruction appended to every question."""
+def instruction(mode: str, example: str, note: str = "") -> str:
+    """The output-format instruction appended to every question: ``example`` is the answer's
+    layout with placeholders (``X``, ``X.X``, ``[x1, y1, x2, y2]``), ``note`` says what they stand for.
+
+    >>> instruction("no_think", "X", "where X is the letter of your choice")
+    'Give your final answer directly inside <answer></answer>, laid out as <answer>X</answer>, where X is the letter of your choice.'
+    """
     template = _THINK_INSTRUCTION if check_mode(mode) == "think" else _NO_THINK_INSTRUCTION
-    return template.format(example=example)
+    return template.format(example=example, note=f", {note}" if note else "")
 
 
 def scoring_prompt(mode: str, variant: str = "paper") -> str:
@@ -107,10 +116,11 @@ def scoring_prompt(mode: str, variant: str = "paper") -> str:
     >>> print(scoring_prompt("no_think"))  # doctest: +NORMALIZE_WHITESPACE
     How would you rate the overall visual quality of this picture? Give a number from 0.0 (very
     poor) to 4.9 (excellent), considering sharpness, noise, exposure, colour and artifacts. Give
-    your final answer directly inside <answer></answer>, laid out as <answer>3.4</answer>.
+    your final answer directly inside <answer></answer>, laid out as <answer>X.X</answer>, where
+    X.X is your score with one decimal.
     """
-    example = answer_text(format_mos_text(3.4, variant), variant)
-    return f"{SCORE_QUESTION} {instruction(mode, example)}"
+    example, note = SCORE_PLACEHOLDER[check_variant(variant)]
+    return f"{SCORE_QUESTION} {instruction(mode, example, note)}"
 
 
 def user_message(text: str, n_images: int = 1) -> list[dict]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import string
 
 import pandas as pd
 import pytest
@@ -57,10 +58,10 @@ def test_incomplete_images_are_counted_not_scored():
 def test_test_samples_are_no_reference_and_keep_whole_images(cfg):
     samples = per.perception_test_samples(cfg)  # builds the perception dataset (missing)
     assert (samples["form"] == "nr").all()
-    assert samples.groupby("image_id")["task"].apply(set).map(lambda s: s == {"type_severity", "object",
+    assert samples.groupby("image_id")["task"].apply(set).map(lambda s: s == {"type", "severity", "object",
                                                                               "grounding"}).all()
     few = per.perception_test_samples(load_config(cfg, {"eval.max_samples": 2}))
-    assert few["image_id"].nunique() == 2 and len(few) == 6
+    assert few["image_id"].nunique() == 2 and len(few) == 8
 
 
 def test_evaluate_perception_writes_the_schema(cfg, tiny_policy):
@@ -87,7 +88,7 @@ def test_perfect_and_wrong_answers(cfg, tiny_policy, monkeypatch):
         k = opts.index(row["answer"])
         if wrong_object and row["task"] == "object":
             k = (k + 1) % len(opts)
-        return f"<answer>{'ABCD'[k]}</answer>"
+        return f"<answer>{string.ascii_uppercase[k]}</answer>"
 
     def oracle(model, processor, images, prompts, **kw):
         return [answer(truth[p.split("\n")[0] + im]) for im, p in zip(images, prompts)]

@@ -13,7 +13,7 @@ from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.pipeline import (QUALITY_SCORERS, PipelineParams, apply_review, check_categories,
                                           check_severities, draw_distortion, get_quality_scorer, mark_objects,
                                           min_of, perceptibility_stage, process_scene, quality_stage,
-                                          register_quality_scorer, standardise, stratified_split,
+                                          register_quality_scorer, standardise, scene_split,
                                           technical_quality, valid_distractors)
 from refine_iqa_lib.data.sources import DataError, SceneObject, SourceRecord, load_embedded_annotations
 
@@ -142,17 +142,18 @@ def test_process_scene_bad_inputs(tmp_path):
     assert res.skips[-1].reason == "below quality threshold" and res.reached == ["decoded"]
 
 
-def test_review_and_stratified_split():
+def test_review_and_scene_split():
     rows = [{"id": f"i{k}"} for k in range(4)]
     kept, rejected = apply_review(rows, {"i1": "reject", "i2": "accept"})
     assert [r["id"] for r in kept] == ["i0", "i2", "i3"] and [r["id"] for r in rejected] == ["i1"]
     rng = np.random.default_rng(0)
-    keys = [f"{c}|{s}" for c in D.DISTORTIONS for s in range(1, 6) for _ in range(int(rng.integers(3, 30)))]
-    mask = stratified_split(keys, 150, np.random.default_rng(1))
-    assert mask.sum() == 150
-    total, test = Counter(keys), Counter(k for k, m in zip(keys, mask) if m)
-    for k, n in total.items():
-        assert abs(test[k] - 150 * n / len(keys)) < 1.0 + 1e-9  # proportional within one image
-    assert np.array_equal(mask, stratified_split(keys, 150, np.random.default_rng(1)))
+    scenes = [f"s{k}" for k in range(200) for _ in range(int(rng.integers(1, 6)))]
+    mask = scene_split(scenes, 150, np.random.default_rng(1))
+    assert 150 <= mask.sum() < 150 + 5
+    by_scene = {}
+    for s, m in zip(scenes, mask):
+        by_scene.setdefault(s, set()).add(bool(m))
+    assert all(len(v) == 1 for v in by_scene.values())          # no scene on both sides
+    assert np.array_equal(mask, scene_split(scenes, 150, np.random.default_rng(1)))
     with pytest.raises(DataError, match="test_size 5000"):
-        stratified_split(keys, 5000, rng)
+        scene_split(scenes, 5000, rng)

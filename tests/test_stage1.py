@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from refine_iqa_lib.data import distortions as D
-from refine_iqa_lib.data.stage1 import (TASKS, load_perception_images, load_stage1_dataset, make_samples,
+from refine_iqa_lib.data.stage1 import (TASK_SETS, TASKS, load_perception_images, load_stage1_dataset, make_samples,
                                         object_options, option_text, render_prompt, type_severity_options)
 
 REQUIRED = ["id", "image", "reference", "task", "form", "mode", "prompt", "options", "answer", "bbox",
@@ -56,7 +57,8 @@ def test_object_options():
 
 def test_prompts_for_both_modes():
     p = render_prompt("Which object?", ["cup", "spoon"], "no_think")
-    assert "Which object?\nA. cup\nB. spoon\n" in p and "<answer>B</answer>" in p and "<think>" not in p
+    assert "Which object?\nA. cup\nB. spoon\n" in p and "<answer>X</answer>" in p and "<think>" not in p
+    assert not re.search(r"<answer>[A-D]</answer>", p)          # no concrete answer in the layout
     p = render_prompt("Where?", [], "think")
     assert "<think>" in p and "<answer>[x1, y1, x2, y2]</answer>" in p
     with pytest.raises(ValueError, match="unknown mode"):
@@ -64,8 +66,9 @@ def test_prompts_for_both_modes():
 
 
 def test_make_samples_schema_and_answers():
-    test = make_samples(_row(), "test", test_forms=("fr", "nr"))
-    assert sorted((s["task"], s["form"]) for s in test) == sorted((t, f) for t in TASKS for f in ("fr", "nr"))
+    test = make_samples(_row(), "test", test_forms=("fr", "nr"), options="compact")
+    assert sorted((s["task"], s["form"]) for s in test) == sorted((t, f) for t in TASK_SETS["compact"]
+                                                                  for f in ("fr", "nr"))
     for s in test:
         assert set(REQUIRED) <= set(s) and s["split"] == "test" and s["image_id"] == "s000001_o0"
         assert s["reference"] == ("images/s000001_ref.png" if s["form"] == "fr" else "")
@@ -73,12 +76,36 @@ def test_make_samples_schema_and_answers():
         if s["task"] == "grounding":
             assert s["answer"] == [10, 12, 50, 60] and s["options"] == [] and "112x84" in s["prompt"]
         else:
-            letter = "ABCD"[s["options"].index(s["answer"])]
+            letter = string.ascii_uppercase[s["options"].index(s["answer"])]
             assert s["answer_letter"] == letter and f"{letter}. {s['answer']}" in s["prompt"]
         assert ("first image is the pristine reference" in s["prompt"]) == (s["form"] == "fr")
     assert [s for s in test if s["task"] == "type_severity"][0]["answer"] == "blur, severe"
     assert [s for s in test if s["task"] == "object"][0]["answer"] == "cup"
-    assert make_samples(_row(), "test") == test  # deterministic
+    assert make_samples(_row(), "test", options="compact") == test  # deterministic
+
+
+def test_paper_pools_ask_type_and_severity_over_the_whole_pools():
+    test = make_samples(_row(), "test", test_forms=("nr",))
+    by_task = {s["task"]: s for s in test}
+    assert sorted(by_task) == sorted(TASK_SETS["paper"]) == sorted(["type", "severity", "object", "grounding"])
+    assert by_task["type"]["answer"] == "blur" and len(by_task["type"]["options"]) == 12
+    assert sorted(by_task["type"]["options"]) == sorted(c.replace("_", " ") for c in D.DISTORTIONS)
+    assert by_task["severity"]["answer"] == "severe" and sorted(by_task["severity"]["options"]) == sorted(D.SEVERITIES)
+    assert sorted(by_task["object"]["options"]) == sorted({"cup", *_row()["distractors"]})   # every recorded object
+    assert "L. " in by_task["type"]["prompt"]
+
+
+@pytest.mark.parametrize("task", ["type", "severity", "object"])
+def test_right_letter_is_uniform_over_positions(task):
+    """Chi-square test of the right option's position over a build's worth of test images."""
+    from scipy.stats import chisquare
+
+    rows = [make_samples(_row(k), "test", test_forms=("nr",)) for k in range(1500)]
+    hits = [next(s for s in samples if s["task"] == task) for samples in rows]
+    k = len(hits[0]["options"])
+    assert all(len(h["options"]) == k for h in hits)
+    counts = np.bincount([h["options"].index(h["answer"]) for h in hits], minlength=k)
+    assert chisquare(counts).pvalue > 0.001, counts
 
 
 def test_train_mix_about_2_6_per_image():
@@ -97,7 +124,7 @@ def test_train_mix_about_2_6_per_image():
 def test_loaders(tmp_path):
     d = tmp_path / "perception"
     d.mkdir()
-    rows = make_samples(_row(), "test")
+    rows = make_samples(_row(), "test", options="compact")
     (d / "samples_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "images_test.jsonl").write_text(json.dumps({**_row(), "split": "test"}) + "\n")
     ds = load_stage1_dataset(tmp_path, "test")  # the work dir above works too

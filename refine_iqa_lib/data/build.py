@@ -50,8 +50,9 @@ from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import Config, ConfigError, load_config
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.pipeline import (STAGES, PipelineParams, apply_review, process_scene, scene_id,
-                                          stratified_split, stratum)
-from refine_iqa_lib.data.sources import DataError, Skip, Source, make_source
+                                          scene_split)
+from refine_iqa_lib.data.audit import audit_splits, hash_images
+from refine_iqa_lib.data.sources import DataError, EmbeddedSource, Skip, Source, make_source
 from refine_iqa_lib.io import read_json, write_bytes, write_json, write_jsonl, write_text
 
 #: Pillow PNG settings (fixed so that files are byte-identical between runs).
@@ -286,7 +287,11 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
     unknown = sorted(k for k in decisions if k not in known)
     skips += [Skip(r["id"], "marked", "rejected by reviewer", f"{r['id']}: rejected in {review_file.name}").to_dict()
               for r in rejected]
-    mask = stratified_split([stratum(r) for r in kept], p.test_size, np.random.default_rng([p.seed, 0x5B]))
+    # the split unit is the pristine picture's content: scenes whose stored originals are identical
+    # (one file listed twice by a source, say) stay together
+    refs = sorted({r["reference"] for r in kept})
+    group = dict(zip(refs, hash_images([out / x for x in refs], workers=4)))
+    mask = scene_split([group[r["reference"]] for r in kept], p.test_size, np.random.default_rng([p.seed, 0x5B]))
     split_rows = {"train": [], "test": []}
     for r, is_test in zip(kept, mask):
         split = "test" if is_test else "train"
@@ -294,13 +299,23 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
 
     sample_kw = dict(seed=p.seed, n_options=p.n_options, categories=params.categories,
                      severities=params.severities, samples_per_image=p.samples_per_image, fr_prob=p.fr_prob,
-                     test_forms=p.test_forms, modes=p.sample_modes)
+                     test_forms=p.test_forms, modes=p.sample_modes, options=p.options)
     samples = {s: [x for r in split_rows[s] for x in stage1.make_samples(r, s, **sample_kw)] for s in stage1.SPLITS}
+
+    # ---- leak check: no picture (distorted image or pristine reference) on both sides, by pixel content
+    files = {}
+    split_files = {s: sorted({out / r[c] for r in split_rows[s] for c in ("image", "reference")}) for s in stage1.SPLITS}
+    audit = audit_splits(split_files["train"], split_files["test"], names=("train", "test"), workers=4)
+    scene_of = {r["scene"]: s for s in stage1.SPLITS for r in split_rows[s]}
+    files["split_audit"] = write_json(results / "perception_split_audit.json", {
+        **audit.to_dict(), "unit": "scene (source record, its pristine reference and every marked image of it)",
+        "scenes": {s: len({r["scene"] for r in split_rows[s]}) for s in stage1.SPLITS},
+        "reuse": _reuse_report(source, scenes, scene_of)})
+    audit.require_disjoint()
 
     image_cols = ["id", "scene", "source_id", "image", "reference", "object", "bbox", "objects", "distractors",
                   "category", "severity", "severity_name", "categories", "severities", "variants", "params",
                   "combo", "strength", "quality", "width", "height", "group"]
-    files = {}
     files["images_built"] = write_jsonl(out / "images_built.jsonl", [{c: r[c] for c in image_cols} for r in built])
     for s in stage1.SPLITS:
         files[f"images_{s}"] = write_jsonl(out / f"images_{s}.jsonl",
@@ -338,6 +353,36 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
                        n_samples={s: len(samples[s]) for s in stage1.SPLITS},
                        scenes_computed=len(todo), scenes_reused=len(scenes) - len(todo),
                        review_unknown_ids=unknown, seconds=time.perf_counter() - t0, files=files)
+
+
+def _reuse_report(source: Source, scenes: Sequence[tuple[int, int]], scene_of: dict[str, str]) -> dict:
+    """What test scenes share with training scenes below the level of a picture: for the embedded
+    composites, the object cut-outs pasted into them and the photographs their backgrounds are
+    windows of (stated, with counts; the pixels of every stored picture differ - see the audit)."""
+    if not isinstance(source, EmbeddedSource):
+        return {"note": f"{source.name} source: every scene is its own source picture"}
+    used: dict[str, dict[str, set]] = {s: {"cutouts": set(), "backgrounds": set()} for s in stage1.SPLITS}
+    per_test_scene = []
+    for k, idx in scenes:
+        split = scene_of.get(scene_id(k))
+        if split is None:
+            continue
+        meta = source.record(idx).meta
+        cut = {f"{p['photo']}:{p['object']}" for p in meta.get("pasted", [])}
+        bg = {meta["background"]} if meta.get("background") else {meta.get("photo")} - {None}
+        used[split]["cutouts"] |= cut
+        used[split]["backgrounds"] |= bg
+        if split == "test":
+            per_test_scene.append((cut, bg))
+    out = {}
+    for key in ("cutouts", "backgrounds"):
+        both = used["train"][key] & used["test"][key]
+        out[key] = {"train": len(used["train"][key]), "test": len(used["test"][key]), "in_both": len(both),
+                    "test_scenes_reusing_one": sum(bool((c if key == "cutouts" else b) & used["train"][key])
+                                                   for c, b in per_test_scene)}
+    out["note"] = ("object cut-outs (hand-annotated objects of the embedded photographs) and background "
+                   "photographs are reused across composites of both splits; no stored picture is")
+    return out
 
 
 def _config_dict(cfg: Config) -> dict:

@@ -437,36 +437,34 @@ def apply_review(rows: Sequence[dict], decisions: dict[str, str]) -> tuple[list[
     return kept, rejected
 
 
-def stratum(row: dict) -> str:
-    """Split stratum of a marked image: primary category x severity."""
-    return f"{row['category']}|{row['severity']}"
+def scene_split(scenes: Sequence[str], test_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Boolean test mask over marked images that keeps every *scene* (source record, its pristine
+    reference and all its marked images) on one side: scenes are drawn in a seeded random order
+    and added to the test split until it holds at least ``test_size`` marked images. The test
+    split may therefore exceed ``test_size`` by less than one scene; the train split keeps at
+    least one scene. (Splitting marked images instead would put other objects of a test scene,
+    and its pristine reference, into training.)
 
-
-def stratified_split(keys: Sequence[str], test_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean test mask with ``test_size`` items, allocated to strata proportionally (largest
-    remainders; ties by stratum name) and drawn at random inside each stratum, so train and test
-    share the same distribution.
-
-    >>> keys = ["a"] * 6 + ["b"] * 3 + ["c"]
-    >>> m = stratified_split(keys, 5, np.random.default_rng(0))
-    >>> int(m.sum()), int(m[:6].sum()), int(m[6:9].sum())
-    (5, 3, 2)
+    >>> scenes = ["s0", "s0", "s1", "s2", "s2", "s2", "s3"]
+    >>> m = scene_split(scenes, 3, np.random.default_rng(0))
+    >>> int(m.sum()) >= 3, all(len({m[i] for i, s in enumerate(scenes) if s == k}) == 1 for k in set(scenes))
+    (True, True)
     """
-    n = len(keys)
-    if not 0 <= test_size < n:
-        raise DataError(f"perception.test_size {test_size}: expected 0 <= test_size < {n} "
+    keys = list(scenes)
+    order = list(dict.fromkeys(keys))
+    if not 0 <= test_size < len(keys):
+        raise DataError(f"perception.test_size {test_size}: expected 0 <= test_size < {len(keys)} "
                         "(the number of accepted marked images)")
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    names = sorted(groups)
-    exact = {g: test_size * len(groups[g]) / n for g in names}
-    quota = {g: int(np.floor(exact[g])) for g in names}
-    left = test_size - sum(quota.values())
-    for g in sorted(names, key=lambda g: (-(exact[g] - quota[g]), g))[:left]:
-        quota[g] += 1
-    mask = np.zeros(n, dtype=bool)
-    for g in names:
-        idx = np.asarray(groups[g])
-        mask[idx[rng.permutation(len(idx))[: quota[g]]]] = True
-    return mask
+    sizes: dict[str, int] = {}
+    for k in keys:
+        sizes[k] = sizes.get(k, 0) + 1
+    chosen, n = set(), 0
+    for j in rng.permutation(len(order)):
+        if n >= test_size:
+            break
+        if len(chosen) == len(order) - 1:
+            raise DataError(f"perception.test_size {test_size}: the test split would take every scene but one "
+                            f"({len(order)} scenes, {len(keys)} marked images); lower it or build more scenes")
+        chosen.add(order[int(j)])
+        n += sizes[order[int(j)]]
+    return np.array([k in chosen for k in keys], dtype=bool)

@@ -92,16 +92,29 @@ from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.io import read_jsonl
 from refine_iqa_lib.prompts import check_mode, instruction
 
-TASKS = ("type_severity", "object", "grounding")
+#: The tasks of each answer-pool layout (``perception.options``).
+TASK_SETS = {"paper": ("type", "severity", "object", "grounding"),
+             "compact": ("type_severity", "object", "grounding")}
+#: Every task name (the reward router and the evaluators accept all of them).
+TASKS = ("type_severity", "type", "severity", "object", "grounding")
+#: The multiple-choice tasks whose answers together make Table 1's "description" of an image.
+DESCRIPTION_TASKS = {"paper": ("type", "severity", "object"), "compact": ("type_severity", "object")}
+OPTION_LAYOUTS = tuple(TASK_SETS)
 FORMS = ("fr", "nr")
 SPLITS = ("train", "test")
 
 _REF = ("The first image is the pristine reference and the second image is the same picture after "
         "one region was artificially degraded. ")
 _NR = "One region of this image has been artificially degraded. "
+_TYPE_Q = "Which type of distortion is the most noticeable in the degraded region?"
+_SEV_Q = "How severe is the most noticeable distortion in the degraded region?"
 QUESTIONS = {
     ("type_severity", "fr"): _REF + "Which distortion type and severity does the degraded region show?",
     ("type_severity", "nr"): _NR + "Which distortion type and severity does the degraded region show?",
+    ("type", "fr"): _REF + _TYPE_Q,
+    ("type", "nr"): _NR + _TYPE_Q,
+    ("severity", "fr"): _REF + _SEV_Q,
+    ("severity", "nr"): _NR + _SEV_Q,
     ("object", "fr"): _REF + "Which object has been degraded?",
     ("object", "nr"): _NR + "Which object has been degraded?",
     ("grounding", "fr"): _REF + "Locate the degraded region in the second image ({w}x{h} pixels). "
@@ -111,7 +124,9 @@ QUESTIONS = {
                                "[x1, y1, x2, y2] in pixels, x from the left edge and y from the top edge.",
 }
 CHOICE_HINT = "Answer with the option's letter from the given choices."
-LETTER_EXAMPLE = "B"
+#: Answer-layout placeholders (never a concrete answer: a shown value would anchor a real model).
+LETTER_EXAMPLE = "X"
+LETTER_NOTE = "where X is the letter of your choice"
 BOX_EXAMPLE = "[x1, y1, x2, y2]"
 
 
@@ -172,13 +187,29 @@ def type_severity_options(steps: Sequence[tuple[str, int]], rng: np.random.Gener
     return [options[i] for i in rng.permutation(len(options))], correct
 
 
-def object_options(target: str, distractors: Sequence[str], rng: np.random.Generator, n_options: int = 4
+def object_options(target: str, distractors: Sequence[str], rng: np.random.Generator, n_options: int | None = 4
                    ) -> tuple[list[str], str]:
-    """Options (shuffled): the target and up to ``n_options - 1`` distractor names."""
+    """Options (shuffled): the target and up to ``n_options - 1`` distractor names (``None``: all
+    of them - the paper's pool, every recorded object of the image)."""
     pool = [d for d in dict.fromkeys(distractors) if d != target]
-    pick = [pool[i] for i in sorted(rng.permutation(len(pool))[: max(0, n_options - 1)])]
+    k = len(pool) if n_options is None else max(0, n_options - 1)
+    pick = [pool[i] for i in sorted(rng.permutation(len(pool))[:k])]
     options = [target] + pick
     return [options[i] for i in rng.permutation(len(options))], target
+
+
+def pool_options(pool: Sequence[str], answer: str, rng: np.random.Generator) -> tuple[list[str], str]:
+    """The paper's answer pools: every entry of ``pool`` (the 12 distortion types, or the 5 severity
+    names), shuffled; the right option's position is uniform over the pool (tested).
+
+    >>> opts, ans = pool_options(["blur", "noise", "pixelate"], "noise", np.random.default_rng(0))
+    >>> sorted(opts), ans
+    (['blur', 'noise', 'pixelate'], 'noise')
+    """
+    options = list(dict.fromkeys(pool))
+    if answer not in options:
+        raise ValueError(f"answer {answer!r} is not in the pool {options}")
+    return [options[i] for i in rng.permutation(len(options))], answer
 
 
 def format_options(options: Sequence[str]) -> str:
@@ -192,48 +223,70 @@ def format_options(options: Sequence[str]) -> str:
 
 
 def render_prompt(question: str, options: Sequence[str], mode: str) -> str:
-    """Full user text for a question in ``mode``: question, options, answer-layout instruction."""
+    """Full user text for a question in ``mode``: question, options, answer-layout instruction
+    (with placeholders, never a concrete answer).
+
+    >>> print(render_prompt("Which object?", ["cup", "dog"], "no_think"))
+    Which object?
+    A. cup
+    B. dog
+    Answer with the option's letter from the given choices. Give your final answer directly inside <answer></answer>, laid out as <answer>X</answer>, where X is the letter of your choice.
+    """
     check_mode(mode)
     if options:
-        return f"{question}\n{format_options(options)}\n{CHOICE_HINT} {instruction(mode, LETTER_EXAMPLE)}"
+        return (f"{question}\n{format_options(options)}\n{CHOICE_HINT} "
+                f"{instruction(mode, LETTER_EXAMPLE, LETTER_NOTE)}")
     return f"{question} {instruction(mode, BOX_EXAMPLE)}"
 
 
 def choose_tasks(rng: np.random.Generator, split: str, samples_per_image: float, fr_prob: float,
-                 test_forms: Sequence[str]) -> list[tuple[str, str]]:
+                 test_forms: Sequence[str], tasks: Sequence[str] = TASK_SETS["paper"]) -> list[tuple[str, str]]:
     """``[(task, form), ...]`` for one image (see the module docstring)."""
     if split == "test":
-        return [(t, f) for t in TASKS for f in test_forms]
-    p = min(1.0, max(0.0, samples_per_image / len(TASKS)))
-    chosen = [t for t in TASKS if float(rng.random()) < p]
+        return [(t, f) for t in tasks for f in test_forms]
+    p = min(1.0, max(0.0, samples_per_image / len(tasks)))
+    chosen = [t for t in tasks if float(rng.random()) < p]
     if not chosen:
-        chosen = [TASKS[int(rng.integers(len(TASKS)))]]
+        chosen = [tasks[int(rng.integers(len(tasks)))]]
     return [(t, "fr" if float(rng.random()) < fr_prob else "nr") for t in chosen]
 
 
 def make_samples(row: dict, split: str, *, seed: int = 0, n_options: int = 4,
                  categories: Sequence[str] = D.DISTORTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5),
                  samples_per_image: float = 2.6, fr_prob: float = 0.5, test_forms: Sequence[str] = FORMS,
-                 modes: Sequence[str] = ("no_think",)) -> list[dict]:
-    """The Stage-1 samples of one marked image (``row``: an ``images_*.jsonl`` row)."""
+                 modes: Sequence[str] = ("no_think",), options: str = "paper") -> list[dict]:
+    """The Stage-1 samples of one marked image (``row``: an ``images_*.jsonl`` row).
+
+    ``options="paper"``: separate type and severity questions over the whole pools (the 12
+    categories of ``categories``, the 5 severity names of ``severities``) and the object question
+    over every recorded object; ``"compact"``: one type-and-severity question and an object
+    question with at most ``n_options`` options each."""
+    if options not in TASK_SETS:
+        raise ValueError(f"perception.options {options!r}: expected one of {list(TASK_SETS)}")
     scene_k, slot = int(row["scene"][1:]), int(row["id"].rsplit("_o", 1)[1])
     rng = np.random.default_rng([int(seed), 0x5A, scene_k, slot])
     steps = list(zip(row["categories"], row["severities"]))
     out = []
-    for task, form in choose_tasks(rng, split, samples_per_image, fr_prob, test_forms):
+    for task, form in choose_tasks(rng, split, samples_per_image, fr_prob, test_forms, TASK_SETS[options]):
         mode = check_mode(modes[int(rng.integers(len(modes)))])
         question = QUESTIONS[(task, form)].format(w=row["width"], h=row["height"])
         if task == "type_severity":
-            options, answer = type_severity_options(steps, rng, n_options, categories, severities)
+            opts, answer = type_severity_options(steps, rng, n_options, categories, severities)
+        elif task == "type":   # the first distortion of a combination is "the most noticeable" one
+            opts, answer = pool_options([category_label(c) for c in categories], category_label(steps[0][0]), rng)
+        elif task == "severity":
+            opts, answer = pool_options([D.SEVERITIES[int(s) - 1] for s in sorted(severities)],
+                                        D.SEVERITIES[int(steps[0][1]) - 1], rng)
         elif task == "object":
-            options, answer = object_options(row["object"], row["distractors"], rng, n_options)
+            opts, answer = object_options(row["object"], row["distractors"], rng,
+                                          None if options == "paper" else n_options)
         else:
-            options, answer = [], list(row["bbox"])
-        letter = string.ascii_uppercase[options.index(answer)] if options else ""
+            opts, answer = [], list(row["bbox"])
+        letter = string.ascii_uppercase[opts.index(answer)] if opts else ""
         out.append({
             "id": f"{row['id']}_{task}_{form}", "image": row["image"],
             "reference": row["reference"] if form == "fr" else "", "task": task, "form": form, "mode": mode,
-            "prompt": render_prompt(question, options, mode), "question": question, "options": options,
+            "prompt": render_prompt(question, opts, mode), "question": question, "options": opts,
             "answer": answer, "answer_letter": letter, "bbox": list(row["bbox"]), "category": row["category"],
             "severity": int(row["severity"]), "categories": list(row["categories"]),
             "severities": [int(s) for s in row["severities"]], "object": row["object"],

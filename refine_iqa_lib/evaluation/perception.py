@@ -7,11 +7,14 @@ object, and the distortion severity") is a single-image task, and the full-refer
 exist for training. The prompts are the Stage-1 test samples' own questions and options,
 re-rendered for no-think mode (:func:`refine_iqa_lib.data.stage1.render_prompt`).
 
-* **Description (Table 1)**: an image counts as correct only if *all three* attributes are right:
-  its ``type_severity`` question (one option names the type *and* the severity) and its
-  ``object`` question must both be answered correctly
-  (:func:`refine_iqa_lib.method.rewards.mcq_reward`). An image missing one of the two questions is left
-  out and counted (``n_incomplete``).
+* **Description (Table 1)**: an image counts as correct only if *all three* attributes are right.
+  With the paper's answer pools (``perception.options: paper``, the default) those are three
+  questions - the distortion type out of all 12 types, the severity out of the 5 severity names,
+  and the object out of every recorded object of the image - and all three must be answered
+  correctly (:func:`refine_iqa_lib.method.rewards.mcq_reward`); chance is about 1/12 x 1/5 x
+  1/(objects). With the ``compact`` layout the ``type_severity`` question (4 options each naming
+  a type *and* a severity) and the ``object`` question must both be right. An image missing one of
+  its questions is left out and counted (``n_incomplete``).
 * **Grounding (Table 2)**: the IoU of the predicted box (:func:`refine_iqa_lib.method.rewards.parse_box`)
   with the ground-truth box; an unparsable answer scores IoU 0 (counted in ``n_unparsed_boxes``).
 
@@ -35,8 +38,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import Config
+from refine_iqa_lib.data import distortions as D
+from refine_iqa_lib.data.stage1 import DESCRIPTION_TASKS
 from refine_iqa_lib.io import write_jsonl
 
 MODE = "no_think"
@@ -117,10 +121,12 @@ def predict_perception(model, processor, samples: pd.DataFrame, batch_size: int 
 def perception_metrics(pred: pd.DataFrame) -> dict:
     """Description accuracy and grounding IoU per category / Easy / Hard / overall (see module docstring).
 
-    >>> rows = [dict(image_id="a", task="type_severity", category="blur", correct=True, iou=None),
+    >>> rows = [dict(image_id="a", task="type", category="blur", correct=True, iou=None),
+    ...         dict(image_id="a", task="severity", category="blur", correct=True, iou=None),
     ...         dict(image_id="a", task="object", category="blur", correct=True, iou=None),
     ...         dict(image_id="a", task="grounding", category="blur", correct=None, iou=0.5),
-    ...         dict(image_id="b", task="type_severity", category="pixelate", correct=True, iou=None),
+    ...         dict(image_id="b", task="type", category="pixelate", correct=True, iou=None),
+    ...         dict(image_id="b", task="severity", category="pixelate", correct=True, iou=None),
     ...         dict(image_id="b", task="object", category="pixelate", correct=False, iou=None),
     ...         dict(image_id="b", task="grounding", category="pixelate", correct=None, iou=0.1)]
     >>> m = perception_metrics(pd.DataFrame(rows))
@@ -133,10 +139,11 @@ def perception_metrics(pred: pd.DataFrame) -> dict:
     missing = [c for c in need if c not in pred.columns]
     if missing:
         raise ValueError(f"perception_metrics: missing column(s) {missing}; found {list(pred.columns)}")
-    mcq = pred[pred["task"].isin(["type_severity", "object"])]
-    per_image = mcq.groupby("image_id").agg(category=("category", "first"), n=("task", "nunique"),
+    mcq = pred[pred["task"] != "grounding"]
+    per_image = mcq.groupby("image_id").agg(category=("category", "first"), tasks=("task", lambda s: frozenset(s)),
                                             ok=("correct", lambda s: bool(all(bool(v) for v in s))))
-    complete = per_image[per_image["n"] == 2]
+    layouts = {frozenset(v) for v in DESCRIPTION_TASKS.values()}
+    complete = per_image[per_image["tasks"].isin(layouts)]
     desc_values = complete.assign(value=complete["ok"].astype(float))[["category", "value"]]
     ground = pred[pred["task"] == "grounding"]
     ground_values = pd.DataFrame({"category": ground["category"].to_numpy(),

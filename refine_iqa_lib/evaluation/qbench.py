@@ -62,7 +62,7 @@ def qbench_prompt(question: str, candidates: Sequence[str], mode: str = "no_thin
     lines = [str(question).strip()] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(candidates)]
     text = "\n".join(lines + [QBENCH_INSTRUCTION])
     if check_mode(mode) == "think":
-        text += " " + instruction("think", "A")
+        text += " " + instruction("think", "X", "where X is the letter of your choice")
     return text
 
 

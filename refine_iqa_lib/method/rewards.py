@@ -619,12 +619,13 @@ def make_grounding_reward() -> Callable[..., list[float]]:
 
 
 #: Stage-1 task names (the ``task`` column) and the reward each one gets.
-STAGE1_TASKS = {"type_severity": "mcq", "object": "mcq", "grounding": "grounding"}
+STAGE1_TASKS = {"type_severity": "mcq", "type": "mcq", "severity": "mcq", "object": "mcq", "grounding": "grounding"}
 
 
 def make_stage1_reward() -> Callable[..., list[float]]:
-    """TRL reward ``stage1``: routes every sample by its ``task`` column (``type_severity`` and
-    ``object`` -> :func:`mcq_reward`, ``grounding`` -> :func:`grounding_reward`).
+    """TRL reward ``stage1``: routes every sample by its ``task`` column (the multiple-choice tasks
+    ``type``, ``severity``, ``type_severity`` and ``object`` -> :func:`mcq_reward`, ``grounding`` ->
+    :func:`grounding_reward`).
 
     >>> f = make_stage1_reward()
     >>> f(["<answer>B</answer>", "<answer>[0, 0, 10, 10]</answer>"], task=["object", "grounding"],
