@@ -373,3 +373,88 @@ def resolve_model_path(cfg) -> Path:
 def is_stand_in(path: str | os.PathLike) -> bool:
     """Whether a model folder is the offline stand-in (decides whether the warm-up applies)."""
     return (Path(path) / "refine_iqa_stand_in.json").is_file()
+
+
+# --------------------------------------------------------------------------- paper-shaped config
+
+#: Qwen2.5-VL-7B-Instruct's published architecture (its config.json; reference-facts §4). Built
+#: from these values with all 28 layers and 32 vision blocks it has 8,292,166,656 parameters.
+PAPER_TEXT_ARCH = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "hidden_act": "silu",
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "mrope_section": [16, 24, 24],
+    "tie_word_embeddings": False,
+}
+PAPER_VISION_ARCH = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "hidden_act": "silu",
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+    "out_hidden_size": 3584,
+    "tokens_per_second": 2,
+}
+#: Qwen2.5-VL's special-token ids in its own 152,064-entry vocabulary.
+PAPER_TOKEN_IDS = {
+    "bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643,
+    "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+    "image_token_id": 151655, "video_token_id": 151656,
+}
+#: Parameter counts of the full architecture (checked by tests/test_paper_shaped.py).
+PAPER_N_PARAMETERS = 8_292_166_656
+PAPER_N_VISION_PARAMETERS = 676_550_144
+
+
+def paper_shaped_config(num_hidden_layers: int | None = None, vision_depth: int | None = None):
+    """A ``Qwen2_5_VLConfig`` with Qwen2.5-VL-7B-Instruct's architecture (no download).
+
+    ``num_hidden_layers`` reduces the text depth (default 28). The vision tower keeps its 32
+    blocks unless ``vision_depth`` is given; then it keeps the first ``vision_depth`` blocks and,
+    of the full-attention blocks 7/15/23/31, those below that depth - with the last block made a
+    full-attention block if none remains (so a 1-block tower is one full-attention block; every
+    other block keeps the 112-pixel window attention). Every other value is the published one,
+    so a depth-reduced copy has exactly the per-layer shapes of the real model. Build it on the
+    meta device (``with torch.device("meta"):``) to count parameters without allocating them.
+    """
+    from transformers import Qwen2_5_VLConfig
+
+    t, v = PAPER_TEXT_ARCH, PAPER_VISION_ARCH
+    layers = t["num_hidden_layers"] if num_hidden_layers is None else int(num_hidden_layers)
+    depth = v["depth"] if vision_depth is None else int(vision_depth)
+    if layers < 1 or depth < 1:
+        raise ValueError(f"num_hidden_layers and vision_depth must be >= 1, got {layers} and {depth}")
+    full_att = [i for i in v["fullatt_block_indexes"] if i < depth] or [depth - 1]
+    ids = PAPER_TOKEN_IDS
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=t["vocab_size"], hidden_size=t["hidden_size"], intermediate_size=t["intermediate_size"],
+            num_hidden_layers=layers, num_attention_heads=t["num_attention_heads"],
+            num_key_value_heads=t["num_key_value_heads"], hidden_act=t["hidden_act"],
+            max_position_embeddings=t["max_position_embeddings"], rms_norm_eps=t["rms_norm_eps"],
+            rope_parameters={"rope_type": "default", "rope_theta": t["rope_theta"],
+                             "mrope_section": list(t["mrope_section"])},
+            tie_word_embeddings=t["tie_word_embeddings"], bos_token_id=ids["bos_token_id"],
+            eos_token_id=ids["eos_token_id"], pad_token_id=ids["pad_token_id"],
+        ),
+        vision_config=dict(
+            depth=depth, hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"],
+            num_heads=v["num_heads"], hidden_act=v["hidden_act"], window_size=v["window_size"],
+            fullatt_block_indexes=full_att, patch_size=v["patch_size"],
+            temporal_patch_size=v["temporal_patch_size"], spatial_merge_size=v["spatial_merge_size"],
+            out_hidden_size=v["out_hidden_size"], tokens_per_second=v["tokens_per_second"],
+        ),
+        tie_word_embeddings=t["tie_word_embeddings"], **ids,
+    )

@@ -13,7 +13,9 @@ from refine_iqa_lib.evaluation.tables import (PERCEPTION_CATEGORIES, build_table
                                               write_all_tables, write_table)
 from refine_iqa_lib.io import write_json
 
-PAPER_TEXT = Path("/work/shared/paper/refine-iqa.txt")
+# The paper's text lives in shared/ beside the repository (<repo>/../shared/paper/), both here and
+# in CI's fresh clone; parents[1] is the repository root, parents[2] the folder that holds it.
+PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "refine-iqa.txt"
 N_VALUES = {1: 13, 2: 13, 3: 12, 4: 8, 5: 6, 6: 6}
 N_ROWS = {1: 4, 2: 4, 3: 13, 4: 16, 5: 2, 6: 4}
 DATASETS = ("koniq", "spaq", "livec", "agiqa3k", "kadid10k", "csiq")
@@ -63,7 +65,7 @@ def _paper_rows(start: str, occurrence: int = 0, n_values: int = 0) -> list[list
     return rows
 
 
-@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="paper text not available")
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"paper text not found at {PAPER_TEXT} (shared/ beside the repository)")
 @pytest.mark.parametrize("n,start,occurrence", [(1, "CATEGORIES", 0), (2, "CATEGORIES", 1), (3, "DATASETS", 0),
                                                 (4, "SUB-CATEGORIES", 0), (5, "TRAIN\tSCORING", 0),
                                                 (6, "TRAIN\t\tINFERENCE", 0)])
