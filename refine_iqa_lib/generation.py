@@ -19,7 +19,7 @@ __all__ = ["GREEDY_FIELDS", "greedy_config", "model_device", "chat_text", "gener
 #: Every decoding field the greedy search could read, set to its neutral value.
 GREEDY_FIELDS = dict(do_sample=False, num_beams=1, num_beam_groups=1, temperature=1.0, top_k=0, top_p=1.0,
                      min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0,
-                     encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, length_penalty=1.0, min_length=0,
+                     encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, length_penalty=1.0,
                      min_new_tokens=0, bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None,
                      sequence_bias=None, renormalize_logits=False, diversity_penalty=0.0)
 

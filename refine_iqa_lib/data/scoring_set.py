@@ -7,7 +7,10 @@ a fixed function of a distortion severity that we apply ourselves.
 What is in it
 -------------
 * **Pictures.** Crops (70 %) of the photographs that ship inside scikit-image / scikit-learn
-  (:mod:`refine_iqa_lib.data.photos`) and side-by-side composites of two crops (30 %), resized to
+  (:mod:`refine_iqa_lib.data.photos`) and side-by-side composites of two crops (30 %), each cut
+  only from its split's own photographs (:func:`photo_splits`: two test photographs, one for
+  validation, the rest for training; a pixel-hash audit at build time fails on any shared
+  picture), resized to
   ``W x H`` with both sides drawn from the multiples of 28 in ``[56, scoring.embedded_image_size]``
   (so Qwen2.5-VL's 28-pixel merge grid fits exactly).
 * **Distortion.** A severity ``s`` drawn uniformly from 0-5. ``s = 0`` is the pristine crop;
@@ -55,11 +58,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
-    "embedded_sides", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
+    "embedded_sides", "photo_splits", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
     "is_embedded", "loader_name", "load_scoring_split",
 ]
 
@@ -68,9 +72,11 @@ EMBEDDED = "embedded"
 #: The fixed, documented severity -> MOS map (training scale [0, 5)).
 SYNTHETIC_MOS = {"top": 4.5, "slope": 0.8, "noise_sd": 0.15, "low": 0.0, "high": 4.9}
 _SPLIT_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
+#: Source photographs per split (:func:`photo_splits`); the rest train.
+_PHOTOS_PER_SPLIT = {"test": 2, "validation": 1}
 _COMPOSITE_SHARE = 0.3
 _VOTES, _VOTE_SD = 100, 0.6
-_BUILD_VERSION = "1"
+_BUILD_VERSION = "2"   # 2: pictures of a split are cut from that split's own photographs
 _STAMP = "embedded_set.json"
 
 
@@ -119,15 +125,32 @@ def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.nda
     return np.asarray(patch.resize((w, h), Image.Resampling.BOX), dtype=np.uint8)
 
 
-def _picture(i: int, seed: int, max_side: int, categories: list[str]) -> tuple[np.ndarray, dict]:
+def photo_splits(seed: int = 0) -> dict[str, list[str]]:
+    """Which source photographs each split draws from: a seeded assignment of the embedded photos
+    (:func:`refine_iqa_lib.data.photos.list_photos`) to test (2), validation (1) and training (the
+    rest), so that no photograph - and therefore no crop of one - is on both sides of a split.
+
+    >>> s = photo_splits(0)
+    >>> sorted(len(v) for v in s.values()), set(s["test"]).isdisjoint(s["training"])
+    ([1, 2, 5], True)
+    """
+    from refine_iqa_lib.data.photos import list_photos
+
+    names = list_photos()
+    order = [names[int(k)] for k in np.random.default_rng([int(seed), 0xF0]).permutation(len(names))]
+    n_test, n_val = _PHOTOS_PER_SPLIT["test"], _PHOTOS_PER_SPLIT["validation"]
+    return {"test": sorted(order[:n_test]), "validation": sorted(order[n_test:n_test + n_val]),
+            "training": sorted(order[n_test + n_val:])}
+
+
+def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str]) -> tuple[np.ndarray, dict]:
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import list_photos, load_photo
+    from refine_iqa_lib.data.photos import load_photo
 
     rng = np.random.default_rng([int(seed), int(i)])
-    names = list_photos()
     sides = embedded_sides(max_side)
     w, h = int(rng.choice(sides)), int(rng.choice(sides))
-    if rng.random() < _COMPOSITE_SHARE:
+    if rng.random() < _COMPOSITE_SHARE and len(names) >= 2:
         a, b = rng.choice(len(names), size=2, replace=False)
         src = [names[int(a)], names[int(b)]]
         if w >= h:  # split along the longer side
@@ -241,12 +264,13 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
         split[order[start:stop]] = name
         start = stop
 
+    pools = photo_splits(settings["seed"])
     with atomic_dir(root) as tmp:
         img_dir = tmp / "1024x768"
         img_dir.mkdir()
         scores, meta = [], []
         for i in range(n):
-            img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"])
+            img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"], pools[split[i]])
             name = f"{i:05d}.png"
             (img_dir / name).write_bytes(_png_bytes(img))  # inside the temp folder: atomic as a whole
             raw = round(koniq_raw_from_mos(info["mos"]), 6)
@@ -263,9 +287,13 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
         write_text(tmp / "embedded_metadata.csv", pd.DataFrame(meta).to_csv(index=False))
         write_text(tmp / "README.txt", _readme(settings))
         counts = pd.Series(split).value_counts().to_dict()
+        files = {s: [img_dir / m["image_name"] for m in meta if m["set"] == s] for s in ("training", "test")}
+        audit = audit_splits(files["training"], files["test"], names=("training", "test"))
         write_json(tmp / _STAMP, {"fingerprint": fp, "settings": settings, "n_images": n,
-                                  "splits": {k: int(v) for k, v in counts.items()},
+                                  "splits": {k: int(v) for k, v in counts.items()}, "photos": pools,
+                                  "audit": {k: v for k, v in audit.to_dict().items() if k != "shared"},
                                   "note": "synthetic MOS from a fixed severity map; not human data"})
+        audit.require_disjoint()
 
 
 def _readme(settings: dict) -> str:
@@ -277,7 +305,9 @@ def _readme(settings: dict) -> str:
         f"(s = 0: pristine). Training-scale score: mos = clip({m['top']} - {m['slope']}*s + N(0, {m['noise_sd']}^2),"
         f" {m['low']}, {m['high']}).\n"
         "KonIQ columns: MOS = 1 + 0.8*mos (KonIQ's 1-5 scale); c1..c5 are an illustrative discretised normal\n"
-        "(100 votes, sd 0.6), not votes; MOS_zscore = 25*(MOS-1). Splits: 70/10/20 % training/validation/test.\n"
+        "(100 votes, sd 0.6), not votes; MOS_zscore = 25*(MOS-1). Splits: 70/10/20 % training/validation/test;\n"
+        "each split's pictures are cut from its own photographs (test 2, validation 1, training the rest),\n"
+        "so no photograph is on both sides (embedded_set.json lists them and the pixel-hash audit).\n"
         "Per-picture source, distortion and severity: embedded_metadata.csv.\n"
     )
 

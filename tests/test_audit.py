@@ -1,0 +1,52 @@
+"""Split audits by pixel content: planted overlaps are caught, whatever the files are called."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from refine_iqa_lib.config import load_config
+from refine_iqa_lib.data import build as build_module
+from refine_iqa_lib.data.audit import SplitOverlapError, audit_splits, content_hash
+from refine_iqa_lib.data.build import build_perception_dataset
+
+
+def _pictures(tmp_path, n=6):
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(n):
+        p = tmp_path / f"p{k}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 28, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_a_planted_copy_under_another_name_and_format_is_caught(tmp_path):
+    pics = _pictures(tmp_path)
+    copy = tmp_path / "renamed_copy.bmp"                       # same pixels, other name and format
+    Image.open(pics[2]).save(copy)
+    rep = audit_splits(pics[:4], [pics[4], copy, pics[5]], names=("train", "test"))
+    assert not rep.ok and len(rep.overlaps) == 1
+    assert rep.overlaps.iloc[0]["train"].endswith("p2.png") and rep.overlaps.iloc[0]["test"].endswith("renamed_copy.bmp")
+    with pytest.raises(SplitOverlapError, match=r"1 shared by pixel content, e.g. .*p2.png = .*renamed_copy.bmp"):
+        rep.require_disjoint()
+    assert audit_splits(pics[:3], pics[3:]).ok
+    assert content_hash(pics[0]) != content_hash(pics[1])
+
+
+def test_a_build_whose_split_breaks_a_scene_fails(tmp_path, monkeypatch):
+    """Plant a leak: a split that puts a scene's marked images on both sides shares its pristine
+    reference, and the build must stop."""
+    def leaky(keys, test_size, rng):
+        mask = np.zeros(len(keys), dtype=bool)
+        first = keys[0]
+        idx = [i for i, k in enumerate(keys) if k == first]
+        mask[idx[1:]] = True                                   # the same scene on both sides
+        mask[len(keys) - 1] = True
+        return mask
+
+    cfg = load_config("smoke", {"paths.work_dir": str(tmp_path / "w"), "paths.results_dir": str(tmp_path / "r"),
+                                "perception.n_images": 8, "perception.test_size": 2})
+    monkeypatch.setattr(build_module, "scene_split", leaky)
+    with pytest.raises(SplitOverlapError, match="train .* vs test .*shared by pixel content"):
+        build_perception_dataset(cfg, progress=False)
