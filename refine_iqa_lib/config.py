@@ -182,6 +182,7 @@ class EvalConfig:
 
     batch_size: int = 8
     max_samples: int = 0                  # 0 = all
+    qbench_max_samples: int = 0           # questions scored (0 = eval.max_samples)
     modes: list = field(default_factory=lambda: ["no_think", "think"])
     methods: list = field(default_factory=lambda: ["prob", "numeric"])
     logistic_plcc: bool = False           # PLCC raw (default) or after a 4-parameter logistic fit
@@ -454,6 +455,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
     ("eval.batch_size", _ge(1), ">= 1"),
     ("eval.max_samples", _ge(0), ">= 0 (0 = all)"),
+    ("eval.qbench_max_samples", _ge(0), ">= 0 (0 = eval.max_samples)"),
     ("eval.max_new_tokens", _ge(1), ">= 1"),
     ("eval.modes", _subset(MODES), "a non-empty list of no_think, think"),
     ("eval.methods", _subset(("prob", "numeric", "num")), "a non-empty list of prob, numeric"),

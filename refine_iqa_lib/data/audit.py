@@ -26,7 +26,8 @@ import pandas as pd
 
 from refine_iqa_lib.io import open_image
 
-__all__ = ["SplitOverlapError", "AuditReport", "content_hash", "hash_images", "audit_splits", "audit_scoring_sets"]
+__all__ = ["SplitOverlapError", "AuditReport", "content_hash", "hash_images", "audit_splits", "audit_scoring_sets",
+           "training_pictures", "audit_against_training", "reuse_table"]
 
 
 class SplitOverlapError(ValueError):
@@ -124,3 +125,35 @@ def audit_scoring_sets(cfg, datasets: Sequence[str] | None = None, workers: int 
                          "n train": len(th), "shared": len(shared),
                          "example": next((p for p, h in zip(test["image"], hashes) if h in shared), "")})
     return pd.DataFrame(rows)
+
+
+def training_pictures(cfg) -> list[str]:
+    """Every picture a model of ``cfg`` trains on: the perception train split's distorted images and
+    pristine references (when built) and the Stage-2 training pictures of ``scoring.train``."""
+    from pathlib import Path
+
+    from refine_iqa_lib.data.scoring_set import load_scoring_split
+
+    out: list[str] = []
+    folder = Path(cfg.work_dir) / "perception"
+    if (folder / "images_train.jsonl").is_file():
+        from refine_iqa_lib.data.stage1 import load_perception_images
+
+        train = load_perception_images(folder, "train")
+        out += sorted(set(train["image"]) | set(train["reference"]))
+    for name in cfg.scoring.train:
+        out += list(load_scoring_split(cfg, name, "train")["image"])
+    return out
+
+
+def audit_against_training(cfg, images: Iterable[Any], name: str = "test", workers: int = 4) -> AuditReport:
+    """``images`` (a test set) against every training picture of ``cfg`` (:func:`training_pictures`)."""
+    return audit_splits(training_pictures(cfg), images, names=("training", name), workers=workers)
+
+
+def reuse_table(reuse: dict) -> pd.DataFrame:
+    """The perception build's reuse report (``perception_split_audit.json``'s ``reuse``) as a table:
+    one row per reused kind (object cut-outs, background photographs), with distinct items per
+    split, items used in both, and test scenes that reuse one."""
+    rows = [{"reused": k, **v} for k, v in reuse.items() if isinstance(v, dict)]
+    return pd.DataFrame(rows).set_index("reused") if rows else pd.DataFrame({"note": [reuse.get("note", "")]})

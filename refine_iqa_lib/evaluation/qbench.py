@@ -173,12 +173,13 @@ def resolve_qbench_root(cfg: Config) -> Path:
 
 
 def load_qbench_questions(cfg: Config) -> pd.DataFrame:
-    """The scored questions (``max_samples`` seeded subset) of ``eval.qbench_split``."""
+    """The scored questions of ``eval.qbench_split``: a seeded subset of ``eval.qbench_max_samples``
+    questions (or ``eval.max_samples`` when that is 0; 0 = all)."""
     from refine_iqa_lib.data.iqa import load_qbench
     from refine_iqa_lib.io import subsample
 
     df = load_qbench(resolve_qbench_root(cfg), cfg.eval.qbench_split)
-    return subsample(df, cfg.eval.max_samples, cfg.seed)
+    return subsample(df, cfg.eval.qbench_max_samples or cfg.eval.max_samples, cfg.seed)
 
 
 def qbench_result_path(cfg: Config, model: str, mode: str) -> Path:
