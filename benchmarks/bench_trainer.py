@@ -5,9 +5,11 @@ completion length, sampling), the same data order and the same starting weights:
 
 * ``trl``         - TRL's ``GRPOTrainer`` with the ``answer`` and ``format`` rewards;
 * ``pd_off``      - ``RefineGRPOTrainer`` without PD (Eq. 6 advantage, metrics, per-rank advantage log);
-* ``pd_on``       - with PD, the paper's reference: one teacher-forced pass per group (Eq. 4);
-* ``pd_sampled``  - with PD, the authors' reference: an extra sampled no-think generation per
-  rollout, each teacher-forced.
+* ``pd_on``       - with PD as trained here: the paper's reference (one teacher-forced row per
+  group, Eq. 4), only the rollouts Eq. 5 can reward teacher-forced (all of them every
+  ``stage2.pd_raw_every`` steps, for the ungated metrics), token-exact from the sampled ids;
+* ``pd_sampled``  - with PD the authors' way: an extra sampled no-think generation per rollout, and
+  every think rollout and every sample teacher-forced at every step.
 
 Each variant runs ``--steps`` optimizer steps per round, ``--rounds`` rounds in turn (so drift on a
 shared machine hits all of them); the first ``--skip`` steps of each run are discarded and the
@@ -67,7 +69,10 @@ def _run(variant: str, cfg, weights: Path, dataset, steps: int, out: Path) -> li
 
     over = {"stage2.max_steps": steps, "stage2.save_steps": 10**6, "stage2.no_think_every": 0,
             "stage2.use_pd": variant in ("pd_on", "pd_sampled"),
-            "stage2.pd_reference": "sampled" if variant == "pd_sampled" else "forced"}
+            "stage2.pd_reference": "sampled" if variant == "pd_sampled" else "forced",
+            # the authors teacher-force every rollout at every step; ours only the rollouts Eq. 5 can
+            # reward (+ one reference row per group), and every rollout every pd_raw_every steps
+            "stage2.pd_raw_every": 1 if variant == "pd_sampled" else cfg.stage2.pd_raw_every}
     vcfg = load_config(cfg, over)
     s = vcfg.stage2
     model, processor = load_policy(weights, dtype=vcfg.model.dtype, min_pixels=vcfg.model.min_pixels,

@@ -154,6 +154,7 @@ class StageConfig:
     init_path: str = ""                   # explicit initial weights (overrides init_from)
     pd_reference: str = "forced"          # forced (Eq. 4, one pass) | sampled (authors: G no-think samples)
     no_think_every: int = 10              # sample no-think answers every k steps for Fig. 4 (0 = never)
+    pd_raw_every: int = 10                # ungated PD of every rollout (refine/pd_raw) every k steps (0 = never)
     max_grad_norm: float = 1.0
     save_steps: int = 50
     save_total_limit: int = 2             # checkpoints kept
@@ -446,6 +447,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("*.pd_reference", _one_of(("forced", "sampled")), "one of forced, sampled"),
     ("*.no_think_every", _ge(0), ">= 0 (0 = never)"),
     ("*.max_samples", _ge(0), ">= 0 (0 = all)"),
+    ("*.pd_raw_every", _ge(0), ">= 0 (0 = never)"),
     ("*.max_grad_norm", _pos, "> 0"),
     ("*.save_steps", _ge(1), ">= 1"),
     ("*.save_total_limit", _ge(1), ">= 1"),

@@ -190,3 +190,59 @@ def test_trl_pd_reward_is_gated_and_grouped(tiny_policy, image, other_image):
     assert fn(completions=completions, **no_id) == pytest.approx(out)
     with pytest.raises(ValueError, match="'mos'"):
         fn(completions=completions, **{k: v for k, v in columns.items() if k != "mos"})
+
+def _group_columns(image, other_image, think, no_think):
+    return dict(mos=[3.4] * 3 + [1.9] * 3, images=[[image]] * 3 + [[other_image]] * 3, id=[0] * 3 + [1] * 3,
+                prompt_text=[think] * 6, no_think_text=[no_think] * 6)
+
+
+def test_pd_forces_only_correct_rollouts_and_one_reference_row_per_group(tiny_policy, image, other_image):
+    model, processor = tiny_policy
+    group_a = ["<think>sharp fur</think><answer>3.5</answer>", "<think>noisy</think><answer>1.0</answer>",
+               "<think>fine detail, mild noise</think><answer>3.3</answer>"]
+    group_b = ["<think>blurred</think><answer>4.8</answer>", "<answer>1.0</answer>", "x"]  # nobody correct
+    completions = group_a + group_b
+    cols = _group_columns(image, other_image, prompts.scoring_prompt("think"), prompts.scoring_prompt("no_think"))
+    calls = []
+    real_forward = type(model).forward
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real_forward(self, *a, **k)
+
+    gated_only = PDReward(lambda: model, lambda: processor, raw_every=0)
+    full = PDReward(lambda: model, lambda: processor, raw_every=1)
+    import unittest.mock as mock
+
+    with mock.patch.object(type(model), "forward", counting):
+        out = gated_only.compute(completions, **cols)
+        n_gated = len(calls)
+        calls.clear()
+        ref = full.compute(completions, **cols)
+        n_full = len(calls)
+    assert out["rows"] == 2 + 1 + 1          # two correct rollouts + group a's reference + group b's cheap row
+    assert ref["rows"] == 6 + 2
+    assert n_gated == n_full                 # the same number of forward calls whatever is correct (ZeRO-3)
+    np.testing.assert_allclose(out["gated"], ref["gated"], atol=1e-6)   # gating changes the cost, not the reward
+    assert np.isnan(out["raw"][1]) and not np.isnan(ref["raw"][1])
+
+
+def test_pd_starts_from_the_sampled_token_ids(tiny_policy, image):
+    """A rollout sampled as tokens that re-tokenising its text would merge differently keeps its own
+    tokens; only the score is replaced by the ground truth's."""
+    from refine_iqa_lib.method.teacher_forcing import forced_ids_from_sampled
+
+    model, processor = tiny_policy
+    tok = processor.tokenizer
+    text = "<think>sharp</think><answer>3.3</answer>"
+    canonical = tok(text, add_special_tokens=False)["input_ids"]
+    head = tok("<think>", add_special_tokens=False)["input_ids"]
+    split_word = [i for ch in "sharp" for i in tok(ch, add_special_tokens=False)["input_ids"]]   # s,h,a,r,p
+    tail = tok("</think><answer>3.3</answer>", add_special_tokens=False)["input_ids"]
+    sampled = head + split_word + tail
+    assert tok.decode(sampled) == text and sampled != canonical
+    gt_ids = tok("3.4", add_special_tokens=False)["input_ids"]
+    forced = forced_ids_from_sampled(tok, sampled, gt_ids)
+    assert forced[:len(head) + len(split_word)] == head + split_word and forced[-len(gt_ids):] == gt_ids
+    assert tok.decode(forced) == "<think>sharp</think><answer>3.4"
+    assert forced_ids_from_sampled(tok, tok("<think>x</think>", add_special_tokens=False)["input_ids"], gt_ids) is None

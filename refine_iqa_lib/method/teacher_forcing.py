@@ -145,9 +145,47 @@ def _encode_completions(tokenizer, forced_texts: Sequence[str], gt_ids: list[int
     return out
 
 
-def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_texts: Sequence[str], image: Any,
+def _check_ids(rows: Sequence[Sequence[int]], gt_ids: list[int], offset: int = 0) -> list[list[int]]:
+    out = []
+    for i, ids in enumerate(rows):
+        ids = [int(x) for x in ids]
+        if ids[-len(gt_ids):] != gt_ids:
+            raise ValueError(f"row {offset + i}: forced token ids end with {ids[-len(gt_ids):]}, expected the "
+                             f"ground-truth tokens {gt_ids}")
+        out.append(ids)
+    return out
+
+
+def forced_ids_from_sampled(tokenizer, completion_ids: Sequence[int], gt_ids: Sequence[int]) -> list[int] | None:
+    """Token-exact teacher forcing of a sampled rollout: its own sampled tokens up to the start of
+    the score in its last answer block, then the ground-truth tokens. ``None`` when the score does
+    not start at a token boundary of the sampled ids, or there is no score (then
+    :func:`forced_completion` re-tokenises the text instead).
+
+    Decoded lengths grow with the prefix, so the boundary is found by bisection (a handful of
+    decodes for a 1,024-token rollout), then checked by decoding.
+    """
+    ids = [int(x) for x in completion_ids]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    span = score_span(text)
+    if span is None:
+        return None
+    target = text[:span[0]]
+    lo, hi = 0, len(ids)
+    while lo < hi:                       # smallest k with len(decode(ids[:k])) >= len(target)
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) < len(target):
+            lo = mid + 1
+        else:
+            hi = mid
+    if tokenizer.decode(ids[:lo], skip_special_tokens=True) != target:
+        return None
+    return ids[:lo] + [int(x) for x in gt_ids]
+
+
+def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_texts: Sequence[str] | None, image: Any,
                        gt_text: str, padding_side: str = "left", batch_size: int | None = None,
-                       share_prompt: bool = True) -> np.ndarray:
+                       share_prompt: bool = True, forced_ids: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Probabilities of the ground-truth digits at the end of ``prompt + forced`` rows.
 
     Prompts go through the processor (with ``image``), completions through the tokenizer on their
@@ -156,6 +194,8 @@ def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_tex
 
     ``share_prompt=True`` (default): the prefix all prompts share (with the image) runs once, then
     each distinct prompt's remaining tokens once, and all completions run in **one batched pass**
+    (``forced_ids``: the completions' token ids themselves, each ending with the ground truth's
+    tokens; then ``forced_texts`` only label the rows)
     on top of their prompt's KV cache (prompt tokens are most of a row, so this is several times
     cheaper); position ids come from Qwen2.5-VL's ``get_rope_index``. ``share_prompt=False``: every row is ``prompt + completion`` in
     one plain batched pass (``padding_side`` pads; the model derives the position ids from the
@@ -163,16 +203,17 @@ def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_tex
     """
     import torch
 
-    if len(prompt_texts) != len(forced_texts):
-        raise ValueError(f"{len(prompt_texts)} prompts for {len(forced_texts)} forced completions")
+    n_rows = len(forced_ids) if forced_ids is not None else len(forced_texts)
+    if len(prompt_texts) != n_rows:
+        raise ValueError(f"{len(prompt_texts)} prompts for {n_rows} forced completions")
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    for t in forced_texts:
+    for t in (forced_texts if forced_ids is None else []):
         if not t.endswith(gt_text):
             raise ValueError(f"forced completion {t[-60:]!r} does not end with the ground truth {gt_text!r}")
     tokenizer = getattr(processor, "tokenizer", processor)
     gt_ids, digit_idx = _gt_token_layout(tokenizer, gt_text)
-    rows = len(forced_texts)
+    rows = n_rows
     out = np.zeros((rows, len(digit_idx)), dtype=np.float64)
     if rows == 0:
         return out
@@ -183,7 +224,8 @@ def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_tex
         with torch.no_grad():
             for lo in range(0, rows, step):
                 hi = min(rows, lo + step)
-                comp = _encode_completions(tokenizer, forced_texts[lo:hi], gt_ids)
+                comp = (_encode_completions(tokenizer, forced_texts[lo:hi], gt_ids) if forced_ids is None
+                        else _check_ids(forced_ids[lo:hi], gt_ids, lo))
                 run = _shared_prompt_pass if share_prompt else _plain_pass
                 out[lo:hi] = run(model, processor, list(prompt_texts[lo:hi]), comp, image, gt_ids, digit_idx,
                                  padding_side)
@@ -413,35 +455,51 @@ def group_bounds(keys: Sequence) -> list[tuple[int, int]]:
 
 
 class PDReward:
-    """TRL reward ``pd``: Eq. 4's ``r_pd`` of every rollout **gated by Eq. 5** (0 unless
-    ``r_ans = r_fmt = 1``), computed with the live policy. The one PD path: the trainer uses it
-    and the tests call it directly.
+    """TRL reward ``pd``: Eq. 4's ``r_pd`` **gated by Eq. 5** (0 unless ``r_ans = r_fmt = 1``),
+    computed with the live policy. The one PD path: the trainer uses it and the tests call it.
 
     With TRL's ``reward_weights = [λ1, λ2, λ3]`` for ``[answer, format, pd]`` the weighted sum TRL
     forms is exactly Eq. 5. ``policy`` and ``processor`` are zero-argument callables returning the
-    current (unwrapped) model and its processor (a trainer hands over its live ones). Dataset columns used: ``mos``, ``images``,
-    ``prompt_text`` and ``no_think_text`` (the think and no-think prompts), ``id`` (groups a
-    prompt's rollouts; without it, prompt text and MOS do). With ``reference="sampled"`` and a
-    ``no_think_sample`` column (one sampled no-think completion per rollout, the authors'
-    reference) r_no-think is computed per rollout on its own sample; otherwise once per group on
-    the fixed layout (Eq. 4).
+    current (unwrapped) model and its processor (a trainer hands over its live ones). Dataset columns
+    used: ``mos``, ``images``, ``prompt_text`` and ``no_think_text`` (the think and no-think
+    prompts), ``id`` (groups a prompt's rollouts; without it, prompt text and MOS do).
 
-    Logged through TRL's ``log_metric`` hook (exact means over all processes): ``refine/pd_raw``
-    (ungated Eq. 4), ``refine/r_think``, ``refine/r_ref``; and through ``log_extra`` the ungated
-    value per rollout (column ``pd_raw`` of TRL's completions table).
+    **Only where it counts.** Eq. 5 uses ``r_pd`` only for correct rollouts, so only those are
+    teacher-forced, plus each group's ``r_ref`` row; a group without a correct rollout runs just that
+    one cheap row, so every process makes the same number of forward calls whatever its rollouts
+    are (ZeRO-3 needs equal *numbers* of calls, not equal rows). The forced rows start from the
+    sampled ``completion_ids`` (:func:`forced_ids_from_sampled`: the tokens the policy sampled, then
+    the ground truth's), so teacher forcing sees exactly the sampled tokens; a rollout whose score
+    does not start at a token boundary falls back to re-tokenised text (counted as
+    ``refine/pd_retokenised``). With ``reference="sampled"`` and a ``no_think_sample`` column (one
+    sampled no-think completion per rollout, the authors' reference) each correct rollout's
+    ``r_ref`` comes from its own sample, forced in the *same* pass (one prompt encoding for both
+    prompts) and the fixed reference row is not computed.
+
+    **Ungated PD for the metrics.** Every ``raw_every`` steps (TRL's ``trainer_state``), every
+    rollout is teacher-forced, and ``refine/pd_raw`` (ungated Eq. 4 over all rollouts),
+    ``refine/r_think`` and ``refine/r_ref`` are logged through TRL's ``log_metric`` hook (exact
+    means over all processes), with the per-rollout values in the completions table (``log_extra``
+    column ``pd_raw``); on the other steps only the gated rewards are computed. ``raw_every = 1``
+    computes every rollout at every step (the behaviour before gating).
     """
 
     __name__ = "pd"
 
-    def __init__(self, policy: Callable[[], Any], processor: Callable[[], Any], eps: float = 0.5, variant: str = "paper",
-                 reference: str = "forced"):
+    def __init__(self, policy: Callable[[], Any], processor: Callable[[], Any], eps: float = 0.5,
+                 variant: str = "paper", reference: str = "forced", raw_every: int = 1):
         if reference not in ("forced", "sampled"):
             raise ValueError(f"reference {reference!r}: expected 'forced' or 'sampled'")
+        if int(raw_every) < 0:
+            raise ValueError(f"raw_every {raw_every}: expected >= 0 (0 = never compute ungated PD)")
         self.policy, self.processor = policy, processor
         self.eps, self.variant, self.reference = float(eps), check_variant(variant), reference
+        self.raw_every = int(raw_every)
 
-    def compute(self, completions: Sequence[Any], **kw) -> dict[str, np.ndarray]:
-        """``{"gated", "raw", "r_think", "r_ref", "correct"}`` per rollout (the call returns ``gated``)."""
+    def compute(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
+                **kw) -> dict[str, Any]:
+        """Per rollout: ``gated`` (the reward), ``raw`` / ``r_think`` / ``r_ref`` (NaN where not
+        computed), ``correct``; plus ``full`` (whether every rollout was forced) and ``rows``."""
         texts = [completion_to_text(c) for c in completions]
         n = len(texts)
         for col in ("mos", "images", "prompt_text", "no_think_text"):
@@ -449,38 +507,65 @@ class PDReward:
                 raise ValueError(f"reward 'pd' needs the dataset column {col!r} ({n} values); got {sorted(kw)}")
         keys = list(kw["id"]) if kw.get("id") is not None else list(zip(kw["prompt_text"], map(float, kw["mos"])))
         sampled = kw.get("no_think_sample") if self.reference == "sampled" else None
+        state = kw.get("trainer_state")
+        step = int(getattr(state, "global_step", 0) or 0)
+        full = self.raw_every > 0 and step % self.raw_every == 0
         policy, processor, variant = self.policy(), self.processor(), self.variant
-        raw, r_think, r_ref = np.zeros(n), np.zeros(n), np.zeros(n)
+        tok = getattr(processor, "tokenizer", processor)
+        correct = np.array([is_correct(t, m, self.eps, variant, "think") for t, m in zip(texts, kw["mos"])], bool)
+        nan = float("nan")
+        raw, r_think, r_ref = np.full(n, nan), np.full(n, nan), np.full(n, nan)
+        rows_run, retokenised = 0, 0
         for lo, hi in group_bounds(keys):
             images = kw["images"][lo]
             image = images[0] if isinstance(images, (list, tuple)) else images
             n_img = len(images) if isinstance(images, (list, tuple)) else 1
-            no_think_msgs = user_message(kw["no_think_text"][lo], n_img)
-            res = pd_rewards_for_group(policy, processor, image, texts[lo:hi], float(kw["mos"][lo]),
-                                       think_messages=user_message(kw["prompt_text"][lo], n_img),
-                                       no_think_messages=no_think_msgs, variant=variant)
-            r_think[lo:hi] = res.r_think
-            if sampled is not None:  # authors' reference: each rollout's own sampled no-think answer
-                forced = [forced_completion(t, res.gt_text, "no_think", variant) for t in sampled[lo:hi]]
-                prompt = _prompt_text(processor, no_think_msgs)
-                z = forced_digit_probs(policy, processor, [prompt] * len(forced), forced, image, res.gt_text)
-                ref = np.array([mode_reward(p, variant) for p in z])
-                r_ref[lo:hi] = ref
-                raw[lo:hi] = [pd_reward(a, b) for a, b in zip(res.r_think, ref)]
-            else:
-                r_ref[lo:hi] = res.r_ref
-                raw[lo:hi] = res.r_pd
-        correct = np.array([is_correct(t, m, self.eps, variant, "think") for t, m in zip(texts, kw["mos"])], bool)
-        return {"gated": np.where(correct, raw, 0.0), "raw": raw, "r_think": r_think, "r_ref": r_ref,
-                "correct": correct}
+            think_prompt = _prompt_text(processor, user_message(kw["prompt_text"][lo], n_img))
+            no_think_prompt = _prompt_text(processor, user_message(kw["no_think_text"][lo], n_img))
+            gt_text = format_mos_text(float(kw["mos"][lo]), variant)
+            gt_ids, _ = _gt_token_layout(tok, gt_text)
+            want = [j for j in range(lo, hi) if full or correct[j]]
+            prompts, ids = [], []
+            for j in want:                                   # the think rollouts, token-exact where possible
+                forced = forced_ids_from_sampled(tok, completion_ids[j], gt_ids) if completion_ids is not None else None
+                if forced is None:
+                    retokenised += completion_ids is not None
+                    forced = _encode_completions(tok, [forced_completion(texts[j], gt_text, "think", variant)], gt_ids)[0]
+                prompts.append(think_prompt)
+                ids.append(forced)
+            if sampled is not None and want:                  # each rollout's own sampled no-think answer
+                for j in want:
+                    ref = forced_completion(sampled[j], gt_text, "no_think", variant)
+                    prompts.append(no_think_prompt)
+                    ids.append(_encode_completions(tok, [ref], gt_ids)[0])
+            else:                                             # the fixed no-think layout (Eq. 4), or the cheap row
+                prompts.append(no_think_prompt)
+                ids.append(_encode_completions(tok, [reference_completion(gt_text, variant)], gt_ids)[0])
+            z = forced_digit_probs(policy, processor, prompts, None, image, gt_text, forced_ids=ids)
+            rows_run += len(prompts)
+            k = len(want)
+            think_r = [mode_reward(p, variant) for p in z[:k]]
+            ref_r = [mode_reward(p, variant) for p in z[k:]]
+            for pos, j in enumerate(want):
+                r_think[j] = think_r[pos]
+                r_ref[j] = ref_r[pos] if sampled is not None else ref_r[0]
+                raw[j] = pd_reward(r_think[j], r_ref[j])
+            if sampled is None:
+                r_ref[lo:hi] = ref_r[0]
+        gated = np.where(correct, np.nan_to_num(raw, nan=0.0), 0.0)
+        return {"gated": gated, "raw": raw, "r_think": r_think, "r_ref": r_ref, "correct": correct, "full": full,
+                "rows": rows_run, "retokenised": retokenised}
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kw) -> list[float]:
-        out = self.compute(completions, **kw)
+        out = self.compute(completions, completion_ids, **kw)
         log_metric, log_extra = kw.get("log_metric"), kw.get("log_extra")
         if callable(log_metric):
-            for key in ("raw", "r_think", "r_ref"):
-                for v in out[key]:
-                    log_metric("refine/pd_raw" if key == "raw" else f"refine/{key}", float(v))
-        if callable(log_extra):
+            if out["full"]:
+                for key in ("raw", "r_think", "r_ref"):
+                    for v in out[key]:
+                        log_metric("refine/pd_raw" if key == "raw" else f"refine/{key}", float(v))
+            log_metric("refine/pd_rows", float(out["rows"]))
+            log_metric("refine/pd_retokenised", float(out["retokenised"]))
+        if callable(log_extra) and out["full"]:
             log_extra("pd_raw", [float(v) for v in out["raw"]])
         return [float(v) for v in out["gated"]]

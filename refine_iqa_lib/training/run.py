@@ -73,7 +73,8 @@ LAUNCH_FIELDS = {"use_cpu": "use_cpu", "bf16": "bf16", "gradient_checkpointing":
 TRL_FIXED = dict(save_strategy="steps", report_to="none", log_completions=False, remove_unused_columns=False,
                  dataloader_num_workers=0, shuffle_dataset=True, disable_tqdm=True)
 #: StageConfig keys left out of the resume fingerprint: they do not change what a run computes.
-FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from"}
+FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from",
+                        "pd_raw_every"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ from refine_iqa_lib.method.rewards import (
 from refine_iqa_lib.method.teacher_forcing import PDReward
 from refine_iqa_lib.prompts import check_mode, check_variant
 
-__all__ = ["RefineSettings", "RefineGRPOTrainer", "NonFiniteLossError", "NaNGuardCallback",
+__all__ = ["RefineSettings", "RefineGRPOTrainer", "NonFiniteLossError", "NaNGuardCallback", "GuardedStepMixin",
            "EpochRepeatSampler", "CheckpointLoadMixin", "AUTHORS_OVERRIDES"]
 
 #: Overrides that reproduce the authors' Stage-2 code as far as it is reproduced here: their
@@ -104,6 +104,7 @@ class RefineSettings:
     lambdas: tuple = (1.0, 1.0, 1.0)
     pd_reference: str = "forced"         # forced | sampled
     no_think_every: int = 0              # 0 = never sample no-think answers for the metric
+    pd_raw_every: int = 1                # ungated PD of every rollout (metrics) every k steps; 0 = never
     advantages_dir: str | None = None    # per-rank JSONL of the gathered advantages
 
     def __post_init__(self):
@@ -165,39 +166,81 @@ class EpochRepeatSampler(RepeatSampler):
 
 
 class NaNGuardCallback(TrainerCallback):
-    """Stop before a non-finite update: checks the (already synchronised) gradients before every
-    optimizer step. On a NaN/Inf it saves a checkpoint of the last finite weights (the state after
-    the previous step) and raises :class:`NonFiniteLossError` naming the step and the checkpoint.
-    Gradients are all-reduced before this hook, so every process takes the same decision."""
+    """Stop before a non-finite update, from what every distributed set-up exposes: the step's loss
+    and the global gradient norm that transformers computes right before the optimizer step
+    (``Trainer._get_grad_norm``, recorded by :class:`GuardedStepMixin`; under ZeRO-3 ``p.grad`` is
+    ``None`` for partitioned parameters, the global norm is not). One synchronisation per step: each
+    process's finite/non-finite flag is summed across processes once, so every process takes the
+    same decision. On a NaN/Inf before the update it saves a checkpoint of the last finite weights
+    (the state after the previous step) and raises :class:`NonFiniteLossError` naming the step and
+    the checkpoint. Under DeepSpeed the norm of a step is only known after its update; a non-finite
+    one there stops the run at once, pointing at the last saved checkpoint instead."""
 
     def __init__(self):
         self.trainer = None
 
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        model = kwargs.get("model")
+    def _bad(self) -> tuple[bool, str]:
         trainer = self.trainer
-        if model is None or trainer is None:
+        loss = getattr(trainer, "_guard_loss", None)
+        norm = getattr(trainer, "_guard_grad_norm", None)
+        what = []
+        if loss is not None and not math.isfinite(loss):
+            what.append(f"loss {loss}")
+        if norm is not None and not math.isfinite(norm):
+            what.append(f"gradient norm {norm}")
+        local = 1.0 if what else 0.0
+        if trainer.accelerator.num_processes > 1:  # the one synchronisation of the step
+            flag = trainer.accelerator.reduce(torch.tensor([local], device=trainer.accelerator.device), reduction="sum")
+            total = float(flag.item())
+        else:
+            total = local
+        return total > 0, ", ".join(what) or "loss or gradients on another process"
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if trainer is None or trainer.is_deepspeed_enabled:
             return
-        bad = None
-        for name, p in model.named_parameters():
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                bad = name
-                break
-        loss = getattr(trainer, "_last_loss", None)
-        loss_bad = loss is not None and not math.isfinite(loss)
-        flag = torch.tensor([1.0 if (bad is not None or loss_bad) else 0.0], device=trainer.accelerator.device)
-        if trainer.accelerator.num_processes > 1:  # one decision for all processes
-            flag = trainer.accelerator.reduce(flag, reduction="sum")
-        if float(flag.item()) == 0.0:
+        bad, what = self._bad()
+        if not bad:
             return
         step = state.global_step + 1
-        model.zero_grad(set_to_none=True)
+        trainer.model.zero_grad(set_to_none=True)
         trainer._save_checkpoint(trainer.model_wrapped, trial=None)
         trainer.callback_handler.on_save(args, state, control)  # marks the checkpoint complete
         where = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        what = f"gradient of {bad}" if bad else (f"loss {loss}" if loss_bad else "loss on another process")
         raise NonFiniteLossError(f"non-finite {what} at training step {step}; stopped before applying it. "
                                  f"Last finite weights (after step {state.global_step}) saved in {where}")
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if trainer is None or not trainer.is_deepspeed_enabled:
+            return
+        bad, what = self._bad()
+        if bad:
+            raise NonFiniteLossError(f"non-finite {what} at training step {state.global_step + 1} (DeepSpeed applies "
+                                     "the update before its global norm is known); resume from the last saved "
+                                     f"checkpoint in {args.output_dir}")
+
+
+class GuardedStepMixin:
+    """Records what :class:`NaNGuardCallback` reads: each step's loss (``training_step``) and the
+    global gradient norm transformers computes before the optimizer step (``_get_grad_norm``)."""
+
+    _guard_loss: float | None = None
+    _guard_grad_norm: float | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._guard_loss = float(loss.detach().float().mean()) if torch.is_tensor(loss) else None
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        try:
+            self._guard_grad_norm = None if norm is None else float(norm)
+        except (TypeError, ValueError):  # pragma: no cover - an unexpected norm type
+            self._guard_grad_norm = None
+        return norm
 
 
 class CheckpointLoadMixin:
@@ -225,7 +268,7 @@ class CheckpointLoadMixin:
         del loaded
 
 
-class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
+class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
     """``GRPOTrainer`` with the Refine-IQA rewards (Eq. 1-5), the modified advantage (Eq. 6) and
     the per-step metrics the paper's figures need. See the module docstring.
 
@@ -245,7 +288,6 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
         training_args.reward_weights = refine.reward_weights()
         kwargs["reward_funcs"] = self._build_reward_funcs()
         self._eq6_local: torch.Tensor | None = None   # this step's Eq. 6 advantages (this process's rows)
-        self._last_loss: float | None = None
         super().__init__(*args, **kwargs)
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, NaNGuardCallback):
@@ -259,7 +301,7 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
         funcs[0] = self._with_step_metrics(funcs[0])
         if r.use_pd:
             funcs.append(PDReward(lambda: self.model, lambda: self.processing_class, eps=r.answer_eps, variant=r.variant,
-                                  reference=r.pd_reference))
+                                  reference=r.pd_reference, raw_every=r.pd_raw_every))
         return funcs
 
     def _with_step_metrics(self, task_reward):
@@ -375,11 +417,3 @@ class RefineGRPOTrainer(CheckpointLoadMixin, GRPOTrainer):
             shuffle=self.shuffle_dataset,
             seed=self.args.seed,
         )
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        try:
-            self._last_loss = float(loss.detach().float().mean())
-        except Exception:  # pragma: no cover - loss always a tensor in TRL
-            self._last_loss = None
-        return loss

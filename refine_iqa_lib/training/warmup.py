@@ -39,7 +39,7 @@ from trl import SFTTrainer
 from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
 from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text, scoring_prompt
 from refine_iqa_lib.training.data import check_images_load, perception_dir, scoring_frame, stage1_frame, to_trl_dataset
-from refine_iqa_lib.training.trainer import CheckpointLoadMixin
+from refine_iqa_lib.training.trainer import CheckpointLoadMixin, GuardedStepMixin
 
 __all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_dataset", "sft_config", "WarmupTrainer"]
 
@@ -167,6 +167,6 @@ def sft_config(cfg, run_dir: Path):
     return SFTConfig(**kwargs)
 
 
-class WarmupTrainer(CheckpointLoadMixin, SFTTrainer):
+class WarmupTrainer(GuardedStepMixin, CheckpointLoadMixin, SFTTrainer):
     """TRL's ``SFTTrainer`` with resume-safe weight loading (run by
     :func:`refine_iqa_lib.training.run.run_stage` with ``stage="warmup"``)."""
