@@ -95,12 +95,17 @@ class ScoringDataConfig:
     """Stage-2 training sets and the IQA evaluation sets.
 
     ``roots`` maps a dataset name to its folder; the name ``embedded`` (or a root of
-    ``"embedded"``) uses the synthetic stand-in written in KonIQ's layout.
+    ``"embedded"``) uses the synthetic stand-in written in KonIQ's layout. ``custom`` maps a
+    name to your own labels file (:data:`CUSTOM_LABEL_KEYS`; read by
+    :func:`refine_iqa_lib.data.iqa.load_labels`), usable in ``train`` and ``eval`` like any other::
+
+        custom: {mine: {labels: data/mine.csv, range: [1, 10], image_column: path, split_column: set}}
     """
 
     train: list = field(default_factory=lambda: ["koniq"])
     eval: list = field(default_factory=lambda: ["koniq"])
     roots: dict = field(default_factory=lambda: {"koniq": "embedded"})
+    custom: dict = field(default_factory=dict)
     embedded_n_images: int = 400
     embedded_image_size: int = 112
     embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
@@ -459,6 +464,43 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
 )
 
 
+#: Keys of one ``scoring.custom.<name>`` entry and their defaults (``labels`` and ``range`` required).
+#: Paths are relative to the repository root unless absolute, like every config path.
+CUSTOM_LABEL_KEYS = {"labels": None, "range": None, "image_dir": "", "image_column": "image", "mos_column": "mos",
+                     "higher_is_better": True, "split_column": "", "std_column": ""}
+
+
+def custom_labels(cfg: Config, name: str) -> dict:
+    """The ``scoring.custom.<name>`` entry with its defaults filled in, checked; ``ConfigError``
+    naming the key otherwise."""
+    key = f"scoring.custom.{name}"
+    entry = cfg.scoring.custom.get(name)
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{key} = {entry!r}: expected a mapping with labels and range (and optionally "
+                          f"{', '.join(k for k in CUSTOM_LABEL_KEYS if k not in ('labels', 'range'))})", key)
+    unknown = sorted(set(entry) - set(CUSTOM_LABEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown}; valid keys: {list(CUSTOM_LABEL_KEYS)}", key)
+    out = {k: entry.get(k, v) for k, v in CUSTOM_LABEL_KEYS.items()}
+    if not isinstance(out["labels"], str) or not out["labels"].strip():
+        raise ConfigError(f"{key}.labels = {out['labels']!r}: expected the path of a CSV or JSONL labels file",
+                          f"{key}.labels")
+    r = out["range"]
+    if (not isinstance(r, (list, tuple)) or len(r) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r) or not r[0] < r[1]):
+        raise ConfigError(f"{key}.range = {r!r}: expected [lo, hi] with lo < hi (the labels' MOS scale)",
+                          f"{key}.range")
+    if not isinstance(out["higher_is_better"], bool):
+        raise ConfigError(f"{key}.higher_is_better = {out['higher_is_better']!r}: expected true or false",
+                          f"{key}.higher_is_better")
+    for k in ("image_dir", "image_column", "mos_column", "split_column", "std_column"):
+        if not isinstance(out[k], str):
+            raise ConfigError(f"{key}.{k} = {out[k]!r}: expected a string", f"{key}.{k}")
+    if name in cfg.scoring.roots:
+        raise ConfigError(f"{key}: {name!r} is also in scoring.roots; expected each dataset name once", key)
+    return out
+
+
 def check_values(cfg: Config) -> None:
     """Raise :class:`ConfigError` (with ``key``) for the first value of ``cfg`` that cannot work,
     naming the key, the value and the rule (:data:`VALUE_RULES`); also ``model.max_pixels >=
@@ -482,6 +524,8 @@ def check_values(cfg: Config) -> None:
                 good = False
             if not good:
                 raise ConfigError(f"{k} = {value!r}: expected {rule}", k)
+    for name in cfg.scoring.custom:
+        custom_labels(cfg, name)
     if cfg.model.max_pixels < cfg.model.min_pixels:
         raise ConfigError(f"model.max_pixels = {cfg.model.max_pixels!r}: expected >= model.min_pixels "
                           f"({cfg.model.min_pixels})", "model.max_pixels")

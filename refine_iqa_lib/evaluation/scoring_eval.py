@@ -37,7 +37,7 @@ import pandas as pd
 
 from refine_iqa_lib.config import Config
 from refine_iqa_lib.data.iqa import get_info
-from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
+from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
@@ -189,13 +189,14 @@ def scoring_result_path(cfg: Config, model: str, dataset: str, mode: str, method
 def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tuple[pd.DataFrame, str]:
     """The evaluation rows of ``dataset`` (``max_samples`` seeded subset) and the split used.
 
-    ``dataset`` is a configured name (``scoring.roots``); ``embedded`` roots are built on demand.
+    ``dataset`` is a configured name (``scoring.roots`` or ``scoring.custom``); ``embedded`` roots are
+    built on demand.
     """
-    info = get_info(loader_name(cfg, dataset))
-    split = split or info.default_split
+    split = split or default_split(cfg, dataset)
     df = load_scoring_split(cfg, dataset, split=split)
     if df.empty:
-        raise ValueError(f"{dataset}: the {split!r} split of {info.title} has no images")
+        title = "your labels (scoring.custom)" if is_custom(cfg, dataset) else get_info(loader_name(cfg, dataset)).title
+        raise ValueError(f"{dataset}: the {split!r} split of {title} has no images")
     return subsample(df, cfg.eval.max_samples, cfg.seed), split
 
 
@@ -253,7 +254,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
                    "profile": cfg.profile, "split": split, "n_images": int(len(df)),
                    "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
-                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")),
+                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
+                                             or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
                    "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
                    "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
                    **unreadable}

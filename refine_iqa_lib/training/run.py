@@ -130,6 +130,9 @@ def _data_spec(cfg: Config, stage: str) -> dict:
     sc = asdict(cfg.scoring)
     spec = {k: sc[k] for k in ("train", "embedded_n_images", "embedded_image_size", "embedded_categories", "seed")}
     spec["roots"] = {k: v for k, v in sc["roots"].items() if k in sc["train"]}
+    custom = {k: v for k, v in sc["custom"].items() if k in sc["train"]}
+    if custom:  # absent otherwise, so that runs from before scoring.custom existed still resume
+        spec["custom"] = custom
     return spec
 
 
@@ -281,7 +284,7 @@ def stage_settings(cfg: Config, stage) -> str:
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     """``[(check, ok, detail)]``: model folder, initial weights, datasets (what ``--dry-run`` prints)."""
-    from refine_iqa_lib.data.scoring_set import is_embedded
+    from refine_iqa_lib.data.scoring_set import is_custom, is_embedded, load_custom_split
     from refine_iqa_lib.training.data import perception_dir
 
     stage = check_stage(stage)
@@ -295,6 +298,15 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
         for name in cfg.scoring.train:
             if is_embedded(cfg, name):
                 out.append((f"scoring data {name}", True, "embedded synthetic set (built on demand)"))
+                continue
+            if is_custom(cfg, name):
+                try:  # reads and checks every row (the errors name the file and the line)
+                    df = load_custom_split(cfg, name, "train")
+                    out.append((f"scoring data {name}", not df.empty,
+                                f"{len(df)} training row(s) from scoring.custom.{name}.labels "
+                                f"{cfg.resolve(cfg.scoring.custom[name]['labels'])}"))
+                except (FileNotFoundError, ValueError, ConfigError) as e:
+                    out.append((f"scoring data {name}", False, str(e)))
                 continue
             root = cfg.scoring.roots.get(name)
             path = cfg.resolve(root) if root else None
