@@ -162,6 +162,9 @@ class StageConfig:
     save_steps: int = 50
     save_total_limit: int = 2             # checkpoints kept
     logging_steps: int = 1
+    eval_every: int = 0                   # Stage-2: validation SRCC/PLCC + answer reward every k steps (0 = off)
+    eval_samples: int = 32                # pictures in the fixed validation subset
+    keep_best: bool = False               # keep <run>/best/: the weights with the best validation SRCC
     seed: int = 0
 
 
@@ -452,6 +455,8 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("*.save_steps", _ge(1), ">= 1"),
     ("*.save_total_limit", _ge(1), ">= 1"),
     ("*.logging_steps", _ge(1), ">= 1"),
+    ("*.eval_every", _ge(0), ">= 0 steps (0 = no validation while training)"),
+    ("*.eval_samples", _ge(2), ">= 2 pictures (a correlation needs at least two)"),
     ("launch.num_processes", _ge(1), ">= 1"),
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),

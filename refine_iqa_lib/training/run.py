@@ -73,7 +73,8 @@ LAUNCH_FIELDS = {"use_cpu": "use_cpu", "bf16": "bf16", "gradient_checkpointing":
 TRL_FIXED = dict(save_strategy="steps", report_to="none", log_completions=False, remove_unused_columns=False,
                  dataloader_num_workers=0, shuffle_dataset=True, disable_tqdm=True)
 #: StageConfig keys left out of the resume fingerprint: they do not change what a run computes.
-FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from"}
+FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from",
+                        "eval_every", "eval_samples", "keep_best"}   # validation reads the policy, never changes it
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def _marker_callback(fingerprint: dict):
 
 def clean_run_dir(run_dir: Path) -> None:
     """Delete a run folder's checkpoints, final weights, advantages, metrics and metadata."""
-    for name in ("checkpoints", "final", "advantages", "metrics.jsonl", "run_meta.json"):
+    for name in ("checkpoints", "final", "best", "advantages", "metrics.jsonl", "run_meta.json"):
         p = Path(run_dir) / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -453,6 +454,10 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
     refine = RefineSettings.from_stage(s, stage, advantages_dir=run_dir / "advantages")
 
     def build_trainer(model, processor, dataset, cbs):
+        if stage == "2" and s.eval_every > 0:
+            from refine_iqa_lib.training.validation import ValidationCallback
+
+            cbs = [*cbs, ValidationCallback(cfg, run_dir, processor)]
         return RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
                                  processing_class=processor, callbacks=cbs, refine=refine)
 
