@@ -184,6 +184,22 @@ class LaunchConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters for the GRPO stages (one GPU), through TRL's ``peft_config``; off by default.
+
+    Only the adapters train; ``final/`` holds the merged weights (a plain model folder) and
+    ``adapter/`` the adapter itself (:mod:`refine_iqa_lib.training.lora`)."""
+
+    enabled: bool = False
+    r: int = 64                           # rank
+    alpha: int = 128                      # scaling alpha / r
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"])
+    vision: bool = False                  # also adapt the vision tower's layers of those names
+
+
+@dataclass
 class EvalConfig:
     """Evaluation settings (Tables 1-4)."""
 
@@ -210,6 +226,7 @@ class Config:
     stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     # ---- derived locations (absolute) -------------------------------------------------------
@@ -458,6 +475,11 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("*.eval_every", _ge(0), ">= 0 steps (0 = no validation while training)"),
     ("*.eval_samples", _ge(2), ">= 2 pictures (a correlation needs at least two)"),
     ("launch.num_processes", _ge(1), ">= 1"),
+    ("lora.r", _ge(1), ">= 1 (the adapters' rank)"),
+    ("lora.alpha", _pos, "> 0"),
+    ("lora.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    ("lora.target_modules", lambda v: bool(v) and all(isinstance(x, str) and x for x in v),
+     "a non-empty list of module names (e.g. q_proj, v_proj)"),
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
     ("eval.batch_size", _ge(1), ">= 1"),
@@ -558,7 +580,7 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
     >>> load_config("nope")
     Traceback (most recent call last):
     ...
-    refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'smoke', 'tiny']
+    refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'single_gpu', 'smoke', 'tiny']
     """
     sets = _flatten_overrides(overrides)
     if isinstance(profile, Config):  # already loaded

@@ -148,6 +148,8 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         "init": str(Path(init_path).resolve()), "world_size": int(world_size),
         "launch": {"bf16": cfg.launch.bf16, "use_vllm": cfg.launch.use_vllm},
     }
+    if cfg.lora.enabled and stage != "warmup":  # absent otherwise: full fine-tuning runs keep their fingerprint
+        settings["lora"] = asdict(cfg.lora)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"fingerprint": digest, "settings": settings}
 
@@ -215,7 +217,7 @@ def _marker_callback(fingerprint: dict):
 
 def clean_run_dir(run_dir: Path) -> None:
     """Delete a run folder's checkpoints, final weights, advantages, metrics and metadata."""
-    for name in ("checkpoints", "final", "best", "advantages", "metrics.jsonl", "run_meta.json"):
+    for name in ("checkpoints", "final", "best", "adapter", "advantages", "metrics.jsonl", "run_meta.json"):
         p = Path(run_dir) / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -280,7 +282,10 @@ def stage_settings(cfg: Config, stage) -> str:
             f"{length} lr={kw['learning_rate']} ({kw['lr_scheduler_type']}) beta={kw['beta']} loss={kw['loss_type']} "
             f"PD={r.use_pd} PM={r.use_pm} variant={r.variant} T={kw['temperature']} top_p={kw['top_p']} "
             f"top_k={kw['top_k']} max_completion={kw['max_completion_length']} processes={L.num_processes} "
-            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})")
+            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})"
+            + (f" LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} "
+               f"targets={','.join(cfg.lora.target_modules)}{' +vision' if cfg.lora.vision else ''}"
+               if cfg.lora.enabled else ""))
 
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
@@ -361,6 +366,7 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
     from accelerate import PartialState
 
     from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.training.lora import is_peft_model, save_lora_final
     from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
     from refine_iqa_lib.training.trainer import NaNGuardCallback
 
@@ -411,7 +417,10 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
     # 4. train, then save the final weights (the marker is written last)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     final = final_dir(run_dir)
-    trainer.save_model(str(final))
+    if is_peft_model(trainer.model):  # LoRA: adapter/ plus the merged weights in final/
+        save_lora_final(trainer, processor, run_dir, final)
+    else:
+        trainer.save_model(str(final))
     if state.is_main_process:
         processor.save_pretrained(str(final))
         write_json(final / FINAL_MARKER, {**fp, "steps": int(trainer.state.global_step), "stage": stage})
@@ -458,18 +467,30 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
             from refine_iqa_lib.training.validation import ValidationCallback
 
             cbs = [*cbs, ValidationCallback(cfg, run_dir, processor)]
+        peft = {}
+        if cfg.lora.enabled:
+            from refine_iqa_lib.training.lora import peft_config
+
+            peft = {"peft_config": peft_config(cfg)}
         return RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
-                                 processing_class=processor, callbacks=cbs, refine=refine)
+                                 processing_class=processor, callbacks=cbs, refine=refine, **peft)
 
     def meta(init, how, fp, trainer, dataset):
-        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset))
+        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset), trainer.model)
 
     return _train(cfg, stage, run_dir, resume, callbacks, seed=s.seed,
                   build_dataset=lambda: stage1_dataset(cfg) if stage == "1" else stage2_dataset(cfg),
                   build_trainer=build_trainer, meta=meta)
 
 
-def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
+def _trainable(model) -> dict:
+    from refine_iqa_lib.training.lora import trainable_parameters
+
+    n, total = trainable_parameters(model)
+    return {"trainable": int(n), "total": int(total)}
+
+
+def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts, trainer_model=None) -> dict:
     import torch
     import transformers
     import trl
@@ -499,5 +520,6 @@ def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
         "no_think_metric": ("refine/answer_no_think: Eq. 1 on one sampled no-think completion per rollout, "
                             f"every {s.no_think_every} steps (not used by the loss)") if stage == "2" else None,
         "notes": notes,
+        "lora": ({**asdict(cfg.lora), "trainable_parameters": _trainable(trainer_model)} if cfg.lora.enabled else None),
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }
