@@ -221,7 +221,8 @@ class Scorer:
     (``None``, or why the image could not be read: such rows are kept, never dropped). Inputs are
     paths, PIL images or uint8 arrays; they are decoded one batch at a time
     (:func:`refine_iqa_lib.io.open_image`). Decoding is greedy with every field set
-    (:mod:`refine_iqa_lib.generation`), so the same inputs and batch size give the same scores.
+    (:mod:`refine_iqa_lib.generation`), so the same inputs and batch size give the same scores
+    (another batch size pads the batches differently: scores may then differ by about 1e-7).
     ``model`` / ``processor`` may be passed instead of loading ``model_dir`` again.
 
     Used as a reward or in a notebook::
