@@ -96,12 +96,17 @@ class ScoringDataConfig:
     """Stage-2 training sets and the IQA evaluation sets.
 
     ``roots`` maps a dataset name to its folder; the name ``embedded`` (or a root of
-    ``"embedded"``) uses the synthetic stand-in written in KonIQ's layout.
+    ``"embedded"``) uses the synthetic stand-in written in KonIQ's layout. ``custom`` maps a
+    name to your own labels file (:data:`CUSTOM_LABEL_KEYS`; read by
+    :func:`refine_iqa_lib.data.iqa.load_labels`), usable in ``train`` and ``eval`` like any other::
+
+        custom: {mine: {labels: data/mine.csv, range: [1, 10], image_column: path, split_column: set}}
     """
 
     train: list = field(default_factory=lambda: ["koniq"])
     eval: list = field(default_factory=lambda: ["koniq"])
     roots: dict = field(default_factory=lambda: {"koniq": "embedded"})
+    custom: dict = field(default_factory=dict)
     embedded_n_images: int = 400
     embedded_image_size: int = 112
     embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
@@ -159,6 +164,9 @@ class StageConfig:
     save_steps: int = 50
     save_total_limit: int = 2             # checkpoints kept
     logging_steps: int = 1
+    eval_every: int = 0                   # Stage-2: validation SRCC/PLCC + answer reward every k steps (0 = off)
+    eval_samples: int = 32                # pictures in the fixed validation subset
+    keep_best: bool = False               # keep <run>/best/: the weights with the best validation SRCC
     seed: int = 0
 
 
@@ -175,6 +183,22 @@ class LaunchConfig:
     bf16: bool = False
     gradient_checkpointing: bool = False
     use_cpu: bool = True
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters for the GRPO stages (one GPU), through TRL's ``peft_config``; off by default.
+
+    Only the adapters train; ``final/`` holds the merged weights (a plain model folder) and
+    ``adapter/`` the adapter itself (:mod:`refine_iqa_lib.training.lora`)."""
+
+    enabled: bool = False
+    r: int = 64                           # rank
+    alpha: int = 128                      # scaling alpha / r
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"])
+    vision: bool = False                  # also adapt the vision tower's layers of those names
 
 
 @dataclass
@@ -205,6 +229,7 @@ class Config:
     stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     # ---- derived locations (absolute) -------------------------------------------------------
@@ -452,7 +477,14 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("*.save_steps", _ge(1), ">= 1"),
     ("*.save_total_limit", _ge(1), ">= 1"),
     ("*.logging_steps", _ge(1), ">= 1"),
+    ("*.eval_every", _ge(0), ">= 0 steps (0 = no validation while training)"),
+    ("*.eval_samples", _ge(2), ">= 2 pictures (a correlation needs at least two)"),
     ("launch.num_processes", _ge(1), ">= 1"),
+    ("lora.r", _ge(1), ">= 1 (the adapters' rank)"),
+    ("lora.alpha", _pos, "> 0"),
+    ("lora.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    ("lora.target_modules", lambda v: bool(v) and all(isinstance(x, str) and x for x in v),
+     "a non-empty list of module names (e.g. q_proj, v_proj)"),
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
     ("eval.batch_size", _ge(1), ">= 1"),
@@ -463,6 +495,43 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("eval.methods", _subset(("prob", "numeric", "num")), "a non-empty list of prob, numeric"),
     ("eval.qbench_split", _one_of(("dev", "test")), "dev or test"),
 )
+
+
+#: Keys of one ``scoring.custom.<name>`` entry and their defaults (``labels`` and ``range`` required).
+#: Paths are relative to the repository root unless absolute, like every config path.
+CUSTOM_LABEL_KEYS = {"labels": None, "range": None, "image_dir": "", "image_column": "image", "mos_column": "mos",
+                     "higher_is_better": True, "split_column": "", "std_column": ""}
+
+
+def custom_labels(cfg: Config, name: str) -> dict:
+    """The ``scoring.custom.<name>`` entry with its defaults filled in, checked; ``ConfigError``
+    naming the key otherwise."""
+    key = f"scoring.custom.{name}"
+    entry = cfg.scoring.custom.get(name)
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{key} = {entry!r}: expected a mapping with labels and range (and optionally "
+                          f"{', '.join(k for k in CUSTOM_LABEL_KEYS if k not in ('labels', 'range'))})", key)
+    unknown = sorted(set(entry) - set(CUSTOM_LABEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown}; valid keys: {list(CUSTOM_LABEL_KEYS)}", key)
+    out = {k: entry.get(k, v) for k, v in CUSTOM_LABEL_KEYS.items()}
+    if not isinstance(out["labels"], str) or not out["labels"].strip():
+        raise ConfigError(f"{key}.labels = {out['labels']!r}: expected the path of a CSV or JSONL labels file",
+                          f"{key}.labels")
+    r = out["range"]
+    if (not isinstance(r, (list, tuple)) or len(r) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r) or not r[0] < r[1]):
+        raise ConfigError(f"{key}.range = {r!r}: expected [lo, hi] with lo < hi (the labels' MOS scale)",
+                          f"{key}.range")
+    if not isinstance(out["higher_is_better"], bool):
+        raise ConfigError(f"{key}.higher_is_better = {out['higher_is_better']!r}: expected true or false",
+                          f"{key}.higher_is_better")
+    for k in ("image_dir", "image_column", "mos_column", "split_column", "std_column"):
+        if not isinstance(out[k], str):
+            raise ConfigError(f"{key}.{k} = {out[k]!r}: expected a string", f"{key}.{k}")
+    if name in cfg.scoring.roots:
+        raise ConfigError(f"{key}: {name!r} is also in scoring.roots; expected each dataset name once", key)
+    return out
 
 
 def check_values(cfg: Config) -> None:
@@ -488,6 +557,8 @@ def check_values(cfg: Config) -> None:
                 good = False
             if not good:
                 raise ConfigError(f"{k} = {value!r}: expected {rule}", k)
+    for name in cfg.scoring.custom:
+        custom_labels(cfg, name)
     if cfg.model.max_pixels < cfg.model.min_pixels:
         raise ConfigError(f"model.max_pixels = {cfg.model.max_pixels!r}: expected >= model.min_pixels "
                           f"({cfg.model.min_pixels})", "model.max_pixels")
@@ -515,7 +586,7 @@ def load_config(profile: str = "tiny", overrides: dict | list | None = None) -> 
     >>> load_config("nope")
     Traceback (most recent call last):
     ...
-    refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'smoke', 'tiny']
+    refine_iqa_lib.config.ConfigError: unknown profile 'nope'; valid profiles: ['paper', 'single_gpu', 'smoke', 'tiny']
     """
     sets = _flatten_overrides(overrides)
     if isinstance(profile, Config):  # already loaded

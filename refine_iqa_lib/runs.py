@@ -18,6 +18,8 @@ name               weights
 ``s2_no_stage1``,  the Stage-2 ablations of Tables 5-6:
 ``s2_no_pd``,      ``<work_dir>/runs/ablations/<name>``
 ``s2_no_pm``
+``evaluated:<x>``  any other local Qwen2.5-VL folder ``<x>`` scored by ``refine-iqa evaluate``
+                   (:func:`evaluated_name`); its results show in Tables 3-4 as "evaluated here"
 =================  =========================================================================
 """
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pathlib import Path
 from refine_iqa_lib.config import Config, ConfigError
 
 __all__ = ["STAGES", "STAGE_DIRS", "STAGE_SECTIONS", "FINAL_MARKER", "CHECKPOINT_MARKER", "BASE_MODELS",
-           "ABLATION_MODELS", "MODEL_NAMES", "check_stage", "stage_section", "default_run_dir", "final_dir",
-           "is_complete", "weights_dir", "uses_warmup", "model_paths", "normalise_model_name"]
+           "ABLATION_MODELS", "MODEL_NAMES", "EVALUATED_PREFIX", "check_stage", "stage_section", "default_run_dir", "final_dir",
+           "is_complete", "weights_dir", "uses_warmup", "model_paths", "normalise_model_name",
+           "evaluated_name", "is_evaluated", "result_stem"]
 
 #: The training stages: the stand-in's SFT warm-up, Stage-1 (perception) and Stage-2 (scoring).
 STAGES = ("warmup", "1", "2")
@@ -43,6 +46,8 @@ CHECKPOINT_MARKER = "refine_run.json"
 BASE_MODELS = ("base", "s1", "s2")
 ABLATION_MODELS = ("s2_no_stage1", "s2_no_pd", "s2_no_pm")
 MODEL_NAMES = BASE_MODELS + ABLATION_MODELS
+#: Prefix of the model name of a folder evaluated by ``refine-iqa evaluate`` (not a run of ours).
+EVALUATED_PREFIX = "evaluated:"
 
 
 def check_stage(stage) -> str:
@@ -117,12 +122,42 @@ def model_paths(cfg: Config) -> dict[str, Path]:
 
 
 def normalise_model_name(name: str) -> str:
-    """``"S1"`` -> ``"s1"``; an unknown name raises listing the known ones.
+    """``"S1"`` -> ``"s1"``; ``evaluated:<x>`` names are kept as written; an unknown name raises
+    listing the known ones.
 
-    >>> normalise_model_name(" S2 ")
-    's2'
+    >>> normalise_model_name(" S2 "), normalise_model_name("evaluated:My-Model")
+    ('s2', 'evaluated:My-Model')
     """
-    key = str(name).strip().lower()
+    raw = str(name).strip()
+    if is_evaluated(raw):
+        if not raw[len(EVALUATED_PREFIX):].strip():
+            raise ValueError(f"model name {name!r}: expected {EVALUATED_PREFIX}<folder name>")
+        return EVALUATED_PREFIX + raw[len(EVALUATED_PREFIX):].strip()
+    key = raw.lower()
     if key not in MODEL_NAMES:
-        raise ValueError(f"unknown model name {name!r}; expected one of {list(MODEL_NAMES)}")
+        raise ValueError(f"unknown model name {name!r}; expected one of {list(MODEL_NAMES)} "
+                         f"or {EVALUATED_PREFIX}<folder name>")
     return key
+
+
+def is_evaluated(name: str) -> bool:
+    """Whether ``name`` is an ``evaluated:<folder>`` model (a folder scored by ``refine-iqa evaluate``)."""
+    return str(name).strip().lower().startswith(EVALUATED_PREFIX)
+
+
+def evaluated_name(folder: str | os.PathLike) -> str:
+    """The model name results of an evaluated folder carry: ``evaluated:<folder name>``.
+
+    >>> evaluated_name("/models/Q-Insight-7B/")
+    'evaluated:Q-Insight-7B'
+    """
+    return EVALUATED_PREFIX + Path(folder).name
+
+
+def result_stem(name: str) -> str:
+    """A model name as it appears in result file names (``:`` is not allowed on every file system).
+
+    >>> result_stem("s2"), result_stem("evaluated:Q-Insight-7B")
+    ('s2', 'evaluated--Q-Insight-7B')
+    """
+    return str(name).replace(":", "--").replace("/", "_")

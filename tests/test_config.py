@@ -3,8 +3,8 @@ import pytest
 from refine_iqa_lib.config import ConfigError, accelerate_config_path, available_profiles, load_config, save_config
 
 
-def test_three_profiles_load():
-    assert available_profiles() == ["paper", "smoke", "tiny"]
+def test_every_profile_loads():
+    assert available_profiles() == ["paper", "single_gpu", "smoke", "tiny"]
     for p in available_profiles():
         cfg = load_config(p)
         assert cfg.profile == p
@@ -47,7 +47,7 @@ def test_bad_overrides_name_the_key(bad, fragment):
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid profiles: \['paper', 'smoke', 'tiny'\]"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'; valid profiles: \['paper', 'single_gpu', 'smoke', 'tiny'\]"):
         load_config("huge")
 
 

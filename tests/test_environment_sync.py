@@ -31,6 +31,7 @@ def test_package_data_ships_configs():
     import refine_iqa_lib
 
     pkg = Path(refine_iqa_lib.__file__).parent
-    assert sorted(p.name for p in (pkg / "configs" / "profiles").glob("*.yaml")) == ["paper.yaml", "smoke.yaml", "tiny.yaml"]
+    assert sorted(p.name for p in (pkg / "configs" / "profiles").glob("*.yaml")) == ["paper.yaml", "single_gpu.yaml", "smoke.yaml",
+                                                                                "tiny.yaml"]
     toml = (ROOT / "pyproject.toml").read_text()
     assert "configs/**/*.yaml" in toml

@@ -106,3 +106,29 @@ def test_widget_updates_when_values_are_assigned():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="valid presets"):
         build_explorer("nope")
+
+
+def test_one_apply_rule_numbered_labels_and_a_reset():
+    w = build_explorer("mixed group")
+    fields = [w.mos, w.no_think_probs, *w.rollouts, *w.think_probs]
+    assert all(f.continuous_update is False for f in fields)   # applied on Enter / leaving the field
+    assert [r.description for r in w.rollouts] == [f"rollout {i}" for i in range(1, 5)]
+    assert [t.description for t in w.think_probs] == [f"z think {i}" for i in range(1, 5)]
+    note = w.note.value
+    w.mos.value = 0.3
+    w.rollouts[0].value = "edited"
+    w.think_probs[1].value = "0.1, 0.1"
+    assert w.table["rollout"].iloc[0] == "edited"
+    w.reset.click()                                            # re-selecting the preset sends no event
+    p = PRESETS["mixed group"]
+    assert w.mos.value == p["mos"] and [r.value for r in w.rollouts] == p["rollouts"]
+    assert w.think_probs[1].value == ", ".join(f"{v:g}" for v in p["think_digit_probs"][1])
+    assert w.note.value == note and w.error is None
+    assert w.table.equals(build_explorer("mixed group").table)
+
+
+def test_layout_wraps_instead_of_scrolling():
+    w = build_explorer("mixed group")
+    rows = [c for c in w.children if isinstance(c, __import__("ipywidgets").HBox)]
+    assert rows and all(r.layout.flex_flow == "row wrap" for r in rows)
+    assert all(r.layout.min_width for r in w.rollouts) and w.output.layout.overflow == "auto"

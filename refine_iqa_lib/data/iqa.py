@@ -44,6 +44,10 @@ Choices and assumptions (documented here because the papers do not fix them):
 
 A missing or malformed file raises an error naming the file and what was expected.
 
+Your own labels: :func:`load_labels` reads a CSV / JSONL (image path, MOS, optional split and
+standard deviation) with the MOS range and direction declared by the caller (config:
+``scoring.custom.<name>``, see :mod:`refine_iqa_lib.data.scoring_set`), into the same columns.
+
 >>> rescale([1.0, 3.0, 5.0], 1, 5, higher_is_better=True).tolist()
 [0.0, 2.5, 4.99]
 >>> rescale([0.0, 0.5, 1.0], 0, 1, higher_is_better=False).tolist()
@@ -358,6 +362,129 @@ def load_iqa(name: str, root: str | Path, split: str | None = None, image_dir: s
     })
     extra = table.drop(columns=["name", "mos_raw", "split"])
     return pd.concat([out, extra], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# your own labels
+
+
+def _label_records(path: Path) -> tuple[list[dict], list[int]]:
+    """The rows of a CSV (header line 1) or JSONL labels file and the file line of each row."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows, lines = [], []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {n}: not a JSON object ({e.msg}); expected one labels record "
+                                 "per line") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}, line {n}: a {type(rec).__name__}; expected a JSON object per line")
+            rows.append(rec)
+            lines.append(n)
+        return rows, lines
+    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+        return df.to_dict("records"), list(range(2, len(df) + 2))
+    raise ValueError(f"{path}: labels file must be .csv, .tsv or .jsonl; got {path.suffix or 'no suffix'!r}")
+
+
+def load_labels(path: str | Path, image_dir: str | Path | None = None, image_column: str = "image",
+                mos_column: str = "mos", mos_range: tuple[float, float] | None = None, higher_is_better: bool = True,
+                split_column: str | None = None, std_column: str | None = None, name: str | None = None,
+                check_files: bool = True) -> pd.DataFrame:
+    r"""Your own quality labels, from a CSV / JSONL with an image path and a MOS per row.
+
+    Returns :func:`load_iqa`'s columns: ``dataset`` (``name``, default the file's stem),
+    ``image`` (absolute; relative paths are under ``image_dir``, itself relative to the labels
+    file's folder, default that folder), ``mos_raw``, ``mos`` (rescaled from the declared
+    ``mos_range = (lo, hi)`` to [0, 5), higher = better; ``higher_is_better=False`` for a
+    distortion score such as DMOS) and ``split`` (``split_column``'s value: train / val / test, or
+    KonIQ's training / validation / test; ``all`` without a split column), plus ``mos_std`` (the
+    ``std_column`` on the same [0, 5) scale) when given.
+
+    Every bad row raises a ``ValueError`` naming the file, the line and what was expected: a missing
+    column, an empty or missing image (``check_files``), a duplicated image, a non-numeric MOS or
+    standard deviation, a MOS outside the declared range, an unknown split value.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.png").write_bytes(b""); _ = (d / "b.png").write_bytes(b"")
+    >>> _ = (d / "labels.csv").write_text("image,mos\na.png,1\nb.png,10\n")
+    >>> load_labels(d / "labels.csv", mos_range=(1, 10))[["mos_raw", "mos", "split"]].values.tolist()
+    [[1.0, 0.0, 'all'], [10.0, 4.99, 'all']]
+    >>> _ = (d / "bad.csv").write_text("image,mos\na.png,1\nb.png,eleven\n")
+    >>> try:
+    ...     load_labels(d / "bad.csv", mos_range=(1, 10))
+    ... except ValueError as e:
+    ...     print(str(e).split(", ", 1)[1])
+    line 3: mos = 'eleven'; expected a number in the declared range [1.0, 10.0]
+    """
+    path = Path(path).expanduser().resolve()
+    _need(path, f"a labels file (CSV or JSONL) with columns {image_column!r} and {mos_column!r}")
+    if mos_range is None or len(mos_range) != 2:
+        raise ValueError(f"{path}: declare the MOS range, mos_range=(lo, hi) (config: range: [lo, hi]); "
+                         f"got {mos_range!r}")
+    lo, hi = float(mos_range[0]), float(mos_range[1])
+    if not lo < hi:
+        raise ValueError(f"{path}: mos_range ({lo}, {hi}); expected lo < hi")
+    folder = path.parent if image_dir is None else Path(image_dir).expanduser()
+    folder = (folder if folder.is_absolute() else path.parent / folder).resolve()
+    records, lines = _label_records(path)
+    if not records:
+        raise ValueError(f"{path}: no label rows; expected one row per image")
+    needed = [c for c in (image_column, mos_column, split_column, std_column) if c]
+    for rec, line in zip(records, lines):
+        missing = [c for c in needed if c not in rec]
+        if missing:
+            raise ValueError(f"{path}, line {line}: no column(s) {missing}; found {sorted(rec)}")
+
+    def number(rec, line, column, bounds=None):
+        v = rec[column]
+        try:
+            x = float(v) if not isinstance(v, bool) and str(v).strip() != "" else float("nan")
+        except (TypeError, ValueError):
+            x = float("nan")
+        rule = f"a number in the declared range [{lo}, {hi}]" if bounds else "a non-negative number"
+        if not np.isfinite(x) or (bounds and not lo <= x <= hi) or (not bounds and x < 0):
+            raise ValueError(f"{path}, line {line}: {column} = {v!r}; expected {rule}")
+        return x
+
+    images, raw, split, std, seen = [], [], [], [], {}
+    for rec, line in zip(records, lines):
+        cell = rec[image_column]
+        if not isinstance(cell, str) or not cell.strip():
+            raise ValueError(f"{path}, line {line}: {image_column} = {cell!r}; expected an image path")
+        p = Path(cell.strip()).expanduser()
+        p = p if p.is_absolute() else folder / p
+        if check_files and not p.is_file():
+            raise ValueError(f"{path}, line {line}: image {cell.strip()!r} not found at {p}; expected an existing "
+                             f"image file (relative paths are under {folder})")
+        if str(p) in seen:
+            raise ValueError(f"{path}, line {line}: image {cell.strip()!r} already labelled on line {seen[str(p)]}; "
+                             "expected one row per image")
+        seen[str(p)] = line
+        images.append(str(p))
+        raw.append(number(rec, line, mos_column, bounds=True))
+        if split_column:
+            v = str(rec[split_column]).strip().lower()
+            if v not in SPLIT_ALIASES and v != "all":
+                raise ValueError(f"{path}, line {line}: {split_column} = {rec[split_column]!r}; expected one of "
+                                 f"train, val, test (or {', '.join(k for k in SPLIT_ALIASES if k not in ('train', 'val', 'test'))})")
+            split.append(SPLIT_ALIASES.get(v, v))
+        if std_column:
+            std.append(number(rec, line, std_column))
+    out = pd.DataFrame({
+        "dataset": name or path.stem,
+        "image": images,
+        "mos_raw": np.asarray(raw, dtype=float),
+        "mos": rescale(raw, lo, hi, higher_is_better),
+        "split": split if split_column else "all",
+    })
+    if std_column:
+        out["mos_std"] = 5.0 * np.asarray(std, dtype=float) / (hi - lo)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

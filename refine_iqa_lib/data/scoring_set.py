@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,10 @@ from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
     "embedded_sides", "photo_splits", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
-    "is_embedded", "loader_name", "load_scoring_split",
+    "is_embedded", "is_custom", "default_split", "load_custom_split", "loader_name", "load_scoring_split",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The root value (``scoring.roots.<name>: embedded``) that selects this synthetic set.
 EMBEDDED = "embedded"
@@ -340,16 +343,57 @@ def resolve_iqa_root(cfg, name: str) -> Path:
     return root
 
 
+def is_custom(cfg, name: str) -> bool:
+    """Whether dataset ``name`` is your own labels file (``scoring.custom.<name>``)."""
+    return name in cfg.scoring.custom
+
+
+def default_split(cfg, name: str) -> str:
+    """The split a dataset is evaluated on: the adapter's default, or for your own labels ``test``
+    with a split column and ``all`` without."""
+    if is_custom(cfg, name):
+        from refine_iqa_lib.config import custom_labels
+
+        return "test" if custom_labels(cfg, name)["split_column"] else "all"
+    from refine_iqa_lib.data.iqa import get_info
+
+    return get_info(loader_name(cfg, name)).default_split
+
+
+def load_custom_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
+    """Your own labels ``scoring.custom.<name>`` (:func:`refine_iqa_lib.data.iqa.load_labels`), rows
+    of ``split``. Without a split column every split is the whole file (logged: training and
+    evaluating on it then use the same pictures)."""
+    from refine_iqa_lib.config import custom_labels
+    from refine_iqa_lib.data.iqa import load_labels
+
+    c = custom_labels(cfg, name)
+    df = load_labels(cfg.resolve(c["labels"]), image_dir=cfg.resolve(c["image_dir"]) if c["image_dir"] else None,
+                     image_column=c["image_column"], mos_column=c["mos_column"], mos_range=tuple(c["range"]),
+                     higher_is_better=c["higher_is_better"], split_column=c["split_column"] or None,
+                     std_column=c["std_column"] or None, name=name)
+    split = split or default_split(cfg, name)
+    if split == "all":
+        return df
+    if not c["split_column"]:
+        log.warning("scoring.custom.%s has no split_column: its %r split is the whole labels file", name, split)
+        return df
+    return df[df["split"] == split].reset_index(drop=True)
+
+
 def loader_name(cfg, name: str) -> str:
     """The :data:`refine_iqa_lib.data.iqa.DATASETS` adapter that reads ``name`` (the embedded set is KonIQ)."""
     return "koniq" if is_embedded(cfg, name) else name
 
 
 def load_scoring_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
-    """``load_iqa`` for a configured dataset name (embedded or a folder); the ``dataset`` column
-    keeps the configured name. ``split``: the adapter's split names (KonIQ: train/val/test/all)."""
+    """``load_iqa`` for a configured dataset name (embedded, a folder, or your own labels in
+    ``scoring.custom``); the ``dataset`` column keeps the configured name. ``split``: the adapter's
+    split names (KonIQ: train/val/test/all)."""
     from refine_iqa_lib.data.iqa import load_iqa
 
+    if is_custom(cfg, name):
+        return load_custom_split(cfg, name, split)
     df = load_iqa(loader_name(cfg, name), resolve_iqa_root(cfg, name), split=split)
     df["dataset"] = name
     return df

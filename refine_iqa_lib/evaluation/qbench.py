@@ -185,14 +185,16 @@ def load_qbench_questions(cfg: Config) -> pd.DataFrame:
 def qbench_result_path(cfg: Config, model: str, mode: str) -> Path:
     """``results/<profile>/qbench/<model>__<mode>.json``."""
     from refine_iqa_lib.evaluation.scoring_eval import result_dir
+    from refine_iqa_lib.runs import result_stem
 
-    return result_dir(cfg, "qbench") / f"{model}__{check_mode(mode)}.json"
+    return result_dir(cfg, "qbench") / f"{result_stem(model)}__{check_mode(mode)}.json"
 
 
 def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None = None, loaded=None,
-                    overwrite: bool = True) -> list[dict]:
+                    overwrite: bool = True, model_path=None) -> list[dict]:
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
-    return one record per mode. ``loaded``: an already loaded ``(model, processor)``."""
+    return one record per mode. ``loaded``: an already loaded ``(model, processor)``;
+    ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``)."""
     from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, predictions_dir,
                                                         usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
@@ -208,7 +210,8 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
         if not modes:
             return records
     questions, unreadable = usable_images(cfg, load_qbench_questions(cfg), "Q-Bench images")
-    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
+    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
+    path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
     for mode in modes:
         pred = predict_qbench(policy, processor, questions, mode, cfg.eval.batch_size, cfg.eval.max_new_tokens,
                               desc=f"{name} qbench {mode}")
@@ -216,7 +219,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                "n": int(len(pred)), "accuracy": qbench_accuracy(pred),
                "n_unparsed": int((pred["pred_index"] < 0).sum()),
                "counts": {**pred["type_name"].value_counts().to_dict(), **pred["concern_name"].value_counts().to_dict()},
-               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": repo_relative(eval_model_path(cfg, name)), **unreadable}
+               "synthetic": cfg.eval.qbench_root == "embedded", "model_path": path, **unreadable}
         out = qbench_result_path(cfg, name, mode)
         write_record(out, rec)
         keep = ["id", "image", "question", "candidates", "answer", "type_name", "concern_name", "completion",

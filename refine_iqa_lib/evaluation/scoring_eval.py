@@ -37,13 +37,13 @@ import pandas as pd
 
 from refine_iqa_lib.config import Config
 from refine_iqa_lib.data.iqa import get_info
-from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
+from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy, resolve_model_path
 from refine_iqa_lib.prompts import check_mode
-from refine_iqa_lib.runs import model_paths, normalise_model_name, uses_warmup, weights_dir
+from refine_iqa_lib.runs import is_evaluated, model_paths, normalise_model_name, result_stem, uses_warmup, weights_dir
 
 #: Input spelling of a scoring method -> spelling in result files.
 METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}
@@ -56,8 +56,12 @@ RESULT_KINDS = ("scoring", "perception", "qbench")
 
 
 def eval_model_path(cfg: Config, name: str) -> Path:
-    """The weights folder of model ``name``; raise ``FileNotFoundError`` saying how to make it."""
+    """The weights folder of model ``name``; raise ``FileNotFoundError`` saying how to make it.
+    An ``evaluated:<folder>`` name has no folder of its own: pass the folder to the evaluator."""
     name = normalise_model_name(name)
+    if is_evaluated(name):
+        raise ValueError(f"model {name!r} is an evaluated folder, not a run of this project; pass its "
+                         "folder (model_path=...) and the loaded model (loaded=...) to the evaluator")
     if name == "base" and not uses_warmup(cfg):
         return resolve_model_path(cfg)  # builds the stand-in, or checks the real model's folder
     folder = model_paths(cfg)[name]
@@ -99,11 +103,12 @@ def ensure_base_model(cfg: Config) -> Path:
     return eval_model_path(cfg, "base")
 
 
-def load_eval_model(cfg: Config, name: str):
-    """``(model, processor)`` for model ``name``, in eval mode, on the GPU when there is one."""
+def load_eval_model(cfg: Config, name: str, model_path: str | os.PathLike | None = None):
+    """``(model, processor)`` for model ``name`` (or the folder ``model_path``), in eval mode, on
+    the GPU when there is one."""
     import torch
 
-    path = eval_model_path(cfg, name)
+    path = model_path if model_path is not None else eval_model_path(cfg, name)
     device = "cuda" if torch.cuda.is_available() else None
     dtype = cfg.model.dtype if device else "float32"
     return load_policy(path, dtype=dtype, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
@@ -176,20 +181,22 @@ def method_name(method: str) -> str:
 
 
 def scoring_result_path(cfg: Config, model: str, dataset: str, mode: str, method: str) -> Path:
-    """``results/<profile>/scoring/<model>__<dataset>__<mode>__<method>.json``."""
-    return result_dir(cfg, "scoring") / f"{model}__{dataset}__{mode}__{method_name(method)}.json"
+    """``results/<profile>/scoring/<model>__<dataset>__<mode>__<method>.json`` (``model`` spelt by
+    :func:`refine_iqa_lib.runs.result_stem`)."""
+    return result_dir(cfg, "scoring") / f"{result_stem(model)}__{dataset}__{mode}__{method_name(method)}.json"
 
 
 def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tuple[pd.DataFrame, str]:
     """The evaluation rows of ``dataset`` (``max_samples`` seeded subset) and the split used.
 
-    ``dataset`` is a configured name (``scoring.roots``); ``embedded`` roots are built on demand.
+    ``dataset`` is a configured name (``scoring.roots`` or ``scoring.custom``); ``embedded`` roots are
+    built on demand.
     """
-    info = get_info(loader_name(cfg, dataset))
-    split = split or info.default_split
+    split = split or default_split(cfg, dataset)
     df = load_scoring_split(cfg, dataset, split=split)
     if df.empty:
-        raise ValueError(f"{dataset}: the {split!r} split of {info.title} has no images")
+        title = "your labels (scoring.custom)" if is_custom(cfg, dataset) else get_info(loader_name(cfg, dataset)).title
+        raise ValueError(f"{dataset}: the {split!r} split of {title} has no images")
     return subsample(df, cfg.eval.max_samples, cfg.seed), split
 
 
@@ -208,12 +215,14 @@ def predict_scores(model, processor, images: Sequence[Any], mode: str, method: s
 
 def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | None = None,
                      modes: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-                     loaded=None, overwrite: bool = True) -> list[dict]:
+                     loaded=None, overwrite: bool = True, model_path: str | os.PathLike | None = None) -> list[dict]:
     """Score ``datasets`` (default ``scoring.eval``) with ``model`` in every mode x method
     (defaults ``eval.modes`` / ``eval.methods``); write and return one record per combination.
 
     ``loaded`` is an already loaded ``(model, processor)`` for ``model`` (saves reloading a 7B
     model). With ``overwrite=False`` an existing result file is read back instead of recomputed.
+    ``model_path``: the weights folder of an ``evaluated:<folder>`` model (any local Qwen2.5-VL
+    checkpoint, see ``refine-iqa evaluate``); the project's own names find their folder themselves.
     """
     name = normalise_model_name(model)
     datasets = list(datasets or cfg.scoring.eval)
@@ -229,8 +238,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
         return records
     sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
     bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
-    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
-    path = repo_relative(eval_model_path(cfg, name))
+    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
+    path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
     for dataset, (df, split) in sets.items():
         df, unreadable = bad[dataset]
         for ds, mode, method in todo:
@@ -245,7 +254,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
                    "profile": cfg.profile, "split": split, "n_images": int(len(df)),
                    "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
-                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")),
+                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
+                                             or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
                    "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
                    "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
                    **unreadable}

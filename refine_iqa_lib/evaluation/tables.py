@@ -33,6 +33,9 @@ Under ``results/<profile>/``:
        "accuracy": {"yes_no": 0.84, "what": 0.85, "how": 0.73, "technical": 0.81, "other": 0.80,
                     "incontext_technical": 0.81, "incontext_other": 0.83, "overall": 0.81}}
 
+* Checkpoints scored by ``refine-iqa evaluate`` carry the model name ``evaluated:<folder>``
+  (:func:`refine_iqa_lib.runs.evaluated_name`); Tables 3 and 4 add one ``evaluated here`` row
+  per such model and mode after the paper's rows (section :data:`EVALUATED_SECTION`).
 * Ablations (Tables 5, 6) are ordinary runs with their own model name and the same files:
   :data:`RUNS` maps the roles to names (``s2_no_stage1``, ``s2_no_pd``, ``s2_no_pm``); the
   numeric-inference row of Table 6 is model ``s2`` with ``method="num"``.
@@ -51,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.io import read_json, write_text
+from refine_iqa_lib.runs import EVALUATED_PREFIX, is_evaluated
 
 #: Repository copy of the paper's numbers.
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
@@ -81,6 +85,9 @@ T56_INTERPRET = {"Tech.": "technical", "Overall": "overall"}
 #: Role -> model (run) name in the result files.
 RUNS = {"base": "base", "s1": "s1", "s2": "s2", "no_stage1": "s2_no_stage1", "no_pd": "s2_no_pd",
         "no_pm": "s2_no_pm"}
+
+#: Section label of the rows of checkpoints scored by ``refine-iqa evaluate`` (Tables 3-4).
+EVALUATED_SECTION = "Evaluated here (refine-iqa evaluate)"
 
 LONG_COLUMNS = ["kind", "model", "mode", "method", "group", "metric", "value", "plcc_kind", "file"]
 
@@ -399,9 +406,38 @@ def build_table(n: int, ours=None, profile: str = "tiny", runs: Mapping[str, str
         rows.append({**labels, "source": f"ours ({profile})",
                      **{c: (round(v, spec.decimals[c]) if math.isfinite(v) else float("nan")) for c, v in vals.items()},
                      "note": note})
+    if n in (3, 4):
+        rows += _evaluated_rows(n, spec, long, profile)
     df = pd.DataFrame(rows, columns=[*spec.label_cols, "source", *spec.value_cols, "note"])
     df.attrs.update(table=n, caption=f"Table {n}: {spec.caption}", profile=profile)
     return df
+
+
+def _evaluated_rows(n: int, spec: TableSpec, long: pd.DataFrame, profile: str) -> list[dict]:
+    """Table 3 / 4 rows of the ``evaluated:<folder>`` models in ``long``: one per model and mode
+    recorded, Eq. 8 (prob) scoring for Table 3; columns not evaluated are empty."""
+    kind = "scoring" if n == 3 else "qbench"
+    mine = long[(long["kind"] == kind) & long["model"].map(is_evaluated)]
+    rows = []
+    for model in sorted(set(mine["model"])):
+        for mode in ("no_think", "think"):
+            if not (mine[(mine["model"] == model) & (mine["mode"] == mode)]).size:
+                continue
+            look = _Lookup(long)
+            if n == 3:
+                vals = {c: look.get("scoring", model, T3_DATASETS[c.rsplit(" ", 1)[0]], c.rsplit(" ", 1)[1].lower(),
+                                    mode, "prob") for c in spec.value_cols}
+                note = "Eq. 8 (prob) scoring"  # datasets not evaluated: scale_notes / the empty cells
+            else:
+                vals = {c: 100.0 * look.get("qbench", model, "dev", T4_KEYS[c], mode) for c in spec.value_cols}
+                note = ""
+            note = "; ".join(filter(None, [note, look.records_note()]))
+            label = f"{model[len(EVALUATED_PREFIX):]} ({'w' if mode == 'think' else 'w/o'} think)"
+            labels = dict(zip(spec.label_cols, (EVALUATED_SECTION, label)))
+            rows.append({**labels, "source": f"evaluated here ({profile})",
+                         **{c: (round(v, spec.decimals[c]) if math.isfinite(v) else float("nan")) for c, v in vals.items()},
+                         "note": note})
+    return rows
 
 
 # --------------------------------------------------------------------------------------------

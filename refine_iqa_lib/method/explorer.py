@@ -206,18 +206,26 @@ def _figure_png(fig) -> bytes:
 
 def _table_view(df: pd.DataFrame) -> pd.DataFrame:
     view = df.copy()
-    view["rollout"] = [t if len(t) <= 48 else t[:45] + "..." for t in view["rollout"]]
+    view["rollout"] = [t if len(t) <= 32 else t[:29] + "..." for t in view["rollout"]]
     return view.round(3)
 
 
 class RewardExplorer(widgets.VBox):
-    """Live view of :func:`explore_group` (a ``VBox``): a preset dropdown, the MOS, one textarea
-    and one digit-probability field per rollout, the no-think probabilities, and an output
-    with the table and the GRPO-vs-Eq. 6 bar chart. Every change re-computes (``observe``).
+    """Live view of :func:`explore_group` (a ``VBox``): a preset dropdown with a reset button, the
+    MOS, one labelled textarea and one digit-probability field per rollout ("rollout 1",
+    "z think 1", ...), the no-think probabilities, and an output with the table and the
+    GRPO-vs-Eq. 6 bar chart.
 
-    Attributes for code: ``preset``, ``mos``, ``rollouts`` (Textareas), ``think_probs`` (Texts),
-    ``no_think_probs``, ``output``; ``table`` (last DataFrame), ``figure_png`` (last chart),
-    ``error`` (last input error or ``None``), ``n_updates``.
+    One apply rule for every field: a value applies on Enter or when the field loses focus
+    (``continuous_update=False``), never per keystroke, so half-typed input ("0.9,") never shows
+    an error. Assigning ``widget.value`` from code applies at once (that is how tests drive it).
+    **reset** restores the selected preset (re-selecting the same preset in the dropdown sends no
+    event). The rows wrap (flex layout) and the table is compact, so the view fits a 1024 px
+    window with JupyterLab's file browser open.
+
+    Attributes for code: ``preset``, ``reset``, ``mos``, ``rollouts`` (Textareas), ``think_probs``
+    (Texts), ``no_think_probs``, ``output``; ``table`` (last DataFrame), ``figure_png`` (last
+    chart), ``error`` (last input error or ``None``), ``n_updates``.
     """
 
     def __init__(self, preset: str = "mixed group", eps: float = 0.5,
@@ -228,29 +236,41 @@ class RewardExplorer(widgets.VBox):
         self.params = {"eps": eps, "lambdas": tuple(lambdas), "adv_eps": adv_eps,
                        "variant": check_variant(variant), "mode": check_mode(mode)}
         g = len(PRESETS[preset]["rollouts"])
+        label = {"description_width": "initial"}
         self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="preset")
-        self.note = widgets.HTML()
-        self.mos = widgets.FloatText(value=0.0, description="MOS", step=0.1)
-        self.rollouts = [widgets.Textarea(layout=widgets.Layout(width="70%", height="4em")) for _ in range(g)]
-        self.think_probs = [widgets.Text(description="z think", layout=widgets.Layout(width="28%"))
-                            for _ in range(g)]
-        self.no_think_probs = widgets.Text(description="z no-think")
-        self.output = widgets.Output()
+        self.reset = widgets.Button(description="reset to preset", tooltip="restore every field of the preset",
+                                    layout=widgets.Layout(width="auto"))
+        self.note = widgets.HTML(layout=widgets.Layout(max_width="100%"))
+        self.mos = widgets.FloatText(value=0.0, description="MOS", step=0.1, continuous_update=False,
+                                     layout=widgets.Layout(width="10em"))
+        self.rollouts = [widgets.Textarea(description=f"rollout {i + 1}", continuous_update=False, style=label,
+                                          layout=widgets.Layout(flex="3 1 20em", min_width="16em", height="4em"))
+                         for i in range(g)]
+        self.think_probs = [widgets.Text(description=f"z think {i + 1}", continuous_update=False, style=label,
+                                         placeholder="0.9, 0.5",
+                                         layout=widgets.Layout(flex="1 1 11em", min_width="11em"))
+                            for i in range(g)]
+        self.no_think_probs = widgets.Text(description="z no-think", continuous_update=False, style=label,
+                                           placeholder="0.6, 0.4", layout=widgets.Layout(width="16em"))
+        self.output = widgets.Output(layout=widgets.Layout(max_width="100%", overflow="auto"))
         self.table: pd.DataFrame | None = None
         self.figure_png: bytes | None = None
         self.error: str | None = None
         self.n_updates = 0
         self._loading = False
-        rows = [widgets.HBox([ta, tp]) for ta, tp in zip(self.rollouts, self.think_probs)]
-        super().__init__([self.preset, self.note, widgets.HBox([self.mos, self.no_think_probs]),
-                          *rows, self.output])
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start", width="100%")
+        rows = [widgets.HBox([ta, tp], layout=wrap) for ta, tp in zip(self.rollouts, self.think_probs)]
+        super().__init__([widgets.HBox([self.preset, self.reset], layout=wrap), self.note,
+                          widgets.HBox([self.mos, self.no_think_probs], layout=wrap), *rows, self.output],
+                         layout=widgets.Layout(max_width="100%"))
         self.preset.observe(self._on_preset, names="value")
+        self.reset.on_click(lambda _: self.load_preset(self.preset.value))
         for w in [self.mos, self.no_think_probs, *self.rollouts, *self.think_probs]:
             w.observe(self._on_change, names="value")
         self.load_preset(preset)
 
     def load_preset(self, name: str) -> None:
-        """Fill every input from ``PRESETS[name]`` and re-compute once."""
+        """Fill every input from ``PRESETS[name]`` (and its description) and re-compute once."""
         p = PRESETS[name]
         self._loading = True
         try:
@@ -288,8 +308,9 @@ class RewardExplorer(widgets.VBox):
         self.table = df
         self.figure_png = _figure_png(plot_advantages(df, title=f"MOS {self.mos.value:g}"))
         self.output.outputs = ()
-        self.output.append_display_data(HTML(_table_view(df).to_html(index=True)))
-        self.output.append_display_data(Image(data=self.figure_png, format="png"))
+        table = _table_view(df).to_html(index=True)
+        self.output.append_display_data(HTML(f'<div style="font-size:85%;overflow-x:auto">{table}</div>'))
+        self.output.append_display_data(Image(data=self.figure_png, format="png", width=520))
 
 
 def build_explorer(preset: str = "mixed group", **params) -> Any:

@@ -1,6 +1,9 @@
 """Quality scores from a policy: the probability-based expectation (Eq. 8) and numeric parsing.
 
 * :func:`expected_score` - Eq. 8 on the logits of the digits 0-4 at the answer's integer position.
+* :class:`Scorer` - the same for any local model folder, one row per input (image, score,
+  method, mode, parsed, error), unreadable images kept as rows naming the reason; what
+  ``refine-iqa score`` calls.
 * :func:`score_images` - scores a list of images with a model, in either mode:
 
   - ``method="prob"``, ``mode="no_think"``: **one forward pass** over prompt + ``<answer>`` (+
@@ -25,11 +28,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from refine_iqa_lib.generation import generate_greedy, model_device
-from refine_iqa_lib.io import open_image
+from refine_iqa_lib.io import ImageReadError, open_image
 from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
 from refine_iqa_lib.method.rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
 
-__all__ = ["DIGITS", "SCORING_METHODS", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
+__all__ = ["DIGITS", "SCORING_METHODS", "SCORER_COLUMNS", "Scorer", "digit_token_ids", "expected_score", "score_images", "think_of_generation", "count_unparsed"]
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +195,111 @@ def count_unparsed(results: Sequence[dict]) -> int:
     1
     """
     return sum(1 for r in results if not r.get("parsed", not math.isnan(r["score"])))
+
+
+# --------------------------------------------------------------------------- a scorer for any folder
+
+#: Columns of every row :class:`Scorer` returns (and ``refine-iqa score`` writes).
+SCORER_COLUMNS = ("image", "score", "method", "mode", "parsed", "error")
+#: ``--method`` spelling -> :func:`score_images`' method.
+_METHODS = {"prob": "prob", "num": "numeric", "numeric": "numeric"}
+
+
+def _image_label(image: Any, i: int) -> str:
+    """How a row names its input: the path, or ``<input i>`` for an in-memory image."""
+    return str(image) if isinstance(image, (str, Path)) else f"<input {i}>"
+
+
+class Scorer:
+    """Deterministic quality scores for any images from a local Qwen2.5-VL folder.
+
+    ``Scorer(model_dir, mode="no_think", method="prob")`` loads the folder once
+    (:func:`refine_iqa_lib.models.load_policy`; bfloat16 on a GPU, float32 on the CPU);
+    :meth:`score` returns one row per input, in order, with the columns :data:`SCORER_COLUMNS`:
+    ``score`` (Eq. 8 for ``method="prob"``, the parsed number for ``"num"``; NaN when it has none),
+    ``method`` (``prob`` / ``num``), ``mode``, ``parsed`` (whether there is a score) and ``error``
+    (``None``, or why the image could not be read: such rows are kept, never dropped). Inputs are
+    paths, PIL images or uint8 arrays; they are decoded one batch at a time
+    (:func:`refine_iqa_lib.io.open_image`). Decoding is greedy with every field set
+    (:mod:`refine_iqa_lib.generation`), so the same inputs and batch size give the same scores
+    (another batch size pads the batches differently: scores may then differ by about 1e-7).
+    ``model`` / ``processor`` may be passed instead of loading ``model_dir`` again.
+
+    Used as a reward or in a notebook::
+
+        scorer = Scorer("models/Qwen2.5-VL-7B-Instruct")
+        frame = scorer.score(["a.jpg", "b.png"], as_frame=True)   # DataFrame with a score column
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, mode: str = "no_think", method: str = "prob",
+                 batch_size: int = 8, device: str | None = None, dtype: str | None = None,
+                 max_new_tokens: int = 256, variant: str = "paper", min_pixels: int | None = None,
+                 max_pixels: int | None = None, progress: bool = True, model=None, processor=None):
+        check_mode(mode)
+        check_variant(variant)
+        if method not in _METHODS:
+            raise ValueError(f"unknown scoring method {method!r}; expected prob or num")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mode, self.variant = mode, variant
+        self.method = "prob" if _METHODS[method] == "prob" else "num"
+        self.batch_size, self.max_new_tokens, self.progress = int(batch_size), int(max_new_tokens), progress
+        self.model_dir = None if model_dir is None else Path(model_dir)
+        if model is None or processor is None:
+            if model_dir is None:
+                raise ValueError("Scorer: pass model_dir (a local Qwen2.5-VL folder) or model and processor")
+            import torch
+
+            from refine_iqa_lib.models import load_policy
+
+            device = device or ("cuda" if torch.cuda.is_available() else None)
+            dtype = dtype or ("bfloat16" if device and str(device).startswith("cuda") else "float32")
+            model, processor = load_policy(model_dir, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+                                           device=device)
+        elif device is not None:
+            model = model.to(device)
+        self.model, self.processor = model, processor
+
+    def score(self, images: Sequence[Any], as_frame: bool = False):
+        """One row per image (see the class docstring); a DataFrame when ``as_frame``."""
+        from tqdm.auto import tqdm
+
+        images = list(images)
+        rows: list[dict] = []
+        bar = tqdm(total=len(images), desc=f"scoring ({self.mode}, {self.method})", disable=not self.progress)
+        for lo in range(0, len(images), self.batch_size):
+            chunk = list(enumerate(images[lo:lo + self.batch_size], start=lo))
+            decoded, errors = [], {}
+            for i, im in chunk:
+                try:
+                    decoded.append(open_image(im))
+                except ImageReadError as e:  # the row names the image; the error says why
+                    errors[i] = str(e).removeprefix(f"{_image_label(im, i)}: ")
+            got = iter(score_images(self.model, self.processor, decoded, mode=self.mode,
+                                    method=_METHODS[self.method], batch_size=max(1, len(decoded)),
+                                    max_new_tokens=self.max_new_tokens, variant=self.variant,
+                                    progress=False) if decoded else [])
+            for i, im in chunk:
+                row = {"image": _image_label(im, i), "method": self.method, "mode": self.mode}
+                if i in errors:
+                    row.update(score=float("nan"), parsed=False, error=errors[i])
+                else:
+                    r = next(got)
+                    row.update(score=float(r["score"]), parsed=bool(r.get("parsed", True)), error=None)
+                rows.append({k: row[k] for k in SCORER_COLUMNS})
+            bar.update(len(chunk))
+        bar.close()
+        bad = sum(r["error"] is not None for r in rows)
+        if bad:
+            log.warning("scoring: %d of %d input(s) could not be read (rows kept, with the reason)", bad, len(rows))
+        return self._frame(rows) if as_frame else rows
+
+    def score_frame(self, images: Sequence[Any]):
+        """:meth:`score` as a DataFrame (columns :data:`SCORER_COLUMNS`)."""
+        return self.score(images, as_frame=True)
+
+    @staticmethod
+    def _frame(rows: list[dict]):
+        import pandas as pd
+
+        return pd.DataFrame(rows, columns=list(SCORER_COLUMNS))

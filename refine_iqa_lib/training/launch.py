@@ -211,8 +211,12 @@ def pipeline_plan(cfg: Config) -> list[dict]:
     score_problems = []
     for name in sorted(set(cfg.scoring.train) | set(cfg.scoring.eval)):
         root = cfg.scoring.roots.get(name)
-        if root is None:
-            score_problems.append(f"scoring.roots has no entry for {name!r}")
+        if name in cfg.scoring.custom:
+            labels = cfg.resolve(cfg.scoring.custom[name].get("labels", ""))
+            if not labels.is_file():
+                score_problems.append(f"{name}: labels file {labels} (scoring.custom.{name}.labels) not found")
+        elif root is None:
+            score_problems.append(f"scoring.roots has no entry for {name!r} (nor scoring.custom)")
         elif root != "embedded" and not cfg.resolve(root).is_dir():
             score_problems.append(f"{name}: folder {cfg.resolve(root)} not found")
         elif root != "embedded":

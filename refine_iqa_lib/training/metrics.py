@@ -9,7 +9,9 @@ file never holds a step twice.
 
 Readers: :func:`read_metrics` (a DataFrame of the step rows), :func:`curve` (one named curve,
 optionally smoothed), :func:`first_last_means` (mean over the first and last 10 % of the steps - the
-"is it learning" check), and :data:`CURVES`, the names used by the notebooks' plots.
+"is it learning" check), and :data:`CURVES`, the names used by the notebooks' plots. Validation
+while training (:mod:`refine_iqa_lib.training.validation`) writes rows of ``kind: "val"`` with
+``val/srcc``, ``val/plcc`` and ``val/answer``: ``read_metrics(run, kind="val")``.
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ CURVES = {
     "advantage std": "adv/std",
     "loss": "loss",
     "learning rate": "learning_rate",
+    "val SRCC": "val/srcc",
+    "val PLCC": "val/plcc",
+    "val answer": "val/answer",
 }
 
 
@@ -137,12 +142,12 @@ def first_last_means(df: pd.DataFrame, name: str, frac: float = 0.1) -> tuple[fl
 
 
 def truncate_metrics(run_dir: str | Path, step: int) -> int:
-    """Drop step rows after ``step`` (and summary rows) from the run's metrics file; returns the
-    number of rows kept. Used when a run resumes from the checkpoint of ``step``."""
+    """Drop step and validation rows after ``step`` (and summary rows) from the run's metrics file;
+    returns the number of rows kept. Used when a run resumes from the checkpoint of ``step``."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return 0
-    rows = [r for r in read_jsonl(path) if r.get("kind") == "step" and int(r.get("step", 0)) <= step]
+    rows = [r for r in read_jsonl(path) if r.get("kind") in ("step", "val") and int(r.get("step", 0)) <= step]
     write_jsonl(path, rows)
     return len(rows)
 

@@ -74,7 +74,7 @@ TRL_FIXED = dict(save_strategy="steps", report_to="none", log_completions=False,
                  dataloader_num_workers=0, shuffle_dataset=True, disable_tqdm=True)
 #: StageConfig keys left out of the resume fingerprint: they do not change what a run computes.
 FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from",
-                        "pd_raw_every"}
+                        "pd_raw_every", "eval_every", "eval_samples", "keep_best"}  # metrics/validation only
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +131,9 @@ def _data_spec(cfg: Config, stage: str) -> dict:
     sc = asdict(cfg.scoring)
     spec = {k: sc[k] for k in ("train", "embedded_n_images", "embedded_image_size", "embedded_categories", "seed")}
     spec["roots"] = {k: v for k, v in sc["roots"].items() if k in sc["train"]}
+    custom = {k: v for k, v in sc["custom"].items() if k in sc["train"]}
+    if custom:  # absent otherwise, so that runs from before scoring.custom existed still resume
+        spec["custom"] = custom
     return spec
 
 
@@ -145,6 +148,8 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         "init": str(Path(init_path).resolve()), "world_size": int(world_size),
         "launch": {"bf16": cfg.launch.bf16, "use_vllm": cfg.launch.use_vllm},
     }
+    if cfg.lora.enabled and stage != "warmup":  # absent otherwise: full fine-tuning runs keep their fingerprint
+        settings["lora"] = asdict(cfg.lora)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"fingerprint": digest, "settings": settings}
 
@@ -212,7 +217,7 @@ def _marker_callback(fingerprint: dict):
 
 def clean_run_dir(run_dir: Path) -> None:
     """Delete a run folder's checkpoints, final weights, advantages, metrics and metadata."""
-    for name in ("checkpoints", "final", "advantages", "metrics.jsonl", "run_meta.json"):
+    for name in ("checkpoints", "final", "best", "adapter", "advantages", "metrics.jsonl", "run_meta.json"):
         p = Path(run_dir) / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -277,12 +282,15 @@ def stage_settings(cfg: Config, stage) -> str:
             f"{length} lr={kw['learning_rate']} ({kw['lr_scheduler_type']}) beta={kw['beta']} loss={kw['loss_type']} "
             f"PD={r.use_pd} PM={r.use_pm} variant={r.variant} T={kw['temperature']} top_p={kw['top_p']} "
             f"top_k={kw['top_k']} max_completion={kw['max_completion_length']} processes={L.num_processes} "
-            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})")
+            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})"
+            + (f" LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} "
+               f"targets={','.join(cfg.lora.target_modules)}{' +vision' if cfg.lora.vision else ''}"
+               if cfg.lora.enabled else ""))
 
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     """``[(check, ok, detail)]``: model folder, initial weights, datasets (what ``--dry-run`` prints)."""
-    from refine_iqa_lib.data.scoring_set import is_embedded
+    from refine_iqa_lib.data.scoring_set import is_custom, is_embedded, load_custom_split
     from refine_iqa_lib.training.data import perception_dir
 
     stage = check_stage(stage)
@@ -296,6 +304,15 @@ def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
         for name in cfg.scoring.train:
             if is_embedded(cfg, name):
                 out.append((f"scoring data {name}", True, "embedded synthetic set (built on demand)"))
+                continue
+            if is_custom(cfg, name):
+                try:  # reads and checks every row (the errors name the file and the line)
+                    df = load_custom_split(cfg, name, "train")
+                    out.append((f"scoring data {name}", not df.empty,
+                                f"{len(df)} training row(s) from scoring.custom.{name}.labels "
+                                f"{cfg.resolve(cfg.scoring.custom[name]['labels'])}"))
+                except (FileNotFoundError, ValueError, ConfigError) as e:
+                    out.append((f"scoring data {name}", False, str(e)))
                 continue
             root = cfg.scoring.roots.get(name)
             path = cfg.resolve(root) if root else None
@@ -349,6 +366,7 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
     from accelerate import PartialState
 
     from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.training.lora import is_peft_model, save_lora_final
     from refine_iqa_lib.training.metrics import MetricsJSONLCallback, last_wall_time, quiet_console, truncate_metrics
     from refine_iqa_lib.training.trainer import NaNGuardCallback
 
@@ -399,7 +417,10 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
     # 4. train, then save the final weights (the marker is written last)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     final = final_dir(run_dir)
-    trainer.save_model(str(final))
+    if is_peft_model(trainer.model):  # LoRA: adapter/ plus the merged weights in final/
+        save_lora_final(trainer, processor, run_dir, final)
+    else:
+        trainer.save_model(str(final))
     if state.is_main_process:
         processor.save_pretrained(str(final))
         write_json(final / FINAL_MARKER, {**fp, "steps": int(trainer.state.global_step), "stage": stage})
@@ -442,18 +463,34 @@ def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: l
     refine = RefineSettings.from_stage(s, stage, advantages_dir=run_dir / "advantages")
 
     def build_trainer(model, processor, dataset, cbs):
+        if stage == "2" and s.eval_every > 0:
+            from refine_iqa_lib.training.validation import ValidationCallback
+
+            cbs = [*cbs, ValidationCallback(cfg, run_dir, processor)]
+        peft = {}
+        if cfg.lora.enabled:
+            from refine_iqa_lib.training.lora import peft_config
+
+            peft = {"peft_config": peft_config(cfg)}
         return RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
-                                 processing_class=processor, callbacks=cbs, refine=refine)
+                                 processing_class=processor, callbacks=cbs, refine=refine, **peft)
 
     def meta(init, how, fp, trainer, dataset):
-        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset))
+        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset), trainer.model)
 
     return _train(cfg, stage, run_dir, resume, callbacks, seed=s.seed,
                   build_dataset=lambda: stage1_dataset(cfg) if stage == "1" else stage2_dataset(cfg),
                   build_trainer=build_trainer, meta=meta)
 
 
-def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
+def _trainable(model) -> dict:
+    from refine_iqa_lib.training.lora import trainable_parameters
+
+    n, total = trainable_parameters(model)
+    return {"trainable": int(n), "total": int(total)}
+
+
+def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts, trainer_model=None) -> dict:
     import torch
     import transformers
     import trl
@@ -483,5 +520,6 @@ def _run_meta(cfg, stage, init, how, refine, fp, args, n_prompts) -> dict:
         "no_think_metric": ("refine/answer_no_think: Eq. 1 on one sampled no-think completion per rollout, "
                             f"every {s.no_think_every} steps (not used by the loss)") if stage == "2" else None,
         "notes": notes,
+        "lora": ({**asdict(cfg.lora), "trainable_parameters": _trainable(trainer_model)} if cfg.lora.enabled else None),
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }
