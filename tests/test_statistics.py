@@ -128,3 +128,12 @@ def test_verdict_refuses_unknown_direction_and_missing_margin():
 def test_format_interval():
     assert format_interval(0.6234, 0.551, 0.694) == "0.62 [0.55, 0.69]"
     assert format_interval(float("nan"), 0, 1) == "" and format_interval(3.0, float("nan"), 1.0, 1) == "3.0"
+
+
+def test_independent_samples_may_differ_in_size():
+    rng = np.random.default_rng(0)
+    hard, easy = rng.normal(0.4, 0.3, 80), rng.normal(0.1, 0.3, 50)
+    iv = bootstrap_ci((hard, easy), lambda h, e, axis=-1: h.mean(axis) - e.mean(axis), paired=False, seed=0)
+    assert iv.n == 130 and iv.value == pytest.approx(hard.mean() - easy.mean()) and iv.low > 0
+    with pytest.raises(ValueError, match="unequal length"):
+        bootstrap_ci((hard, easy), "srcc")

@@ -28,7 +28,9 @@ batched. Result schema (:mod:`refine_iqa_lib.evaluation.tables`)::
      "ci_method": {"method": "percentile", "level": 0.95, "resamples": 2000, "seed": 0, "unit": "image"}, ...}
 
 ``ci`` holds a 95 % bootstrap interval (images resampled; :mod:`refine_iqa_lib.evaluation.statistics`)
-for every value, computed from the per-image values of :func:`perception_items`.
+for every value, computed from the per-image values of :func:`perception_items`; those values are
+also written to ``<work_dir>/eval/perception/<model>__images.csv`` (``image_id``, ``category``,
+``value``, ``task``) for paired differences between models (the Advantage rows, the claims).
 
 Category keys are the tables' (``PERCEPTION_CATEGORIES``: ``oversaturation``, ``pixelation``,
 ...), mapped from the distortion engine's names by :data:`CATEGORY_KEYS`. Per-question answers go
@@ -204,7 +206,7 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     the record. ``loaded``: an already loaded ``(model, processor)``."""
     from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, load_eval_model, predictions_dir,
                                                         usable_images, write_record)
-    from refine_iqa_lib.io import read_json, repo_relative
+    from refine_iqa_lib.io import read_json, repo_relative, write_text
     from refine_iqa_lib.runs import normalise_model_name
 
     name = normalise_model_name(model)
@@ -228,6 +230,8 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
         r["severity"] = int(r["severity"])
         r["iou"] = None if r["iou"] is None or pd.isna(r["iou"]) else float(r["iou"])
     write_jsonl(predictions_dir(cfg, "perception") / f"{name}.jsonl", rows)
+    items = pd.concat([v.assign(task=t) for t, v in zip(("description", "grounding"), perception_items(pred))])
+    write_text(predictions_dir(cfg, "perception") / f"{name}__images.csv", items.to_csv(index=False))
     return rec
 
 

@@ -351,10 +351,11 @@ def scale_notes(cfg: Config, n: int) -> str:
 def our_table(cfg: Config, n: int, write: bool = True):
     """Table ``n`` (1-6) from ``results/<profile>/`` beside the paper's rows
     (:func:`refine_iqa_lib.evaluation.tables.build_table`), with :func:`scale_notes` added to our
-    rows; written to ``results/tables/table<n>_<profile>.{csv,md,tex}`` when ``write``."""
+    rows and the Advantage rows' paired intervals from ``<work_dir>/eval``; written to
+    ``results/tables/table<n>_<profile>.{csv,md,tex}`` when ``write``."""
     from refine_iqa_lib.evaluation.tables import build_table, write_table
 
-    df = build_table(n, cfg.results_dir, profile=cfg.profile)
+    df = build_table(n, cfg.results_dir, profile=cfg.profile, predictions=cfg.work_dir / "eval")
     extra = scale_notes(cfg, n)
     if extra:
         ours = df["source"] != "paper"

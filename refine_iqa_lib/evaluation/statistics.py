@@ -104,14 +104,15 @@ def _statistic(statistic) -> Callable:
     return STATISTICS[statistic][0]
 
 
-def _columns(data) -> tuple[np.ndarray, ...]:
-    """``data`` as a tuple of equal-length 1-D float arrays (one array, or a tuple/list of arrays)."""
+def _columns(data, same_length: bool = True) -> tuple[np.ndarray, ...]:
+    """``data`` as a tuple of 1-D float arrays (one array, or a tuple/list of arrays), of equal
+    length unless ``same_length`` is False (independent samples)."""
     if isinstance(data, tuple) or (isinstance(data, list) and data and np.ndim(data[0]) == 1):
         cols = tuple(np.asarray(c, dtype=float).ravel() for c in data)
     else:
         cols = (np.asarray(data, dtype=float).ravel(),)
     sizes = {c.size for c in cols}
-    if len(sizes) != 1:
+    if same_length and len(sizes) != 1:
         raise ValueError(f"columns of unequal length {sorted(sizes)}; expected one value per item in each")
     return cols
 
@@ -143,8 +144,9 @@ def bootstrap_ci(data, statistic: str | Callable = "mean", n_resamples: int = N_
     ``data``: one array of per-item values, or a tuple of per-item columns (``(pred, mos)`` for
     SRCC/PLCC). ``paired`` (default: True for several columns) resamples the items jointly, so
     a pair ``(pred, mos)`` stays a pair; ``paired=False`` resamples each column on its own (two
-    independent samples, e.g. Easy and Hard images). Fewer than 2 items, or a statistic that is
-    undefined on every resample, give a NaN interval.
+    independent samples, e.g. Easy and Hard images, which may differ in size; ``n`` is then their
+    total). Fewer than 2 items in a column, or a statistic that is undefined on every resample,
+    give a NaN interval.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
@@ -153,17 +155,19 @@ def bootstrap_ci(data, statistic: str | Callable = "mean", n_resamples: int = N_
     >>> iv.low < iv.value < iv.high, round(iv.value, 3) == round(float(stats.spearmanr(pred, mos).statistic), 3)
     (True, True)
     """
-    cols = _columns(data)
+    cols = _columns(data, same_length=paired is not False)
     stat = _statistic(statistic)
-    n = int(cols[0].size)
+    paired = len(cols) > 1 if paired is None else bool(paired)
+    n = int(cols[0].size) if paired or len(cols) == 1 else int(sum(c.size for c in cols))
+    smallest = min(c.size for c in cols)
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = float(stat(*cols, axis=-1)) if n else float("nan")
-    if n < 2:
+        value = float(stat(*cols, axis=-1)) if smallest else float("nan")
+    if smallest < 2:
         return Interval(value, float("nan"), float("nan"), n, 0)
     with warnings.catch_warnings():  # a constant bootstrap distribution is a valid percentile interval
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap(cols, stat, n_resamples=int(n_resamples), confidence_level=float(confidence),
-                              method=METHOD, paired=len(cols) > 1 if paired is None else bool(paired),
+                              method=METHOD, paired=paired,
                               vectorized=True, batch=batch, rng=np.random.default_rng(seed))
     low, high = (float(v) for v in (res.confidence_interval.low, res.confidence_interval.high))
     dist = np.asarray(res.bootstrap_distribution, dtype=float)
