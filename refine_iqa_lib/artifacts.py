@@ -56,7 +56,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "refine_iqa_lib.evaluation.figures.plot_answer_reward_modes", "figures/fig4_answer_reward_{profile}.png"),
     Artifact("Think collapse", "think length over Stage-2 steps, with vs without PD", "09_figures",
              "refine_iqa_lib.evaluation.figures.plot_think_collapse", "figures/think_collapse_{profile}.png"),
-    Artifact("Claims", "each claim of the paper: measure, paired 95 % interval, verdict", "09_figures",
+    Artifact("Claims", "the paper's claims: paired 95 % interval, verdict", "09_figures",
              "refine_iqa_lib.evaluation.claims.build_claims", "results/claims_{profile}.csv"),
 )
 

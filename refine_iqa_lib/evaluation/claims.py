@@ -295,6 +295,12 @@ def claims_spec(dataset: str = "koniq") -> list[Claim]:
     ]
 
 
+def perception_difference(cfg: Config, a: str, b: str, task: str = "description") -> Interval:
+    """Paired bootstrap interval of model ``a`` - model ``b`` on the perception test images both
+    answered (description accuracy in percentage points, or mean grounding IoU)."""
+    return _Inputs(cfg).perception_diff(a, b, task, 100.0 if task == "description" else 1.0)
+
+
 def claims_paths(cfg: Config) -> tuple[Path, Path]:
     """``results/claims_<profile>.csv`` and ``results/CLAIMS.md`` (``CLAIMS_smoke.md`` for smoke)."""
     from refine_iqa_lib.artifacts import claims_md_name

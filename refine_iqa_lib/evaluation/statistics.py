@@ -265,6 +265,16 @@ def format_interval(value: Any, low: Any = None, high: Any = None, decimals: int
     return text
 
 
+def format_ci(value: Any, leaf: dict | None, decimals: int = 2, suffix: str = "") -> str:
+    """:func:`format_interval` of a value and its result-file interval ``{"low", "high", "n"}`` (or None).
+
+    >>> format_ci(0.5, {"low": 0.25, "high": 0.75, "n": 8}), format_ci(0.5, None)
+    ('0.50 [0.25, 0.75]', '0.50')
+    """
+    leaf = leaf or {}
+    return format_interval(value, leaf.get("low"), leaf.get("high"), decimals, suffix)
+
+
 def interval_record(values: Sequence[float] | np.ndarray, seed: int = 0, n_resamples: int = N_RESAMPLES,
                     confidence: float = CONFIDENCE) -> dict | None:
     """``{"low", "high", "n"}`` of the mean of ``values`` (NaN values left out), None for no values:
