@@ -61,7 +61,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.io import read_json, write_text
@@ -378,8 +377,7 @@ def _advantage_intervals(spec: TableSpec, task: str, scale: float, runs: Mapping
     heads = {v: k for k, v in PERCEPTION_CATEGORIES.items()}
     out = {}
     for c in spec.value_cols:
-        wanted = (tuple(PERCEPTION_CATEGORIES) if c == "Overall" else (heads[c],) if c in heads
-                  else tuple(heads[h] for h in spec.groups.get(c, ())))
+        wanted = tuple(PERCEPTION_CATEGORIES) if c == "Overall" else (heads[c],)
         sel = key.isin(wanted).to_numpy()
         iv = paired_difference_ci(s1["value"].to_numpy()[sel], base["value"].to_numpy()[sel], "mean", seed=seed)
         out[c] = (scale * iv.low, scale * iv.high, float(iv.n))
