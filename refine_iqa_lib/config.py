@@ -215,6 +215,9 @@ class EvalConfig:
     qbench_root: str = "embedded"
     qbench_split: str = "dev"
     skip_unreadable: bool = False         # unreadable test images: stop naming them (default) or score the rest
+    unparsable: str = "fallback"          # unparsable numeric answers: score them 2.5 (fallback) or drop them
+    ci_resamples: int = 2000              # bootstrap resamples of every 95 % interval (evaluation.statistics)
+    ci_level: float = 0.95                # confidence level of those intervals
 
 
 @dataclass
@@ -494,6 +497,9 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("eval.modes", _subset(MODES), "a non-empty list of no_think, think"),
     ("eval.methods", _subset(("prob", "numeric", "num")), "a non-empty list of prob, numeric"),
     ("eval.qbench_split", _one_of(("dev", "test")), "dev or test"),
+    ("eval.unparsable", _one_of(("fallback", "drop")), "fallback (score 2.5, the midpoint of [0, 5)) or drop"),
+    ("eval.ci_resamples", _ge(1000), ">= 1000 bootstrap resamples"),
+    ("eval.ci_level", lambda v: 0 < v < 1, "a confidence level in (0, 1)"),
 )
 
 

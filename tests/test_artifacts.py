@@ -16,7 +16,22 @@ def test_every_paper_artifact_is_mapped_and_built():
 def test_headlines_pair_paper_and_ours():
     t = pd.DataFrame({"Models": ["A", "A", "B"], "source": ["paper", "ours (tiny)", "paper"],
                       "Overall": [76.4, 12.5, 70.0], "note": [None, "stand-in", None]})
-    assert table_headlines(t, "Overall") == [{"row": "A", "paper": 76.4, "ours": 12.5, "note": "stand-in"}]
+    assert table_headlines(t, "Overall") == [{"row": "A", "paper": 76.4, "ours": 12.5, "ci_low": None, "ci_high": None,
+                                              "note": "stand-in"}]
+
+
+def test_headlines_read_the_long_csv_with_intervals(tmp_path):
+    long = pd.DataFrame({"Models": ["A", "A", "A", "A"], "source": ["paper", "paper", "ours (tiny)", "ours (tiny)"],
+                         "column": ["Blur", "Overall", "Blur", "Overall"], "value": [70.0, 76.4, 10.0, 12.5],
+                         "ci_low": [None, None, 5.0, 8.25], "ci_high": [None, None, 15.0, 16.75], "n": [None, None, 9, 40],
+                         "note": [None, None, "stand-in", "stand-in"]})
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    long.to_csv(tmp_path / "results" / "tables" / "table1_tiny.csv", index=False)
+    heads = table_headlines(pd.read_csv(tmp_path / "results" / "tables" / "table1_tiny.csv"), "Overall")
+    assert [(h["row"], h["paper"], h["ours"], h["ci_low"], h["ci_high"]) for h in heads] == [("A", 76.4, 12.5, 8.25, 16.75)]
+    text = write_index(load_config("tiny"), repo_root=tmp_path).read_text()
+    assert "| A | 76.40 | 12.50 [8.25, 16.75] | stand-in |" in text
+    assert "[CLAIMS.md](CLAIMS.md)" in text
 
 
 def test_write_index_lists_files_and_numbers(tmp_path):

@@ -47,6 +47,23 @@ def test_description_needs_all_three_attributes():
     assert set(d) == set(per.SUMMARY_KEYS)
 
 
+def test_every_value_carries_a_bootstrap_interval_over_images():
+    rows = [r for i in range(40) for r in _rows(f"i{i}", ("blur", "quantization")[i % 2], i % 3 != 0, True, i / 40)]
+    m = per.perception_metrics(pd.DataFrame(rows), seed=0, n_resamples=1000)
+    for task in ("description", "grounding"):
+        for key in per.SUMMARY_KEYS:
+            iv, v = m["ci"][task][key], m[task][key]
+            if v is None:
+                assert iv is None
+            else:
+                assert iv["low"] <= v <= iv["high"] and iv["n"] == {"overall": 40, "blur": 20, "easy": 20}.get(key, 20)
+    assert m["ci"]["description"]["overall"]["high"] > m["ci"]["description"]["overall"]["low"]
+    again = per.perception_metrics(pd.DataFrame(rows), seed=0, n_resamples=1000)
+    assert again["ci"] == m["ci"]  # seeded
+    desc, ground = per.perception_items(pd.DataFrame(rows))
+    assert list(desc.columns) == ["image_id", "category", "value"] and len(desc) == len(ground) == 40
+
+
 def test_incomplete_images_are_counted_not_scored():
     rows = _rows("a", "blur", True, True, 0.9)[:1] + _rows("b", "noise", True, True, 0.5)
     m = per.perception_metrics(pd.DataFrame(rows))

@@ -63,6 +63,16 @@ def test_accuracy_by_type_concern_and_overall():
         qb.qbench_accuracy(df.drop(columns="type_name"))
 
 
+def test_accuracy_intervals_resample_questions():
+    df = pd.DataFrame({"correct": [i % 4 != 0 for i in range(60)], "type_name": ["yes_no", "how"] * 30,
+                       "concern_name": ["technical"] * 60})
+    acc, ci = qb.qbench_accuracy(df), qb.qbench_intervals(df, seed=1, n_resamples=1000)
+    assert list(ci) == list(qb.ACCURACY_KEYS) and ci["what"] is None and ci["other"] is None
+    assert ci["overall"]["n"] == 60 and ci["yes_no"]["n"] == 30
+    assert ci["overall"]["low"] < acc["overall"] == 0.75 < ci["overall"]["high"]
+    assert ci == qb.qbench_intervals(df, seed=1, n_resamples=1000)
+
+
 def test_evaluate_qbench_on_the_embedded_set_writes_the_schema(cfg, tiny_policy):
     records = qb.evaluate_qbench(cfg, "base", loaded=tiny_policy)
     assert [r["mode"] for r in records] == list(cfg.eval.modes)
@@ -72,6 +82,7 @@ def test_evaluate_qbench_on_the_embedded_set_writes_the_schema(cfg, tiny_policy)
         assert disk["model"] == "base" and disk["split"] == "dev" and disk["profile"] == "smoke"
         assert disk["n"] == len(questions) and disk["synthetic"] is True
         assert set(disk["accuracy"]) == set(qb.ACCURACY_KEYS)
+        assert disk["ci"]["accuracy"]["overall"]["n"] == disk["n"] and disk["ci_method"]["unit"] == "question"
         assert all(v is None or 0.0 <= v <= 1.0 for v in disk["accuracy"].values())
         preds = read_jsonl(ev.predictions_dir(cfg, "qbench") / f"base__{rec['mode']}.jsonl")
         assert len(preds) == len(questions)

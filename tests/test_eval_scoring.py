@@ -81,6 +81,9 @@ def test_evaluate_scoring_writes_the_tables_schema(cfg, tiny_policy):
         assert len(preds) == on_disk["n_images"] and {"image", "mos", "pred"} <= set(preds.columns)
         if rec["method"] == "prob":  # Eq. 8 lies in (0.5, 4.5) and always exists
             assert on_disk["n_nan"] == 0 and preds["pred"].between(0.5, 4.5).all()
+            assert on_disk["parse_failure_rate"] == 0
+        assert 0 <= on_disk["parse_failure_rate"] <= 1 and set(on_disk["ci"]) == {"srcc", "plcc", "srcc_plcc_mean"}
+        assert on_disk["ci"]["srcc"]["n"] == on_disk["n"]
     # the tables read these files
     long = tables.load_results(cfg.results_dir, "smoke")
     assert set(long.loc[long["kind"] == "scoring", "model"]) == {"base"}
@@ -99,11 +102,32 @@ def test_nan_scores_are_counted_and_logistic_fit_is_named(cfg, tiny_policy, monk
         return out
 
     monkeypatch.setattr(ev, "score_images", fake_score_images)
-    logistic = load_config(cfg, {"eval.logistic_plcc": True})
+    # eval.unparsable: drop (the former behaviour, now a switch): the unparsable answer is counted and excluded
+    logistic = load_config(cfg, {"eval.logistic_plcc": True, "eval.unparsable": "drop"})
     rec = ev.evaluate_scoring(logistic, "base", modes=["no_think"], methods=["numeric"], loaded=tiny_policy)[0]
     assert rec["n_nan"] == 1 and rec["n"] == rec["n_images"] - 1
     assert rec["plcc_fit_requested"] == "logistic4" and rec["plcc_kind"] in ("logistic4", "raw")
+    assert rec["fallback_prediction"] is None and rec["parse_failure_rate"] == pytest.approx(1 / rec["n_images"])
     assert read_json(ev.scoring_result_path(cfg, "base", "koniq", "no_think", "num"))["n_nan"] == 1
+
+
+def test_unparsable_answers_get_the_fallback_score_by_default(cfg, tiny_policy, monkeypatch):
+    monkeypatch.setattr(ev, "score_images", lambda m, p, images, **kw: [
+        {"score": float("nan") if i % 3 == 0 else float(i % 5), "parsed": i % 3 != 0, "text": "x"}
+        for i, _ in enumerate(images)])
+    rec = ev.evaluate_scoring(cfg, "base", modes=["no_think"], methods=["numeric"], loaded=tiny_policy)[0]
+    n = rec["n_images"]
+    failed = len(range(0, n, 3))
+    assert rec["unparsable"] == "fallback" and rec["fallback_prediction"] == ev.FALLBACK_PREDICTION == 2.5
+    assert rec["n"] == n and rec["n_nan"] == 0  # every image counts
+    assert rec["n_unparsable"] == failed and rec["parse_failure_rate"] == pytest.approx(failed / n)
+    preds = pd.read_csv(ev.predictions_dir(cfg, "scoring") / "base__koniq__no_think__num.csv")
+    assert preds.loc[preds["pred"].isna(), "pred_used"].eq(2.5).all() and preds["pred_used"].notna().all()
+    from refine_iqa_lib.evaluation.metrics import srcc
+    assert rec["srcc"] == pytest.approx(srcc(preds["pred_used"], preds["mos"]))
+    ci = rec["ci"]["srcc"]
+    assert ci["n"] == n and (ci["low"] is None or ci["low"] <= rec["srcc"] <= ci["high"])
+    assert rec["ci_method"] == {"method": "percentile", "level": 0.95, "resamples": 2000, "seed": 0, "unit": "image"}
 
 
 def test_perfect_predictions_give_perfect_correlations(cfg, tiny_policy, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib.evaluation.tables import (PERCEPTION_CATEGORIES, build_table, load_paper_table, load_results,
                                               write_all_tables, write_table)
-from refine_iqa_lib.io import write_json
+from refine_iqa_lib.io import read_json, write_json
 
 # The paper's text lives in shared/ beside the repository (<repo>/../shared/paper/), both here and
 # in CI's fresh clone; parents[1] is the repository root, parents[2] the folder that holds it.
@@ -222,8 +222,10 @@ def test_write_table_csv_markdown_latex(tmp_path):
     df = build_table(1, fake_results(tmp_path / "r"), "tiny")
     paths = write_table(df, "table1_tiny", tmp_path / "tables")
     assert sorted(paths) == ["csv", "md", "tex"] and all(p.is_file() for p in paths.values())
-    back = pd.read_csv(paths["csv"])
-    assert back.shape == df.shape and back.loc[0, "Blur"] == 75.47
+    back = pd.read_csv(paths["csv"])  # long: one row per (table row, column), with its interval
+    assert list(back.columns) == ["Models", "source", "column", "value", "ci_low", "ci_high", "n", "note"]
+    assert len(back) == len(df) * 13 and back.loc[0, "value"] == 75.47 and back.loc[0, "column"] == "Blur"
+    assert back.loc[back["source"] == "paper", ["ci_low", "ci_high", "n"]].isna().all().all()
     md = paths["md"].read_text()
     assert md.startswith("**Table 1:") and "75.47%" in md and "ours (tiny)" in md and "50.00%" in md
     tex = paths["tex"].read_text()
@@ -235,3 +237,41 @@ def test_write_table_csv_markdown_latex(tmp_path):
     written = write_all_tables(tmp_path / "r", "tiny", tmp_path / "all")
     assert sorted(written) == [1, 2, 3, 4, 5, 6] and (tmp_path / "all" / "table4_tiny.tex").is_file()
     assert not list((tmp_path / "tables").glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_intervals_reach_the_csv_and_markdown_and_advantage_is_paired(tmp_path):
+    root = fake_results(tmp_path / "r")
+    rec = read_json(root / "tiny" / "scoring" / "s2__koniq__no_think__prob.json")
+    rec["ci"] = {"srcc": {"low": 0.35, "high": 0.45, "n": 10}, "plcc": {"low": 0.2, "high": 0.4, "n": 10},
+                 "srcc_plcc_mean": {"low": 0.3, "high": 0.4, "n": 10}}
+    write_json(root / "tiny" / "scoring" / "s2__koniq__no_think__prob.json", rec)
+    t3 = build_table(3, root, "tiny")
+    row = t3.index[(t3["source"] == "ours (tiny)") & (t3["Models"] == "Refine-IQA-S2 (w/o think)")][0]
+    assert t3.attrs["intervals"][row]["KONIQ SRCC"] == [0.35, 0.45, 10]
+    paths = write_table(t3, "t3", tmp_path / "tables")
+    back = pd.read_csv(paths["csv"]).set_index(["Models", "source", "column"])
+    cell = back.loc[("Refine-IQA-S2 (w/o think)", "ours (tiny)", "KONIQ SRCC")]
+    assert (cell["value"], cell["ci_low"], cell["ci_high"], cell["n"]) == (0.4, 0.35, 0.45, 10)
+    assert "| 0.400 [0.350, 0.450] |" in paths["md"].read_text()
+    t5 = build_table(5, root, "tiny")
+    w = t5.index[(t5["source"] == "ours (tiny)") & (t5["TRAIN"] == "w Stage-1")][0]
+    assert t5.loc[w, "KonIQ"] == pytest.approx(0.35) and t5.attrs["intervals"][w]["KonIQ"] == [0.3, 0.4, 10]
+    # the Advantage row: a paired interval over the images both models answered
+    pred = tmp_path / "eval"
+    rng = np.random.default_rng(0)
+    ids = [f"img{i}" for i in range(60)]
+    cats = ["blur", "pixelate", "noise"] * 20
+    base_v = rng.integers(0, 2, 60).astype(float)
+    s1_v = np.maximum(base_v, rng.random(60) < 0.5)
+    for model, v in (("base", base_v), ("s1", s1_v)):
+        pd.DataFrame({"image_id": ids, "category": cats, "value": v, "task": "description"}).to_csv(
+            (pred / "perception").mkdir(parents=True, exist_ok=True) or pred / "perception" / f"{model}__images.csv",
+            index=False)
+    t1 = build_table(1, root, "tiny", predictions=pred)
+    adv = t1.index[(t1["source"] == "ours (tiny)") & (t1["Models"] == "Advantage")][0]
+    lo, hi, n = t1.attrs["intervals"][adv]["Overall"]
+    assert n == 60 and 0 < lo < 100 * (s1_v.mean() - base_v.mean()) < hi
+    assert t1.attrs["intervals"][adv]["Pixel."][2] == 20 and "paired bootstrap" in t1.loc[adv, "note"]
+    no_pred = build_table(1, root, "tiny")
+    adv_row = no_pred[(no_pred["source"] == "ours (tiny)") & (no_pred["Models"] == "Advantage")]
+    assert "no interval" in adv_row["note"].iloc[0]

@@ -12,13 +12,20 @@ import pandas as pd
 
 from refine_iqa_lib.data.scoring_set import load_scoring_split
 from refine_iqa_lib.evaluation.metrics import srcc
+from refine_iqa_lib.evaluation.scoring_eval import prediction_used
+from refine_iqa_lib.evaluation.statistics import Interval, bootstrap_ci, paired_difference_ci
 from refine_iqa_lib.io import open_image, subsample
 from refine_iqa_lib.method.rewards import answer_reward, extract_think, parse_score
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy
 from refine_iqa_lib.prompts import scoring_prompt, user_message
 
-__all__ = ["heldout_scoring"]
+__all__ = ["heldout_scoring", "heldout_difference", "HELDOUT_METRICS"]
+
+#: Metric column -> (per-image values it is computed from, statistic): what the intervals resample.
+HELDOUT_METRICS = {"srcc_prob": ("prob", "srcc"), "srcc_numeric": ("numeric", "srcc"),
+                   "accuracy": ("accuracy", "mean"), "srcc_sampled": ("sampled", "srcc"),
+                   "accuracy_sampled": ("accuracy_sampled", "mean"), "parsed": ("parsed", "mean")}
 
 
 def _sampled_scores(model, processor, images, k: int, temperature: float, max_new_tokens: int, variant: str,
@@ -66,7 +73,13 @@ def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = 
       accuracy. Greedy answers of a small model collapse onto a few values after RL (ties), so
       the sampled view is the one that tracks training.
 
-    Returns one row per model.
+    Unparsable greedy answers follow ``eval.unparsable`` as in Table 3 (default: scored 2.5, the
+    midpoint of [0, 5); :func:`refine_iqa_lib.evaluation.scoring_eval.prediction_used`).
+
+    Returns one row per model; every metric of :data:`HELDOUT_METRICS` has ``<metric>_ci_low`` /
+    ``<metric>_ci_high`` columns (95 % bootstrap over pictures, seeded; SRCC resamples the
+    ``(pred, mos)`` pairs). The per-picture values are kept in ``df.attrs["items"]`` for
+    :func:`heldout_difference` (paired intervals between two models on the same pictures).
     """
     name = dataset or cfg.scoring.train[0]
     df = load_scoring_split(cfg, name, split)
@@ -80,7 +93,8 @@ def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = 
         ok = np.isfinite(pred)
         return srcc(pred[ok], mos[ok]) if ok.sum() > 2 and np.ptp(pred[ok]) > 0 else float("nan")
 
-    rows = []
+    kw = {"n_resamples": cfg.eval.ci_resamples, "confidence": cfg.eval.ci_level, "seed": cfg.seed}
+    rows, items = [], {"mos": mos}
     for label, path in models.items():
         model, processor = load_policy(path, dtype="float32", min_pixels=cfg.model.min_pixels,
                                        max_pixels=cfg.model.max_pixels)
@@ -91,21 +105,58 @@ def heldout_scoring(cfg, models: dict, dataset: str | None = None, split: str = 
                            max_new_tokens=cfg.eval.max_new_tokens, variant=variant, progress=False)
         sampled = _sampled_scores(model, processor, images, k, s2.temperature, s2.max_completion_length, variant,
                                   seed=cfg.seed)
-        s = np.array([r["score"] for r in num])
+        s = np.array([r["score"] for r in num], dtype=float)
         ok = np.isfinite(s)
+        per = {"prob": np.array([r["score"] for r in prob], dtype=float),
+               "numeric": prediction_used(s, cfg.eval.unparsable)[0],
+               "accuracy": np.array([answer_reward(v if np.isfinite(v) else None, m, eps, variant)
+                                     for v, m in zip(s, mos)], dtype=float),
+               "sampled": np.array([np.mean([v for v in vals if v is not None]) if any(v is not None for v in vals)
+                                    else np.nan for vals in sampled], dtype=float),
+               "accuracy_sampled": np.array([np.mean([answer_reward(v, m, eps, variant) for v in vals])
+                                             for vals, m in zip(sampled, mos)], dtype=float),
+               "parsed": ok.astype(float)}
+        items[label] = per
+        cis = {}
+        for metric, (key, stat) in HELDOUT_METRICS.items():
+            iv = _interval(per[key], mos, stat, kw)
+            cis[f"{metric}_ci_low"], cis[f"{metric}_ci_high"] = iv.low, iv.high
         rows.append({
             "model": label, "dataset": name, "split": split, "n": len(images),
-            "srcc_prob": corr([r["score"] for r in prob]),
-            "srcc_numeric": corr(s),
-            "accuracy": float(np.mean([answer_reward(v if np.isfinite(v) else None, m, eps, variant)
-                                       for v, m in zip(s, mos)])),
-            "srcc_sampled": corr([np.mean([v for v in vals if v is not None]) if any(v is not None for v in vals)
-                                  else np.nan for vals in sampled]),
-            "accuracy_sampled": float(np.mean([answer_reward(v, m, eps, variant) for vals, m in zip(sampled, mos)
-                                               for v in vals])),
+            "srcc_prob": corr(per["prob"]),
+            "srcc_numeric": corr(per["numeric"]),
+            "accuracy": float(np.mean(per["accuracy"])),
+            "srcc_sampled": corr(per["sampled"]),
+            "accuracy_sampled": float(np.mean(per["accuracy_sampled"])),
             "parsed": float(ok.mean()),
             "distinct_answers": int(len(np.unique(s[ok]))),
             "think_tokens": float(np.mean([len(tok(extract_think(r["text"]), add_special_tokens=False)["input_ids"])
                                            for r in num])),
+            **cis,
         })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["items"] = items
+    out.attrs["ci"] = kw
+    return out
+
+
+def _interval(values: np.ndarray, mos: np.ndarray, stat: str, kw: dict) -> Interval:
+    keep = np.isfinite(values)
+    data = (values[keep], mos[keep]) if stat == "srcc" else values[keep]
+    return bootstrap_ci(data, stat, **kw)
+
+
+def heldout_difference(held: pd.DataFrame, a: str, b: str, metric: str) -> Interval:
+    """Paired bootstrap interval of ``metric`` (a column of :data:`HELDOUT_METRICS`) of model ``a``
+    minus model ``b``, over the pictures both scored (``held`` from :func:`heldout_scoring`)."""
+    if metric not in HELDOUT_METRICS:
+        raise ValueError(f"unknown held-out metric {metric!r}; expected one of {list(HELDOUT_METRICS)}")
+    items = held.attrs.get("items") or {}
+    missing = [m for m in (a, b) if m not in items]
+    if missing:
+        raise KeyError(f"no per-picture values for {missing}; expected a frame returned by heldout_scoring")
+    key, stat = HELDOUT_METRICS[metric]
+    va, vb, mos = items[a][key], items[b][key], items["mos"]
+    keep = np.isfinite(va) & np.isfinite(vb)
+    data_a, data_b = ((va[keep], mos[keep]), (vb[keep], mos[keep])) if stat == "srcc" else (va[keep], vb[keep])
+    return paired_difference_ci(data_a, data_b, stat, **held.attrs.get("ci", {}))

@@ -26,7 +26,14 @@ batched. Result schema (:mod:`refine_iqa_lib.evaluation.tables`)::
     results/<profile>/perception/<model>.json
     {"model": "s1", "profile": "tiny", "mode": "no_think", "n": 80,
      "description": {"blur": .., ..., "quantization": .., "easy": .., "hard": .., "overall": ..},
-     "grounding":   {...the same keys, mean IoU...}, "n_images": {...}, ...}
+     "grounding":   {...the same keys, mean IoU...}, "n_images": {...},
+     "ci": {"description": {"blur": {"low": .., "high": .., "n": ..}, ...}, "grounding": {...}},
+     "ci_method": {"method": "percentile", "level": 0.95, "resamples": 2000, "seed": 0, "unit": "image"}, ...}
+
+``ci`` holds a 95 % bootstrap interval (images resampled; :mod:`refine_iqa_lib.evaluation.statistics`)
+for every value, computed from the per-image values of :func:`perception_items`; those values are
+also written to ``<work_dir>/eval/perception/<model>__images.csv`` (``image_id``, ``category``,
+``value``, ``task``) for paired differences between models (the Advantage rows, the claims).
 
 Category keys are the tables' (``PERCEPTION_CATEGORIES``: ``oversaturation``, ``pixelation``,
 ...), mapped from the distortion engine's names by :data:`CATEGORY_KEYS`. Per-question answers go
@@ -118,8 +125,42 @@ def predict_perception(model, processor, samples: pd.DataFrame, batch_size: int 
     return out
 
 
-def perception_metrics(pred: pd.DataFrame) -> dict:
-    """Description accuracy and grounding IoU per category / Easy / Hard / overall (see module docstring).
+def perception_items(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image values ``(description, grounding)``, each with columns ``image_id``, ``category``,
+    ``value`` (1/0 for an image described right / wrong, its IoU for grounding): what every
+    accuracy, interval and paired difference of Tables 1-2 averages. Images missing a question
+    are left out of the description values."""
+    need = ("image_id", "task", "category", "correct", "iou")
+    missing = [c for c in need if c not in pred.columns]
+    if missing:
+        raise ValueError(f"perception_metrics: missing column(s) {missing}; found {list(pred.columns)}")
+    mcq = pred[pred["task"] != "grounding"]
+    per_image = mcq.groupby("image_id").agg(category=("category", "first"), tasks=("task", lambda s: frozenset(s)),
+                                            ok=("correct", lambda s: bool(all(bool(v) for v in s))))
+    layouts = {frozenset(v) for v in DESCRIPTION_TASKS.values()}
+    complete = per_image[per_image["tasks"].isin(layouts)]
+    desc_values = complete.assign(value=complete["ok"].astype(float))[["category", "value"]].reset_index()
+    ground = pred[pred["task"] == "grounding"]
+    ground_values = pd.DataFrame({"image_id": ground["image_id"].to_numpy(), "category": ground["category"].to_numpy(),
+                                  "value": ground["iou"].astype(float).to_numpy()})
+    desc_values.attrs["n_incomplete"] = int(len(per_image) - len(complete))
+    return desc_values, ground_values
+
+
+def perception_intervals(values: pd.DataFrame, seed: int = 0, n_resamples: int = 2000,
+                         confidence: float = 0.95) -> dict:
+    """Bootstrap interval (images resampled) of every summary key of :func:`perception_metrics`."""
+    from refine_iqa_lib.evaluation.statistics import interval_record
+
+    groups = {**{key: (cat,) for cat, key in CATEGORY_KEYS.items()}, "easy": D.EASY, "hard": D.HARD,
+              "overall": tuple(CATEGORY_KEYS)}
+    return {key: interval_record(values.loc[values["category"].isin(cats), "value"], seed, n_resamples, confidence)
+            for key, cats in groups.items()}
+
+
+def perception_metrics(pred: pd.DataFrame, seed: int = 0, n_resamples: int = 2000, confidence: float = 0.95) -> dict:
+    """Description accuracy and grounding IoU per category / Easy / Hard / overall (see module docstring),
+    with their bootstrap intervals under ``ci`` (:func:`perception_intervals`).
 
     >>> rows = [dict(image_id="a", task="type", category="blur", correct=True, iou=None),
     ...         dict(image_id="a", task="severity", category="blur", correct=True, iou=None),
@@ -135,19 +176,7 @@ def perception_metrics(pred: pd.DataFrame) -> dict:
     >>> round(m["grounding"]["easy"], 3), round(m["grounding"]["hard"], 3), round(m["grounding"]["overall"], 3)
     (0.5, 0.1, 0.3)
     """
-    need = ("image_id", "task", "category", "correct", "iou")
-    missing = [c for c in need if c not in pred.columns]
-    if missing:
-        raise ValueError(f"perception_metrics: missing column(s) {missing}; found {list(pred.columns)}")
-    mcq = pred[pred["task"] != "grounding"]
-    per_image = mcq.groupby("image_id").agg(category=("category", "first"), tasks=("task", lambda s: frozenset(s)),
-                                            ok=("correct", lambda s: bool(all(bool(v) for v in s))))
-    layouts = {frozenset(v) for v in DESCRIPTION_TASKS.values()}
-    complete = per_image[per_image["tasks"].isin(layouts)]
-    desc_values = complete.assign(value=complete["ok"].astype(float))[["category", "value"]]
-    ground = pred[pred["task"] == "grounding"]
-    ground_values = pd.DataFrame({"category": ground["category"].to_numpy(),
-                                  "value": ground["iou"].astype(float).to_numpy()})
+    desc_values, ground_values = perception_items(pred)
 
     def summarise(values: pd.DataFrame) -> dict:
         out: dict = {}
@@ -163,10 +192,12 @@ def perception_metrics(pred: pd.DataFrame) -> dict:
     unknown = sorted(set(pred["category"]) - set(CATEGORY_KEYS))
     if unknown:
         raise ValueError(f"perception_metrics: unknown distortion categories {unknown}; expected {list(CATEGORY_KEYS)}")
-    counts = {key: int((complete["category"] == cat).sum()) for cat, key in CATEGORY_KEYS.items()}
+    counts = {key: int((desc_values["category"] == cat).sum()) for cat, key in CATEGORY_KEYS.items()}
+    ci = {task: perception_intervals(values, seed, n_resamples, confidence)
+          for task, values in (("description", desc_values), ("grounding", ground_values))}
     return {"description": summarise(desc_values), "grounding": summarise(ground_values),
-            "n": int(len(complete)), "n_grounding": int(len(ground)),
-            "n_incomplete": int(len(per_image) - len(complete)), "n_images": counts}
+            "n": int(len(desc_values)), "n_grounding": int(len(ground_values)),
+            "n_incomplete": desc_values.attrs["n_incomplete"], "n_images": counts, "ci": ci}
 
 
 def perception_result_path(cfg: Config, model: str) -> Path:
@@ -180,9 +211,9 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
                         dataset_dir: str | Path | None = None) -> dict:
     """Evaluate ``model`` on the perception test split (no-think, no-reference); write and return
     the record. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, predictions_dir,
+    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, load_eval_model, predictions_dir,
                                                         usable_images, write_record)
-    from refine_iqa_lib.io import read_json, repo_relative
+    from refine_iqa_lib.io import read_json, repo_relative, write_text
     from refine_iqa_lib.runs import normalise_model_name
 
     name = normalise_model_name(model)
@@ -193,9 +224,10 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)
     pred = predict_perception(policy, processor, samples, cfg.eval.batch_size, cfg.eval.max_new_tokens,
                               desc=f"{name} perception")
-    metrics = perception_metrics(pred)
+    metrics = perception_metrics(pred, cfg.seed, cfg.eval.ci_resamples, cfg.eval.ci_level)
     grounding = pred[pred["task"] == "grounding"]
     rec = {"model": name, "profile": cfg.profile, "mode": MODE, "form": FORM, **metrics,
+           "ci_method": ci_method(cfg, "image"),
            "n_unparsed_boxes": int((~grounding["box_parsed"].astype(bool)).sum()),
            "model_path": repo_relative(eval_model_path(cfg, name)), **unreadable}
     write_record(out, rec)
@@ -205,6 +237,8 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
         r["severity"] = int(r["severity"])
         r["iou"] = None if r["iou"] is None or pd.isna(r["iou"]) else float(r["iou"])
     write_jsonl(predictions_dir(cfg, "perception") / f"{name}.jsonl", rows)
+    items = pd.concat([v.assign(task=t) for t, v in zip(("description", "grounding"), perception_items(pred))])
+    write_text(predictions_dir(cfg, "perception") / f"{name}__images.csv", items.to_csv(index=False))
     return rec
 
 

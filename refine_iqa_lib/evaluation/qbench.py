@@ -19,9 +19,11 @@ the result schema of :mod:`refine_iqa_lib.evaluation.tables`::
     results/<profile>/qbench/<model>__<mode>.json
     {"model": "s2", "mode": "think", "profile": "tiny", "split": "dev", "n": 1495,
      "accuracy": {"yes_no": .., "what": .., "how": .., "technical": .., "other": ..,
-                  "incontext_technical": .., "incontext_other": .., "overall": ..}, ...}
+                  "incontext_technical": .., "incontext_other": .., "overall": ..},
+     "ci": {"accuracy": {"yes_no": {"low": .., "high": .., "n": ..}, ...}}, "ci_method": {...}, ...}
 
-A group without questions has accuracy ``null``. With ``eval.qbench_root: embedded`` the
+A group without questions has accuracy ``null``. ``ci`` holds 95 % bootstrap intervals
+(questions resampled; :mod:`refine_iqa_lib.evaluation.statistics`). With ``eval.qbench_root: embedded`` the
 questions are the synthetic stand-in of :mod:`refine_iqa_lib.data.qbench_set` (the record then
 says ``"synthetic": true``); otherwise the real ``llvisionqa_dev.json`` is read (the public test
 split has no answers and cannot be scored). Per-question answers go to
@@ -127,19 +129,31 @@ def qbench_accuracy(df: pd.DataFrame) -> dict[str, float | None]:
     >>> acc = qbench_accuracy(d); acc["yes_no"], acc["how"], acc["technical"], acc["what"]
     (0.5, 1.0, 1.0, None)
     """
+    return {key: float(sel.mean()) if len(sel) else None for key, sel in qbench_groups(df).items()}
+
+
+def qbench_groups(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per-question correctness (1.0 / 0.0) of each accuracy key (:data:`ACCURACY_KEYS`)."""
     missing = [c for c in ("correct", "type_name", "concern_name") if c not in df.columns]
     if missing:
         raise ValueError(f"qbench_accuracy: missing column(s) {missing}; found {list(df.columns)}")
-    out: dict[str, float | None] = {}
+    correct = df["correct"].astype(bool).astype(float)
+    out: dict[str, pd.Series] = {}
     for key in ACCURACY_KEYS:
         if key == "overall":
-            sel = df["correct"]
+            out[key] = correct
         elif key in ("yes_no", "what", "how"):
-            sel = df.loc[df["type_name"] == key, "correct"]
+            out[key] = correct[df["type_name"] == key]
         else:
-            sel = df.loc[df["concern_name"] == key, "correct"]
-        out[key] = float(sel.astype(bool).mean()) if len(sel) else None
+            out[key] = correct[df["concern_name"] == key]
     return out
+
+
+def qbench_intervals(df: pd.DataFrame, seed: int = 0, n_resamples: int = 2000, confidence: float = 0.95) -> dict:
+    """Bootstrap interval (questions resampled) of every accuracy key; None for a group without questions."""
+    from refine_iqa_lib.evaluation.statistics import interval_record
+
+    return {key: interval_record(sel, seed, n_resamples, confidence) for key, sel in qbench_groups(df).items()}
 
 
 def predict_qbench(model, processor, questions: pd.DataFrame, mode: str, batch_size: int = 8,
@@ -195,7 +209,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``;
     ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``)."""
-    from refine_iqa_lib.evaluation.scoring_eval import (eval_model_path, load_eval_model, predictions_dir,
+    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, load_eval_model, predictions_dir,
                                                         usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
     from refine_iqa_lib.runs import normalise_model_name
@@ -217,6 +231,8 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
                               desc=f"{name} qbench {mode}")
         rec = {"model": name, "mode": mode, "profile": cfg.profile, "split": cfg.eval.qbench_split,
                "n": int(len(pred)), "accuracy": qbench_accuracy(pred),
+               "ci": {"accuracy": qbench_intervals(pred, cfg.seed, cfg.eval.ci_resamples, cfg.eval.ci_level)},
+               "ci_method": ci_method(cfg, "question"),
                "n_unparsed": int((pred["pred_index"] < 0).sum()),
                "counts": {**pred["type_name"].value_counts().to_dict(), **pred["concern_name"].value_counts().to_dict()},
                "synthetic": cfg.eval.qbench_root == "embedded", "model_path": path, **unreadable}

@@ -16,13 +16,31 @@ with :func:`refine_iqa_lib.evaluation.metrics.correlation_report` and writes one
 
     results/<profile>/scoring/<model>__<dataset>__<mode>__<method>.json
     {"model": "s2", "dataset": "koniq", "mode": "no_think", "method": "prob", "srcc": ..,
-     "plcc": .., "plcc_kind": "raw", "n": .., "n_nan": .., "profile": "tiny", ...}
+     "plcc": .., "plcc_kind": "raw", "n": .., "n_nan": .., "profile": "tiny",
+     "parse_failure_rate": 0.0, "n_unparsable": 0, "unparsable": "fallback", "fallback_prediction": 2.5,
+     "ci": {"srcc": {"low": .., "high": .., "n": ..}, "plcc": {...}, "srcc_plcc_mean": {...}},
+     "ci_method": {"method": "percentile", "level": 0.95, "resamples": 2000, "seed": 0, "unit": "image"}, ...}
 
 ``method`` is written ``prob`` or ``num`` (the tables' spelling; ``numeric`` is accepted as an
 input). PLCC is raw unless ``eval.logistic_plcc`` is set, in which case a 4-parameter logistic
-is fitted first; ``plcc_kind`` says which one the number is. Unparsable numeric answers are NaN
-predictions: counted in ``n_nan`` and excluded, never dropped silently. Per-image predictions go
-to ``<work_dir>/eval/scoring/<same stem>.csv``.
+is fitted first; ``plcc_kind`` says which one the number is.
+
+**Unparsable numeric answers** (``eval.unparsable``). Every record reports ``parse_failure_rate``
+(share of images whose answer holds no number; always 0 for ``prob``, Eq. 8 always gives one) and
+``n_unparsable``. With ``fallback`` (the default) SRCC/PLCC are computed over **all** images, an
+unparsable answer being scored :data:`FALLBACK_PREDICTION` = 2.5, the midpoint of the [0, 5)
+answer range: a data-free "no opinion" score that needs no training statistics and cannot flatter
+a model that fails to answer (``fallback_prediction`` records it). With ``drop`` they are left out
+(counted in ``n_nan``, as before; ``fallback_prediction`` is null). ``n`` is the number of images
+the correlations use.
+
+**Intervals** (``ci``): 95 % percentile bootstrap intervals over images, the ``(pred, mos)`` pairs
+resampled jointly (:mod:`refine_iqa_lib.evaluation.statistics`; ``eval.ci_resamples``,
+``eval.ci_level``, seed ``seed``), of SRCC, PLCC and their mean (Tables 5-6's scoring entry).
+With ``eval.logistic_plcc`` the PLCC intervals are left null (re-fitting the logistic on every
+resample is not done). Per-image predictions go to ``<work_dir>/eval/scoring/<same stem>.csv``:
+``pred`` is the parsed number (empty when unparsable), ``pred_used`` the prediction the
+correlations used (the fallback filled in; empty when dropped).
 """
 from __future__ import annotations
 
@@ -39,6 +57,7 @@ from refine_iqa_lib.config import Config
 from refine_iqa_lib.data.iqa import get_info
 from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
+from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD, bootstrap_ci
 from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy, resolve_model_path
@@ -49,6 +68,8 @@ from refine_iqa_lib.runs import is_evaluated, model_paths, normalise_model_name,
 METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}
 #: Result kinds (sub-folders of ``results/<profile>/``).
 RESULT_KINDS = ("scoring", "perception", "qbench")
+#: Score given to an unparsable numeric answer with ``eval.unparsable: fallback``: the midpoint of [0, 5).
+FALLBACK_PREDICTION = 2.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +168,9 @@ def predictions_dir(cfg: Config, kind: str) -> Path:
 
 
 def clean_number(v: Any) -> Any:
-    """JSON-safe number: NaN/inf -> None (the tables read None as missing)."""
+    """JSON-safe number: NaN/inf -> None (the tables read None as missing); dicts cleaned all the way down."""
+    if isinstance(v, dict):
+        return {k: clean_number(vv) for k, vv in v.items()}
     if isinstance(v, (float, np.floating)):
         v = float(v)
         return v if math.isfinite(v) else None
@@ -164,9 +187,7 @@ def repo_relative_root(root: str) -> str:
 
 def write_record(path: Path, record: dict) -> Path:
     """Write a result record atomically (NaN written as null)."""
-    clean = {k: ({kk: clean_number(vv) for kk, vv in v.items()} if isinstance(v, dict) else clean_number(v))
-             for k, v in record.items()}
-    return write_json(path, clean)
+    return write_json(path, clean_number(dict(record)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +234,42 @@ def predict_scores(model, processor, images: Sequence[Any], mode: str, method: s
     return out
 
 
+def ci_method(cfg: Config, unit: str) -> dict:
+    """How a record's intervals were computed (the ``ci_method`` entry of every result file)."""
+    return {"method": CI_METHOD, "level": float(cfg.eval.ci_level), "resamples": int(cfg.eval.ci_resamples),
+            "seed": int(cfg.seed), "unit": unit}
+
+
+def prediction_used(pred: np.ndarray, unparsable: str = "fallback") -> tuple[np.ndarray, float | None]:
+    """The predictions the correlations use: unparsable (NaN) ones scored :data:`FALLBACK_PREDICTION`
+    (``fallback``) or kept NaN for :func:`correlation_report` to exclude (``drop``).
+
+    >>> prediction_used(np.array([1.0, np.nan]))
+    (array([1. , 2.5]), 2.5)
+    >>> prediction_used(np.array([1.0, np.nan]), "drop")[1] is None
+    True
+    """
+    if unparsable not in ("fallback", "drop"):
+        raise ValueError(f"unknown eval.unparsable {unparsable!r}; expected fallback or drop")
+    pred = np.asarray(pred, dtype=float)
+    if unparsable == "drop":
+        return pred, None
+    return np.where(np.isfinite(pred), pred, FALLBACK_PREDICTION), FALLBACK_PREDICTION
+
+
+def scoring_intervals(cfg: Config, pred: np.ndarray, mos: np.ndarray, plcc_kind: str = "raw") -> dict:
+    """``ci`` of a scoring record: SRCC, PLCC and their mean, images (pairs) resampled; finite pairs only."""
+    keep = np.isfinite(pred)
+    pairs = (pred[keep], np.asarray(mos, dtype=float)[keep])
+    out = {}
+    for stat in ("srcc", "plcc", "srcc_plcc_mean"):
+        if stat != "srcc" and plcc_kind != "raw":
+            out[stat] = None
+            continue
+        out[stat] = bootstrap_ci(pairs, stat, cfg.eval.ci_resamples, cfg.eval.ci_level, cfg.seed).record()
+    return out
+
+
 def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | None = None,
                      modes: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                      loaded=None, overwrite: bool = True, model_path: str | os.PathLike | None = None) -> list[dict]:
@@ -248,10 +305,16 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
                                  cfg.eval.max_new_tokens)
             pred = got["score"].to_numpy(dtype=float)
+            used, fallback = prediction_used(pred, cfg.eval.unparsable)
+            mos = df["mos"].to_numpy(dtype=float)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # degenerate sets give NaN, recorded below
-                rep = correlation_report(pred, df["mos"].to_numpy(), logistic=cfg.eval.logistic_plcc)
+                rep = correlation_report(used, mos, logistic=cfg.eval.logistic_plcc)
+            failed = int((~np.isfinite(pred)).sum())
             rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
+                   "parse_failure_rate": failed / len(pred) if len(pred) else None, "n_unparsable": failed,
+                   "unparsable": cfg.eval.unparsable, "fallback_prediction": fallback,
+                   "ci": scoring_intervals(cfg, used, mos, rep["plcc_kind"]), "ci_method": ci_method(cfg, "image"),
                    "profile": cfg.profile, "split": split, "n_images": int(len(df)),
                    "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
                    "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
@@ -262,7 +325,7 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             out = scoring_result_path(cfg, name, dataset, mode, method)
             write_record(out, rec)
             preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],
-                              axis=1)
+                              axis=1).assign(pred_used=used)
             write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
             records.append(rec)
     return records
@@ -298,10 +361,11 @@ def scale_notes(cfg: Config, n: int) -> str:
 def our_table(cfg: Config, n: int, write: bool = True):
     """Table ``n`` (1-6) from ``results/<profile>/`` beside the paper's rows
     (:func:`refine_iqa_lib.evaluation.tables.build_table`), with :func:`scale_notes` added to our
-    rows; written to ``results/tables/table<n>_<profile>.{csv,md,tex}`` when ``write``."""
+    rows and the Advantage rows' paired intervals from ``<work_dir>/eval``; written to
+    ``results/tables/table<n>_<profile>.{csv,md,tex}`` when ``write``."""
     from refine_iqa_lib.evaluation.tables import build_table, write_table
 
-    df = build_table(n, cfg.results_dir, profile=cfg.profile)
+    df = build_table(n, cfg.results_dir, profile=cfg.profile, predictions=cfg.work_dir / "eval")
     extra = scale_notes(cfg, n)
     if extra:
         ours = df["source"] != "paper"

@@ -42,6 +42,20 @@ Under ``results/<profile>/``:
 
 ``ours`` may also be a dict ``{"scoring": [...], "perception": [...], "qbench": [...]}`` of such
 records, or the long DataFrame :func:`load_results` returns.
+
+Intervals
+---------
+Every record carries ``ci`` (the evaluators' 95 % bootstrap intervals, mirroring its values:
+``{"low", "high", "n"}`` leaves; :mod:`refine_iqa_lib.evaluation.statistics`). Our cells take
+their interval from there; the scoring entry of Tables 5-6 (mean of SRCC and PLCC) from the
+record's ``ci.srcc_plcc_mean``. The **Advantage** rows of Tables 1-2 (S1 - base) are paired
+bootstrap intervals over the images both models answered, computed from the per-image values
+(:mod:`refine_iqa_lib.evaluation.items`) when ``build_table`` is given the ``predictions``
+folder; without it they are left open (and say so). ``build_table`` keeps them in
+``df.attrs["intervals"]`` (row position -> column -> ``[low, high, n]``). The written CSV is
+**long**: one row per (table row, column) with ``value``, ``ci_low``, ``ci_high``, ``n``
+(:func:`long_table`); Markdown and LaTeX keep the paper's layout and show ``0.62 [0.55, 0.69]``.
+The paper's rows have no intervals.
 """
 from __future__ import annotations
 
@@ -50,7 +64,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.io import read_json, write_text
@@ -89,7 +102,10 @@ RUNS = {"base": "base", "s1": "s1", "s2": "s2", "no_stage1": "s2_no_stage1", "no
 #: Section label of the rows of checkpoints scored by ``refine-iqa evaluate`` (Tables 3-4).
 EVALUATED_SECTION = "Evaluated here (refine-iqa evaluate)"
 
-LONG_COLUMNS = ["kind", "model", "mode", "method", "group", "metric", "value", "plcc_kind", "file"]
+LONG_COLUMNS = ["kind", "model", "mode", "method", "group", "metric", "value", "plcc_kind", "file",
+                "ci_low", "ci_high", "n_items"]
+#: Columns of the written (long) table CSV after the label columns and ``source``.
+CSV_COLUMNS = ["column", "value", "ci_low", "ci_high", "n", "note"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,26 +132,43 @@ def _records_to_long(kind: str, rec: Mapping[str, Any], where: str, profile: str
     base = {"kind": kind, "model": str(rec["model"]), "mode": str(rec.get("mode", "no_think")),
             "method": str(rec.get("method", "")), "plcc_kind": rec.get("plcc_kind"), "file": where}
     rows = []
+    ci = rec.get("ci") if isinstance(rec.get("ci"), Mapping) else {}
+
+    def bounds(leaf) -> dict:
+        leaf = leaf if isinstance(leaf, Mapping) else {}
+        return {"ci_low": leaf.get("low"), "ci_high": leaf.get("high"), "n_items": leaf.get("n")}
+
     if kind == "scoring":
-        for metric in ("srcc", "plcc", "n", "n_nan"):
+        for metric in ("srcc", "plcc", "n", "n_nan", "n_unparsable", "parse_failure_rate"):
             if metric in rec:
-                rows.append({**base, "group": str(rec["dataset"]), "metric": metric, "value": rec[metric]})
+                rows.append({**base, "group": str(rec["dataset"]), "metric": metric, "value": rec[metric],
+                             **bounds(ci.get(metric))})
+        pair = [rec.get("srcc"), rec.get("plcc")]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        mean = 0.5 * (float(pair[0]) + float(pair[1])) if numbers else None
+        rows.append({**base, "group": str(rec["dataset"]), "metric": "srcc_plcc_mean", "value": mean,
+                     **bounds(ci.get("srcc_plcc_mean"))})
     elif kind == "perception":
         tasks = [t for t in ("description", "grounding") if isinstance(rec.get(t), Mapping)]
         if not tasks:
             raise ValueError(f"{where}: perception result has neither 'description' nor 'grounding' mapping")
         for task in tasks:
-            rows += [{**base, "group": task, "metric": _norm_category(k), "value": v} for k, v in rec[task].items()]
+            leaves = ci.get(task) if isinstance(ci.get(task), Mapping) else {}
+            rows += [{**base, "group": task, "metric": _norm_category(k), "value": v, **bounds(leaves.get(k))}
+                     for k, v in rec[task].items()]
     else:
         if not isinstance(rec["accuracy"], Mapping):
             raise ValueError(f"{where}: 'accuracy' must map question type/concern to accuracy")
-        rows += [{**base, "group": str(rec.get("split", "dev")), "metric": k, "value": v}
+        leaves = ci.get("accuracy") if isinstance(ci.get("accuracy"), Mapping) else {}
+        rows += [{**base, "group": str(rec.get("split", "dev")), "metric": k, "value": v, **bounds(leaves.get(k))}
                  for k, v in rec["accuracy"].items()]
     for r in rows:
-        try:
-            r["value"] = float("nan") if r["value"] is None else float(r["value"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: {r['group']}.{r['metric']} = {r['value']!r}; expected a number") from None
+        for key in ("value", "ci_low", "ci_high", "n_items"):
+            try:
+                r[key] = float("nan") if r[key] is None else float(r[key])
+            except (TypeError, ValueError):
+                what = f"{r['group']}.{r['metric']}" + ("" if key == "value" else f" {key}")
+                raise ValueError(f"{where}: {what} = {r[key]!r}; expected a number") from None
     return rows
 
 
@@ -176,7 +209,8 @@ def _as_long(ours, profile: str) -> pd.DataFrame:
     if ours is None:
         return pd.DataFrame(columns=LONG_COLUMNS)
     if isinstance(ours, pd.DataFrame):
-        missing = [c for c in LONG_COLUMNS if c not in ours.columns and c not in ("plcc_kind", "file")]
+        optional = ("plcc_kind", "file", "ci_low", "ci_high", "n_items")
+        missing = [c for c in LONG_COLUMNS if c not in ours.columns and c not in optional]
         if missing:
             raise ValueError(f"results DataFrame missing column(s) {missing}; expected {LONG_COLUMNS} "
                              "(as load_results returns)")
@@ -210,6 +244,11 @@ class _Lookup:
         return sel & (d["method"] == method) if kind == "scoring" else sel
 
     def get(self, kind: str, model: str, group: str, metric: str, mode: str = "no_think", method: str = "") -> float:
+        return self.get_interval(kind, model, group, metric, mode, method)[0]
+
+    def get_interval(self, kind: str, model: str, group: str, metric: str, mode: str = "no_think",
+                     method: str = "") -> tuple[float, float, float, float]:
+        """``(value, ci_low, ci_high, n)`` of one value (NaN where missing)."""
         sel = self._select(kind, model, group, mode, method) & (self.long["metric"] == metric)
         hit = self.long[sel]
         if hit.empty:
@@ -219,9 +258,11 @@ class _Lookup:
             exists = ((d["kind"] == kind) & (d["model"] == model) & (d["mode"] == mode)).any()
             key = f"{group}.{metric}" if kind == "perception" else metric
             self.missing.append(file if kind == "scoring" or not exists else f"{file}[{key}]")
-            return float("nan")
+            return (float("nan"),) * 4
         self.used.add((kind, model, group, mode, method))
-        return float(hit["value"].iloc[0])
+        row = hit.iloc[0]
+        return tuple(float(row[c]) if c in hit.columns and pd.notna(row[c]) else float("nan")
+                     for c in ("value", "ci_low", "ci_high", "n_items"))
 
     def records_note(self) -> str:
         """PLCC kind(s) and excluded NaN predictions of the scoring records used; a non-dev Q-Bench split."""
@@ -234,6 +275,9 @@ class _Lookup:
             n_nan = s.loc[s["metric"] == "n_nan", "value"].sum()
             if n_nan:
                 parts.append(f"{int(n_nan)} unparsable prediction(s) excluded")
+            failed = s.loc[s["metric"] == "n_unparsable", "value"].sum() - n_nan
+            if failed > 0:
+                parts.append(f"{int(failed)} unparsable prediction(s) given the fallback score (eval.unparsable)")
             if s.loc[s["metric"].isin(["srcc", "plcc"]), "value"].isna().any():
                 parts.append("some correlations undefined (null in the result file)")
         q = [self.long[self._select(*k)] for k in sorted(self.used) if k[0] == "qbench"]
@@ -328,32 +372,68 @@ _PAPER_ONLY = {
 }
 
 
-def _ours_values(n: int, paper_row: pd.Series, spec: TableSpec, look: _Lookup, runs: Mapping[str, str]):
-    """Our values for one paper row, or None when this project does not produce that row."""
+def _advantage_intervals(spec: TableSpec, task: str, scale: float, runs: Mapping[str, str], predictions,
+                         seed: int = 0) -> dict:
+    """Paired bootstrap intervals of S1 - base per column, over the images both models answered."""
+    from refine_iqa_lib.evaluation.items import matched, perception_values
+    from refine_iqa_lib.evaluation.statistics import paired_difference_ci
+
+    s1, base = (perception_values(predictions, runs[r], task) for r in ("s1", "base"))
+    s1, base = matched(s1, base)
+    key = s1["category"].map(_norm_category)
+    heads = {v: k for k, v in PERCEPTION_CATEGORIES.items()}
+    out = {}
+    for c in spec.value_cols:
+        wanted = tuple(PERCEPTION_CATEGORIES) if c == "Overall" else (heads[c],)
+        sel = key.isin(wanted).to_numpy()
+        iv = paired_difference_ci(s1["value"].to_numpy()[sel], base["value"].to_numpy()[sel], "mean", seed=seed)
+        out[c] = (scale * iv.low, scale * iv.high, float(iv.n))
+    return out
+
+
+def _ours_values(n: int, paper_row: pd.Series, spec: TableSpec, look: _Lookup, runs: Mapping[str, str],
+                 predictions=None):
+    """Our values for one paper row, ``(values, note, intervals)``, or None when this project does
+    not produce that row. ``intervals``: column -> ``(low, high, n)``."""
     label = paper_row[spec.label_cols[-1]]
+    cis: dict = {}
+
+    def take(col: str, got: tuple, scale: float = 1.0) -> float:
+        cis[col] = (scale * got[1], scale * got[2], got[3])
+        return scale * got[0]
+
     if n in (1, 2):
         task = "description" if n == 1 else "grounding"
         scale = 100.0 if n == 1 else 1.0
         keys = {**{v: k for k, v in PERCEPTION_CATEGORIES.items()}, "Overall": "overall"}
-        grab = lambda role: {c: scale * look.get("perception", runs[role], task, keys[c]) for c in spec.value_cols}
+        grab = lambda role: {c: look.get_interval("perception", runs[role], task, keys[c]) for c in spec.value_cols}
         if label == "Advantage":
             s1, base = grab("s1"), grab("base")
-            return {c: s1[c] - base[c] for c in spec.value_cols}, "computed: Refine-IQA-S1 - base"
+            vals = {c: scale * (s1[c][0] - base[c][0]) for c in spec.value_cols}
+            note = "computed: Refine-IQA-S1 - base"
+            try:
+                cis = _advantage_intervals(spec, task, scale, runs, predictions) if predictions else {}
+                note += "; paired bootstrap over the same images" if cis else "; no interval (per-image values not given)"
+            except FileNotFoundError as e:
+                note += f"; no interval ({e})"
+            return vals, note, cis
         if label in _T12_OURS:
-            return grab(_T12_OURS[label]), ""
+            got = grab(_T12_OURS[label])
+            return {c: take(c, got[c], scale) for c in spec.value_cols}, "", cis
         return None
     if n == 3:
         if label not in _T3_OURS:
             return None
         role, mode = _T3_OURS[label]
-        vals = {c: look.get("scoring", runs[role], T3_DATASETS[c.rsplit(" ", 1)[0]], c.rsplit(" ", 1)[1].lower(),
-                            mode, "prob") for c in spec.value_cols}
-        return vals, "Eq. 8 (prob) scoring"
+        vals = {c: take(c, look.get_interval("scoring", runs[role], T3_DATASETS[c.rsplit(" ", 1)[0]],
+                                             c.rsplit(" ", 1)[1].lower(), mode, "prob")) for c in spec.value_cols}
+        return vals, "Eq. 8 (prob) scoring", cis
     if n == 4:
         if label not in _T4_OURS:
             return None
         role, mode = _T4_OURS[label]
-        return {c: 100.0 * look.get("qbench", runs[role], "dev", T4_KEYS[c], mode) for c in spec.value_cols}, ""
+        return ({c: take(c, look.get_interval("qbench", runs[role], "dev", T4_KEYS[c], mode), 100.0)
+                 for c in spec.value_cols}, "", cis)
     # Tables 5 and 6: scoring = mean(SRCC, PLCC), interpret = Q-Bench accuracy (%)
     if n == 5:
         role, method, interpret = ("no_stage1" if label == "w/o Stage-1" else "s2"), "prob", True
@@ -364,39 +444,46 @@ def _ours_values(n: int, paper_row: pd.Series, spec: TableSpec, look: _Lookup, r
         interpret = not paper_row[list(T56_INTERPRET)].isna().all()
     vals = {}
     for c, ds in T56_DATASETS.items():
-        pair = [look.get("scoring", runs[role], ds, m, "no_think", method) for m in ("srcc", "plcc")]
-        vals[c] = float(np.mean(pair))
+        for m in ("srcc", "plcc"):  # the two halves, so that a missing one is named
+            look.get("scoring", runs[role], ds, m, "no_think", method)
+        vals[c] = take(c, look.get_interval("scoring", runs[role], ds, "srcc_plcc_mean", "no_think", method))
     for c, key in T56_INTERPRET.items():
-        vals[c] = 100.0 * look.get("qbench", runs[role], "dev", key, "no_think") if interpret else float("nan")
+        vals[c] = (take(c, look.get_interval("qbench", runs[role], "dev", key, "no_think"), 100.0) if interpret
+                   else float("nan"))
     note = f"run {runs[role]!r}, {method} scoring" + ("" if interpret else "; interpreting not evaluated (paper: /)")
-    return vals, note
+    return vals, note, cis
 
 
 def build_table(n: int, ours=None, profile: str = "tiny", runs: Mapping[str, str] | None = None,
-                paper_dir: str | Path | None = None) -> pd.DataFrame:
+                paper_dir: str | Path | None = None, predictions: str | Path | None = None) -> pd.DataFrame:
     """Table ``n`` (1-6) in the paper's layout: each paper row, followed by ours where we produce it.
 
     ``ours`` is a results folder (``results/``, read with :func:`load_results` for ``profile``),
     a dict of result records, a long DataFrame, or None (paper only). Columns: the paper's label
     column(s), ``source`` (``paper`` / ``ours (<profile>)``), the paper's value columns (percent
     tables in percent) and ``note``. ``runs`` overrides :data:`RUNS` (role -> model name).
+    ``predictions`` (``<work_dir>/eval``) gives the Advantage rows their paired intervals. Our
+    cells' intervals are in ``df.attrs["intervals"]`` (see the module docstring).
     """
     spec = _spec(n)
     paper = load_paper_table(n, paper_dir)
     long = _as_long(ours, profile)
     runs = {**RUNS, **(runs or {})}
-    rows = []
+    rows, intervals = [], {}
     for _, prow in paper.iterrows():
         labels = {c: prow[c] for c in spec.label_cols}
         rows.append({**labels, "source": "paper", **{c: prow[c] for c in spec.value_cols},
                      "note": ""})
         look = _Lookup(long)
-        got = _ours_values(n, prow, spec, look, runs)
+        got = _ours_values(n, prow, spec, look, runs, predictions)
         if got is None:
             section = prow.get("section")
             rows[-1]["note"] = _PAPER_ONLY.get(section, "not produced at this scale; paper number only")
             continue
-        vals, note = got
+        vals, note, cis = got
+        d = {c: spec.decimals[c] + 1 for c in spec.value_cols}
+        intervals[len(rows)] = {c: [round(v, d[c]) if math.isfinite(v) else float("nan") for v in cis[c]]
+                                for c in spec.value_cols if c in cis and math.isfinite(cis[c][0])}
         if look.missing:
             missing = list(dict.fromkeys(look.missing))
             shown, more = ", ".join(missing[:3]), len(missing) - 3
@@ -409,7 +496,7 @@ def build_table(n: int, ours=None, profile: str = "tiny", runs: Mapping[str, str
     if n in (3, 4):
         rows += _evaluated_rows(n, spec, long, profile)
     df = pd.DataFrame(rows, columns=[*spec.label_cols, "source", *spec.value_cols, "note"])
-    df.attrs.update(table=n, caption=f"Table {n}: {spec.caption}", profile=profile)
+    df.attrs.update(table=n, caption=f"Table {n}: {spec.caption}", profile=profile, intervals=intervals)
     return df
 
 
@@ -444,11 +531,33 @@ def _evaluated_rows(n: int, spec: TableSpec, long: pd.DataFrame, profile: str) -
 # writing
 
 
+def long_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as the CSV stores it: one row per (table row, value column) with ``value``,
+    ``ci_low``, ``ci_high`` and ``n`` (items the interval resamples; empty for the paper's rows)."""
+    n = df.attrs.get("table")
+    spec = _spec(int(n)) if n else None
+    value_cols = list(spec.value_cols) if spec else [c for c in df.columns if c not in ("source", "note")]
+    labels = [c for c in df.columns[: list(df.columns).index("source") + 1]] if "source" in df.columns else []
+    intervals = df.attrs.get("intervals", {})
+    rows = []
+    for pos, (_, row) in enumerate(df.iterrows()):
+        for c in value_cols:
+            lo, hi, k = intervals.get(pos, {}).get(c, (float("nan"),) * 3)
+            rows.append({**{l: row[l] for l in labels}, "column": c, "value": row[c], "ci_low": lo, "ci_high": hi,
+                         "n": int(k) if isinstance(k, (int, float)) and math.isfinite(k) else None,
+                         "note": row.get("note", "")})
+    return pd.DataFrame(rows, columns=[*labels, *CSV_COLUMNS]).astype({"n": "Int64"})
+
+
 def _display(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    from refine_iqa_lib.evaluation.statistics import format_interval
+
     out = df.copy()
+    intervals = df.attrs.get("intervals", {})
     for c in spec.value_cols:
         d, pct = spec.decimals[c], c in spec.percent
-        out[c] = [("" if pd.isna(v) else f"{float(v):.{d}f}" + ("%" if pct else "")) for v in df[c]]
+        out[c] = [format_interval(v, *intervals.get(pos, {}).get(c, (None, None))[:2], decimals=d,
+                                  suffix="%" if pct else "") for pos, v in enumerate(df[c])]
     for c in ("PD", "PM", "Num.", "Prob."):
         if c in out.columns:
             out[c] = out[c].map({True: "✓", False: "×"})
@@ -458,14 +567,15 @@ def _display(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 def write_table(df: pd.DataFrame, name: str, out_dir: str | Path = "results/tables") -> dict[str, Path]:
     """Write ``df`` (from :func:`build_table`) as ``<name>.csv``, ``.md`` and ``.tex``, atomically.
 
-    The CSV keeps numbers; Markdown and LaTeX show the paper's precision, ``%`` for percentages,
-    ✓/× for switches, and (LaTeX) the paper's column groups.
+    The CSV keeps numbers, long (:func:`long_table`: ``value``, ``ci_low``, ``ci_high``, ``n``);
+    Markdown and LaTeX show the paper's layout and precision, ``0.62 [0.55, 0.69]`` for our values
+    with an interval, ``%`` for percentages, ✓/× for switches, and (LaTeX) the paper's column groups.
     """
     n = df.attrs.get("table")
     spec = _spec(int(n)) if n else None
     out_dir = Path(out_dir)
     caption = df.attrs.get("caption", name)
-    paths = {"csv": write_text(out_dir / f"{name}.csv", df.to_csv(index=False))}
+    paths = {"csv": write_text(out_dir / f"{name}.csv", long_table(df).to_csv(index=False))}
     shown = _display(df, spec) if spec else df.fillna("")
     markdown = shown.to_markdown(index=False, disable_numparse=True)
     paths["md"] = write_text(out_dir / f"{name}.md", f"**{caption}**\n\n{markdown}\n")
@@ -480,7 +590,9 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path = "results/tabl
 
 
 def write_all_tables(ours, profile: str, out_dir: str | Path = "results/tables",
-                     runs: Mapping[str, str] | None = None) -> dict[int, dict[str, Path]]:
+                     runs: Mapping[str, str] | None = None,
+                     predictions: str | Path | None = None) -> dict[int, dict[str, Path]]:
     """Build and write Tables 1-6 as ``table<n>_<profile>.{csv,md,tex}``."""
     long = _as_long(ours, profile)
-    return {n: write_table(build_table(n, long, profile, runs), f"table{n}_{profile}", out_dir) for n in range(1, 7)}
+    return {n: write_table(build_table(n, long, profile, runs, predictions=predictions), f"table{n}_{profile}", out_dir)
+            for n in range(1, 7)}

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 from refine_iqa_lib.io import append_jsonl, read_jsonl, write_jsonl
 
 __all__ = ["METRICS_FILE", "CURVES", "MetricsJSONLCallback", "read_metrics", "curve", "first_last_means",
-           "truncate_metrics", "last_wall_time", "plot_curves", "ConsoleSummaryCallback",
+           "first_last_windows", "truncate_metrics", "last_wall_time", "plot_curves", "ConsoleSummaryCallback",
            "quiet_console"]
 
 log = logging.getLogger(__name__)
@@ -134,11 +134,26 @@ def first_last_means(df: pd.DataFrame, name: str, frac: float = 0.1) -> tuple[fl
     >>> first_last_means(df, "reward", 0.2)
     (0.0, 2.0)
     """
+    first, last = first_last_windows(df, name, frac)
+    if first.empty:
+        return float("nan"), float("nan")
+    return float(first.mean()), float(last.mean())
+
+
+def first_last_windows(df: pd.DataFrame, name: str, frac: float = 0.1) -> tuple[pd.Series, pd.Series]:
+    """The logged values of a curve in its first and its last ``frac`` of steps (NaNs dropped; at
+    least one step each): what :func:`first_last_means` averages, and what the claims table
+    bootstraps over steps.
+
+    >>> df = pd.DataFrame({"step": range(1, 11), "reward": [0, 0, 1, 1, 1, 1, 1, 1, 2, 3]})
+    >>> [list(w) for w in first_last_windows(df, "reward", 0.2)]
+    [[0, 0], [2, 3]]
+    """
     s = curve(df, name).dropna()
     if s.empty:
-        return float("nan"), float("nan")
+        return s, s
     k = max(1, int(round(len(s) * frac)))
-    return float(s.iloc[:k].mean()), float(s.iloc[-k:].mean())
+    return s.iloc[:k], s.iloc[-k:]
 
 
 def truncate_metrics(run_dir: str | Path, step: int) -> int:

@@ -1,0 +1,368 @@
+"""The claims table: each claim of the paper, the difference that tests it, its 95 % interval and a verdict.
+
+:func:`build_claims` reads only files the pipeline wrote: the evaluators' per-item prediction
+files under ``<work_dir>/eval/`` (:mod:`refine_iqa_lib.evaluation.items`) and the Stage-2 runs'
+``metrics.jsonl``. The paper's numbers are read from ``results/paper/table<n>.csv``
+(:func:`refine_iqa_lib.evaluation.tables.load_paper_table`); no number is written by hand.
+It writes ``results/claims_<profile>.csv`` and ``results/CLAIMS.md`` (``CLAIMS_smoke.md`` for the
+test suite's profile, git-ignored).
+
+Columns: ``claim`` (the paper's claim and the table or figure it rests on), ``paper`` (the
+paper's numbers behind it), ``measure`` (the difference computed, oriented as the paper states
+it), ``value`` (that difference on all items), ``ci_low`` / ``ci_high`` (its 95 % bootstrap
+interval), ``n`` (items, or training steps, the interval resamples), ``seeds`` (the run seed(s)
+behind the value), ``verdict`` and ``note`` (what is missing, or how items were matched).
+
+Intervals: every difference between two models is a **paired** bootstrap over the same items,
+matched by image / question id across the models' prediction files
+(:func:`refine_iqa_lib.evaluation.statistics.paired_difference_ci`); SRCC / PLCC resample images
+with their ``(pred, mos)`` pairs. Training-curve claims (think collapse, Fig. 4) compare the first
+and the last 10 % of the logged steps (:func:`refine_iqa_lib.training.metrics.first_last_windows`),
+the two windows' steps resampled independently.
+
+Verdict (:func:`refine_iqa_lib.evaluation.statistics.verdict`): **supports** when the whole
+interval of the difference lies on the paper's side of 0, **contradicts** when it lies wholly on
+the other side, otherwise **inconclusive**. "Think and no-think differ little" is judged as an
+equivalence: supports when the interval of SRCC(think) - SRCC(no-think) lies inside
+``+-`` :data:`EQUIVALENCE_MARGIN` (0.05 SRCC), contradicts when it lies wholly outside. A claim whose
+inputs are missing is **inconclusive**, its ``note`` naming what is missing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from refine_iqa_lib.config import Config
+from refine_iqa_lib.data import distortions as D
+from refine_iqa_lib.evaluation.items import matched, perception_values, qbench_values, scoring_values
+from refine_iqa_lib.evaluation.statistics import (Interval, bootstrap_ci, format_interval, paired_difference_ci,
+                                                  verdict)
+from refine_iqa_lib.evaluation.tables import (EASY_HEADERS, HARD_HEADERS, T3_DATASETS, T56_DATASETS,
+                                              load_paper_table)
+from refine_iqa_lib.io import write_text
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "seeds", "verdict", "note"]
+#: "Differ little": |SRCC(think) - SRCC(no-think)| interval inside this margin.
+EQUIVALENCE_MARGIN = 0.05
+#: Share of logged steps in each of the first / last windows of a training curve.
+WINDOW = 0.1
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: its text, how the paper's numbers read, what is measured and in which direction."""
+
+    claim: str
+    measure: str
+    direction: str                          # "greater" | "less" | "equivalent" (statistics.verdict)
+    paper: Callable[[], str]                # the paper's numbers, read from results/paper
+    compute: Callable[["_Inputs"], Interval]
+    margin: float | None = None
+
+
+class _Inputs:
+    """Where the prediction files and runs of one configuration are, and the interval settings."""
+
+    def __init__(self, cfg: Config):
+        from refine_iqa_lib.runs import model_paths
+
+        self.cfg = cfg
+        self.pred = cfg.work_dir / "eval"
+        self.runs = model_paths(cfg)
+        self.kw = {"n_resamples": cfg.eval.ci_resamples, "confidence": cfg.eval.ci_level, "seed": cfg.seed}
+        self.notes: list[str] = []
+        wanted = [d for d in T3_DATASETS.values() if d in cfg.scoring.eval]
+        self.dataset = wanted[0] if wanted else (cfg.scoring.eval[0] if cfg.scoring.eval else "koniq")
+
+    # ---- perception (Tables 1-2) ------------------------------------------------------------
+    def perception(self, models: tuple[str, ...], task: str, categories=None) -> list[np.ndarray]:
+        frames = [perception_values(self.pred, m, task) for m in models]
+        got = matched(*frames)
+        lost = max(len(f) for f in frames) - len(got[0])
+        if lost:
+            self.notes.append(f"{lost} image(s) not answered by every model left out")
+        keep = np.ones(len(got[0]), bool) if categories is None else got[0]["category"].isin(categories).to_numpy()
+        return [g["value"].to_numpy()[keep] for g in got]
+
+    def perception_diff(self, a: str, b: str, task: str, scale: float) -> Interval:
+        va, vb = self.perception((a, b), task)
+        return _scaled(paired_difference_ci(va, vb, "mean", **self.kw), scale)
+
+    # ---- scoring (Tables 3, 5, 6) -----------------------------------------------------------
+    def scoring_diff(self, a: tuple[str, str, str], b: tuple[str, str, str], statistic: str) -> Interval:
+        fa, fb = (scoring_values(self.pred, m, self.dataset, mode, method) for m, mode, method in (a, b))
+        fa, fb = matched(fa, fb)
+        self.notes.append(f"{self.dataset}, {len(fa)} images")
+        return paired_difference_ci((fa["pred"].to_numpy(), fa["mos"].to_numpy()),
+                                    (fb["pred"].to_numpy(), fb["mos"].to_numpy()), statistic, **self.kw)
+
+    # ---- Q-Bench (Tables 4-6) ---------------------------------------------------------------
+    def qbench_diff(self, a: tuple[str, str], b: tuple[str, str]) -> Interval:
+        fa, fb = matched(qbench_values(self.pred, *a), qbench_values(self.pred, *b))
+        return _scaled(paired_difference_ci(fa["correct"].to_numpy(), fb["correct"].to_numpy(), "mean", **self.kw),
+                       100.0)
+
+    # ---- training curves (think collapse, Fig. 4) -------------------------------------------
+    def windows(self, run: str, curve: str) -> tuple[np.ndarray, np.ndarray]:
+        from refine_iqa_lib.training.metrics import first_last_windows, read_metrics
+
+        first, last = first_last_windows(read_metrics(self.runs[run]), curve, WINDOW)
+        if first.empty:
+            raise FileNotFoundError(f"{self.runs[run]}: no logged {curve!r} values")
+        return first.to_numpy(dtype=float), last.to_numpy(dtype=float)
+
+    def steps_diff(self, x: np.ndarray, y: np.ndarray) -> Interval:
+        """mean(x) - mean(y) for two independent samples of steps."""
+        return bootstrap_ci((x, y), _mean_difference, paired=False, **self.kw)
+
+
+def _mean_difference(x, y, axis=-1):
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def _scaled(iv: Interval, scale: float) -> Interval:
+    return Interval(scale * iv.value, scale * iv.low, scale * iv.high, iv.n, iv.n_undefined)
+
+
+# --------------------------------------------------------------------------------------------
+# the paper's numbers (read from results/paper)
+
+
+def _paper_value(n: int, label: str, column: str, label_col: str | None = None) -> float:
+    t = load_paper_table(n)
+    col = label_col or ("Models" if "Models" in t.columns else t.columns[0])
+    return float(t.loc[t[col] == label, column].iloc[0])
+
+
+def _paper_t6(pd_on: bool, pm_on: bool, num: bool, column: str) -> float:
+    t = load_paper_table(6)
+    row = t[(t["PD"] == pd_on) & (t["PM"] == pm_on) & (t["Num."] == num)]
+    return float(row[column].iloc[0])
+
+
+def _vs(a_label: str, a: float, b_label: str, b: float, unit: str = "", d: int = 2) -> str:
+    return f"{a_label} {a:.{d}f}{unit} vs {b_label} {b:.{d}f}{unit} ({a - b:+.{d}f}{unit})"
+
+
+def _paper_perception(n: int, a: str, b: str) -> str:
+    d, unit = (2, "%") if n == 1 else (3, "")
+    return _vs(a.replace("Refine-IQA-", ""), _paper_value(n, a, "Overall"), "base",
+               _paper_value(n, b, "Overall"), unit, d) + f" (Table {n} Overall)"
+
+
+def _paper_hard_easy() -> str:
+    adv = load_paper_table(1).set_index("Models").loc["Advantage"]
+    hard, easy = adv[list(HARD_HEADERS)].mean(), adv[list(EASY_HEADERS)].mean()
+    return f"Advantage, mean of Hard columns {hard:.2f}% vs Easy {easy:.2f}% ({hard - easy:+.2f}%) (Table 1)"
+
+
+def _paper_keeps(n: int) -> str:
+    d = 2 if n == 1 else 3
+    base, s1, s2 = (_paper_value(n, m, "Overall") for m in ("Qwen2.5-VL-7B (base)", "Refine-IQA-S1", "Refine-IQA-S2"))
+    return (f"base {base:.{d}f}, S1 {s1:.{d}f}, S2 {s2:.{d}f}: S2 keeps {100 * (s2 - base) / (s1 - base):.0f}% "
+            f"of S1's gain (Table {n} Overall)")
+
+
+def _ds_header(dataset: str, table: dict) -> str:
+    return next((h for h, k in table.items() if k == dataset), dataset)
+
+
+def _paper_t3(mode_label: str, dataset: str) -> float:
+    return _paper_value(3, f"Refine-IQA-S2 ({mode_label})", f"{_ds_header(dataset, T3_DATASETS)} SRCC")
+
+
+# --------------------------------------------------------------------------------------------
+# the claims
+
+
+def claims_spec(dataset: str = "koniq") -> list[Claim]:
+    """The claims, in the paper's order; scoring claims on ``dataset`` (the first evaluated set)."""
+    ds3, ds56 = _ds_header(dataset, T3_DATASETS), _ds_header(dataset, T56_DATASETS)
+    hard = lambda i: i.perception(("s1", "base"), "description", D.HARD)  # noqa: E731
+    easy = lambda i: i.perception(("s1", "base"), "description", D.EASY)  # noqa: E731
+
+    def hard_minus_easy(i: _Inputs) -> Interval:
+        (h1, h0), (e1, e0) = hard(i), easy(i)
+        i.notes.append(f"{len(h1)} Hard and {len(e1)} Easy images")
+        return _scaled(bootstrap_ci((h1 - h0, e1 - e0), _mean_difference, paired=False, **i.kw), 100.0)
+
+    def keeps(task: str, scale: float) -> Callable[[_Inputs], Interval]:
+        def run(i: _Inputs) -> Interval:
+            s2, s1, base = i.perception(("s2", "s1", "base"), task)
+
+            def retained(a, b, c, axis=-1):  # (S2 - base) - 1/2 (S1 - base)
+                return np.mean(a, axis=axis) - 0.5 * np.mean(b, axis=axis) - 0.5 * np.mean(c, axis=axis)
+
+            return _scaled(bootstrap_ci((s2, s1, base), retained, paired=True, **i.kw), scale)
+        return run
+
+    def collapse_in_run(i: _Inputs) -> Interval:
+        first, last = i.windows("s2_no_pd", "think tokens")
+        i.notes.append(f"{len(first)} early and {len(last)} late steps of s2_no_pd")
+        return i.steps_diff(last, first)
+
+    def collapse_vs_full(i: _Inputs) -> Interval:
+        _, late_no_pd = i.windows("s2_no_pd", "think tokens")
+        _, late_full = i.windows("s2", "think tokens")
+        i.notes.append(f"last {len(late_no_pd)} / {len(late_full)} steps")
+        return i.steps_diff(late_no_pd, late_full)
+
+    def rises(curve: str) -> Callable[[_Inputs], Interval]:
+        def run(i: _Inputs) -> Interval:
+            first, last = i.windows("s2", curve)
+            i.notes.append(f"{len(first)} early and {len(last)} late logged steps")
+            return i.steps_diff(last, first)
+        return run
+
+    no_tables = "no numbers printed (think-collapse figure, Supp.)"
+    return [
+        Claim("Stage-1 raises description accuracy (Table 1)", "S1 - base, description accuracy (pp), all images",
+              "greater", lambda: _paper_perception(1, "Refine-IQA-S1", "Qwen2.5-VL-7B (base)"),
+              lambda i: i.perception_diff("s1", "base", "description", 100.0)),
+        Claim("Stage-1 raises grounding IoU (Table 2)", "S1 - base, mean grounding IoU, all images", "greater",
+              lambda: _paper_perception(2, "Refine-IQA-S1", "Qwen2.5-VL-7B (base)"),
+              lambda i: i.perception_diff("s1", "base", "grounding", 1.0)),
+        Claim("Stage-1's gains are larger on Hard than on Easy distortions (Table 1)",
+              "(S1 - base on Hard images) - (S1 - base on Easy images), description accuracy (pp)", "greater",
+              _paper_hard_easy, hard_minus_easy),
+        Claim("S2 keeps most of S1's perception: description (Table 1)",
+              "(S2 - base) - 1/2 (S1 - base), description accuracy (pp): > 0 = more than half of S1's gain kept",
+              "greater", lambda: _paper_keeps(1), keeps("description", 100.0)),
+        Claim("S2 keeps most of S1's perception: grounding (Table 2)",
+              "(S2 - base) - 1/2 (S1 - base), mean IoU: > 0 = more than half of S1's gain kept", "greater",
+              lambda: _paper_keeps(2), keeps("grounding", 1.0)),
+        Claim(f"S2 beats the base on scoring (Table 3, {ds3})", f"SRCC(S2) - SRCC(base), no-think, Eq. 8, {dataset}",
+              "greater", lambda: f"S2 (w/o think) SRCC {_paper_t3('w/o think', dataset):.3f} on {ds3}; the base is "
+                                 "not in Table 3",
+              lambda i: i.scoring_diff(("s2", "no_think", "prob"), ("base", "no_think", "prob"), "srcc")),
+        Claim(f"Think and no-think scoring differ little (Table 3, {ds3})",
+              f"SRCC(S2 think) - SRCC(S2 no-think), Eq. 8, {dataset}; supports if inside +-{EQUIVALENCE_MARGIN}",
+              "equivalent", lambda: _vs("think", _paper_t3("w think", dataset), "no-think",
+                                        _paper_t3("w/o think", dataset), d=3) + f" SRCC on {ds3} (Table 3)",
+              lambda i: i.scoring_diff(("s2", "think", "prob"), ("s2", "no_think", "prob"), "srcc"),
+              margin=EQUIVALENCE_MARGIN),
+        Claim(f"Stage-1 improves Stage-2 scoring (Table 5, {ds56})",
+              f"(SRCC+PLCC)/2 of S2 - S2 w/o Stage-1, no-think, Eq. 8, {dataset}", "greater",
+              lambda: _vs("w Stage-1", _paper_value(5, "w Stage-1", ds56, "TRAIN"), "w/o Stage-1",
+                          _paper_value(5, "w/o Stage-1", ds56, "TRAIN"), d=3) + " (Table 5)",
+              lambda i: i.scoring_diff(("s2", "no_think", "prob"), ("s2_no_stage1", "no_think", "prob"),
+                                       "srcc_plcc_mean")),
+        Claim("Stage-1 improves Stage-2 interpreting (Table 5)", "Q-Bench accuracy of S2 - S2 w/o Stage-1 (pp), no-think",
+              "greater", lambda: _vs("w Stage-1", _paper_value(5, "w Stage-1", "Overall", "TRAIN"), "w/o Stage-1",
+                                     _paper_value(5, "w/o Stage-1", "Overall", "TRAIN"), "%") + " (Table 5)",
+              lambda i: i.qbench_diff(("s2", "no_think"), ("s2_no_stage1", "no_think"))),
+        Claim("Without PD the think collapses during training (Table 6 row 1)",
+              "think tokens of s2_no_pd, last 10 % - first 10 % of steps", "less", lambda: no_tables, collapse_in_run),
+        Claim("Without PD the think ends shorter than with it (Table 6 row 1)",
+              "think tokens over the last 10 % of steps, s2_no_pd - s2", "less", lambda: no_tables, collapse_vs_full),
+        Claim("Without PD interpreting drops (Table 6 row 1)", "Q-Bench accuracy of S2 - S2 w/o PD (pp), no-think",
+              "greater", lambda: _vs("full", _paper_t6(True, True, False, "Overall"), "w/o PD",
+                                     _paper_t6(False, True, False, "Overall"), "%") + " (Table 6)",
+              lambda i: i.qbench_diff(("s2", "no_think"), ("s2_no_pd", "no_think"))),
+        Claim(f"Without PM probability-based inference degrades (Table 6 row 2, {ds56})",
+              f"(SRCC+PLCC)/2 of S2 - S2 w/o PM, no-think, Eq. 8, {dataset}", "greater",
+              lambda: _vs("full", _paper_t6(True, True, False, ds56), "w/o PM", _paper_t6(True, False, False, ds56),
+                          d=3) + " (Table 6)",
+              lambda i: i.scoring_diff(("s2", "no_think", "prob"), ("s2_no_pm", "no_think", "prob"),
+                                       "srcc_plcc_mean")),
+        Claim(f"Probability-based beats numeric inference (Table 6 row 3, {ds56})",
+              f"(SRCC+PLCC)/2 of S2 prob - S2 num, no-think, {dataset}", "greater",
+              lambda: _vs("prob", _paper_t6(True, True, False, ds56), "num", _paper_t6(True, True, True, ds56), d=3)
+              + " (Table 6)",
+              lambda i: i.scoring_diff(("s2", "no_think", "prob"), ("s2", "no_think", "num"), "srcc_plcc_mean")),
+        Claim("The think answer reward rises during Stage-2 (Fig. 4)",
+              "answer reward (think), last 10 % - first 10 % of logged steps", "greater",
+              lambda: "curve only (Fig. 4), no numbers printed", rises("answer (think)")),
+        Claim("The no-think answer reward rises with the think one (Fig. 4)",
+              "answer reward (no-think), last 10 % - first 10 % of logged steps", "greater",
+              lambda: "curve only (Fig. 4), no numbers printed", rises("answer (no-think)")),
+        Claim("Stage-2 improves interpreting over the base: no-think (Table 4)",
+              "Q-Bench accuracy of S2 - base (pp), no-think", "greater",
+              lambda: _vs("S2 (w/o think)", _paper_value(4, "Refine-IQA-S2 (w/o think)", "Overall"), "base",
+                          _paper_value(4, "Qwen2.5-VL-7B (Bai et al. 2025) (w/o think)", "Overall"), "%") + " (Table 4)",
+              lambda i: i.qbench_diff(("s2", "no_think"), ("base", "no_think"))),
+        Claim("Stage-2 improves interpreting over the base: think (Table 4)", "Q-Bench accuracy of S2 - base (pp), think",
+              "greater", lambda: _vs("S2 (w think)", _paper_value(4, "Refine-IQA-S2 (w think)", "Overall"), "base",
+                                     _paper_value(4, "Qwen2.5-VL-7B (w think)", "Overall"), "%") + " (Table 4)",
+              lambda i: i.qbench_diff(("s2", "think"), ("base", "think"))),
+    ]
+
+
+def perception_difference(cfg: Config, a: str, b: str, task: str = "description") -> Interval:
+    """Paired bootstrap interval of model ``a`` - model ``b`` on the perception test images both
+    answered (description accuracy in percentage points, or mean grounding IoU)."""
+    return _Inputs(cfg).perception_diff(a, b, task, 100.0 if task == "description" else 1.0)
+
+
+def claims_paths(cfg: Config) -> tuple[Path, Path]:
+    """``results/claims_<profile>.csv`` and ``results/CLAIMS.md`` (``CLAIMS_smoke.md`` for smoke)."""
+    from refine_iqa_lib.artifacts import claims_md_name
+
+    return cfg.results_dir / f"claims_{cfg.profile}.csv", cfg.results_dir / claims_md_name(cfg.profile)
+
+
+def build_claims(cfg: Config, write: bool = True) -> pd.DataFrame:
+    """One row per claim (:data:`COLUMNS`), computed from the pipeline's files (see the module
+    docstring); written to :func:`claims_paths` when ``write``."""
+    inputs = _Inputs(cfg)
+    rows = []
+    for c in claims_spec(inputs.dataset):
+        inputs.notes = []
+        try:
+            iv, missing = c.compute(inputs), ""
+        except (FileNotFoundError, KeyError) as e:
+            iv, missing = Interval(float("nan"), float("nan"), float("nan"), 0), f"missing: {e}"
+        decided = verdict(iv.low, iv.high, c.direction, c.margin)
+        notes = [missing] if missing else []
+        notes += inputs.notes
+        if iv.n_undefined and not np.isfinite(iv.low):
+            notes.append("the statistic is undefined on every resample (constant predictions)")
+        elif iv.n_undefined:
+            notes.append(f"{iv.n_undefined} resample(s) with an undefined statistic left out")
+        rows.append({"claim": c.claim, "paper": c.paper(), "measure": c.measure, "value": iv.value,
+                     "ci_low": iv.low, "ci_high": iv.high, "n": int(iv.n), "seeds": str(cfg.seed),
+                     "verdict": decided, "note": "; ".join(dict.fromkeys(notes))})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df.attrs["profile"] = cfg.profile
+    if write:
+        write_claims(cfg, df)
+    return df
+
+
+def claims_markdown(df: pd.DataFrame, profile: str) -> str:
+    """The claims table as ``CLAIMS.md`` shows it: ``value [low, high]`` and the rule."""
+    shown = pd.DataFrame({
+        "claim": df["claim"], "paper": df["paper"], "measure": df["measure"],
+        "ours [95 % CI]": [format_interval(v, lo, hi, 3) or "—" for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
+        "n": df["n"], "seeds": df["seeds"], "verdict": df["verdict"], "note": df["note"].fillna("")})
+    counts = df["verdict"].value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("supports", "contradicts", "inconclusive"))
+    return "\n".join([
+        f"# Claims of the paper, checked at profile `{profile}`", "",
+        "Generated by `refine_iqa_lib.evaluation.claims.build_claims` (notebook 09) from the evaluators' per-item",
+        "prediction files and the training runs' metrics; the paper's numbers come from `results/paper/`. Nothing here",
+        "is written by hand. At the `tiny` and `smoke` scales the model is the offline stand-in and the data are",
+        "synthetic: a verdict says what these runs show, not whether the paper is right.", "",
+        "**Rule.** Each `measure` is a difference oriented as the paper states it, with a 95 % percentile bootstrap",
+        "interval (paired over the same images / questions for two models; training-curve windows resample steps).",
+        "*supports*: the whole interval lies on the paper's side of 0; *contradicts*: wholly on the other side;",
+        f"*inconclusive*: otherwise, or when an input is missing. \"Differ little\" is an equivalence: supports when the",
+        f"interval lies inside ±{EQUIVALENCE_MARGIN} SRCC, contradicts when wholly outside.", "",
+        f"Verdicts: {summary}.", "",
+        shown.to_markdown(index=False, disable_numparse=True), ""])
+
+
+def write_claims(cfg: Config, df: pd.DataFrame) -> tuple[Path, Path]:
+    """Write the claims CSV and Markdown atomically; return their paths."""
+    csv, md = claims_paths(cfg)
+    write_text(csv, df.to_csv(index=False))
+    write_text(md, claims_markdown(df, cfg.profile))
+    log.info("claims: %s, %s", csv, md)
+    return csv, md

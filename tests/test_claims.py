@@ -1,0 +1,149 @@
+"""The claims table: built from prediction files only, paired over matched ids, one verdict rule."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from refine_iqa_lib.config import load_config
+from refine_iqa_lib.data import distortions as D
+from refine_iqa_lib.evaluation import claims as C
+from refine_iqa_lib.io import write_jsonl
+from refine_iqa_lib.runs import model_paths
+
+N_IMAGES, N_PICTURES, N_QUESTIONS = 240, 200, 300
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    return load_config("smoke", {"paths.work_dir": str(tmp_path / "work"), "paths.results_dir": str(tmp_path / "results")})
+
+
+def _perception(cfg, rng):
+    """s1 much better than base, more so on Hard images; s2 keeps most of s1's gain."""
+    cats = [D.DISTORTIONS[i % len(D.DISTORTIONS)] for i in range(N_IMAGES)]
+    hard = np.array([c in D.HARD for c in cats])
+    base = (rng.random(N_IMAGES) < np.where(hard, 0.2, 0.6)).astype(float)
+    s1 = np.maximum(base, rng.random(N_IMAGES) < np.where(hard, 0.7, 0.3)).astype(float)
+    s2 = np.where(rng.random(N_IMAGES) < 0.9, s1, base)
+    iou = {"base": rng.uniform(0, 0.3, N_IMAGES)}
+    iou["s1"] = iou["base"] + 0.4
+    iou["s2"] = iou["base"] + 0.35
+    out = cfg.work_dir / "eval" / "perception"
+    out.mkdir(parents=True)
+    ids = [f"im{i:04d}" for i in range(N_IMAGES)]
+    for name, desc in (("base", base), ("s1", s1), ("s2", s2)):
+        order = rng.permutation(N_IMAGES)  # rows in another order in every file: matching is by id
+        df = pd.concat([pd.DataFrame({"image_id": ids, "category": cats, "value": desc, "task": "description"}),
+                        pd.DataFrame({"image_id": ids, "category": cats, "value": iou[name], "task": "grounding"})])
+        df.iloc[np.concatenate([order, order + N_IMAGES])].to_csv(out / f"{name}__images.csv", index=False)
+
+
+def _scoring(cfg, rng):
+    mos = rng.uniform(0, 5, N_PICTURES)
+    images = [f"/x/p{i}.png" for i in range(N_PICTURES)]
+    preds = {("s2", "no_think", "prob"): mos + rng.normal(0, 0.4, N_PICTURES),
+             ("s2", "think", "prob"): mos + rng.normal(0, 0.4, N_PICTURES),
+             ("base", "no_think", "prob"): mos + rng.normal(0, 3.0, N_PICTURES),
+             ("s2_no_pm", "no_think", "prob"): mos + rng.normal(0, 3.0, N_PICTURES),
+             ("s2", "no_think", "num"): mos + rng.normal(0, 3.0, N_PICTURES)}
+    out = cfg.work_dir / "eval" / "scoring"
+    out.mkdir(parents=True)
+    for (model, mode, method), p in preds.items():
+        pd.DataFrame({"image": images, "mos": mos, "pred": p, "pred_used": p}).to_csv(
+            out / f"{model}__koniq__{mode}__{method}.csv", index=False)
+
+
+def _qbench(cfg, rng):
+    out = cfg.work_dir / "eval" / "qbench"
+    base = rng.random(N_QUESTIONS) < 0.5
+    s2 = base | (rng.random(N_QUESTIONS) < 0.4)
+    for model, mode, right in (("base", "no_think", base), ("s2", "no_think", s2), ("s2_no_pd", "no_think", s2)):
+        write_jsonl(out / f"{model}__{mode}.jsonl", [
+            {"id": f"q{i}", "correct": bool(r), "type_name": "yes_no", "concern_name": "technical"}
+            for i, r in enumerate(right)])
+
+
+def _metrics(cfg, rng):
+    runs = model_paths(cfg)
+    steps = np.arange(1, 101)
+    for name, think in (("s2", 60 + rng.normal(0, 3, 100)), ("s2_no_pd", np.linspace(60, 5, 100) + rng.normal(0, 3, 100))):
+        rows = [{"kind": "step", "step": int(s), "refine/think_tokens": float(t),
+                 "refine/answer_think": float(0.2 + 0.005 * s + rng.normal(0, 0.02)),
+                 "refine/answer_no_think": float(0.1 + 0.004 * s + rng.normal(0, 0.02)) if s % 2 == 0 else None}
+                for s, t in zip(steps, think)]
+        write_jsonl(runs[name] / "metrics.jsonl", rows)
+
+
+def test_claims_from_planted_effects(cfg):
+    rng = np.random.default_rng(0)
+    _perception(cfg, rng)
+    _scoring(cfg, rng)
+    _qbench(cfg, rng)
+    _metrics(cfg, rng)
+    df = C.build_claims(cfg)
+    assert list(df.columns) == C.COLUMNS
+    assert list(df.columns[:9]) == ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "seeds", "verdict"]
+    by = df.set_index("claim")
+    verdicts = by["verdict"].to_dict()
+
+    def row(start):
+        hits = [c for c in by.index if c.startswith(start)]
+        assert len(hits) == 1, (start, hits)
+        return by.loc[hits[0]]
+
+    for start in ("Stage-1 raises description", "Stage-1 raises grounding", "Stage-1's gains are larger on Hard",
+                  "S2 keeps most of S1's perception: description", "S2 keeps most of S1's perception: grounding",
+                  "S2 beats the base on scoring", "Think and no-think scoring differ little",
+                  "Without PD the think collapses", "Without PD the think ends shorter",
+                  "Without PM probability-based", "Probability-based beats numeric",
+                  "The think answer reward rises", "The no-think answer reward rises",
+                  "Stage-2 improves interpreting over the base: no-think"):
+        r = row(start)
+        assert r["verdict"] == "supports", (start, r.to_dict())
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]
+    assert row("Stage-1 raises description")["n"] == N_IMAGES
+    assert row("S2 beats the base on scoring")["n"] == N_PICTURES
+    # interpreting equal with and without PD (same answers): the interval is [0, 0], not "supports"
+    assert row("Without PD interpreting drops")["verdict"] == "inconclusive"
+    # inputs never written: inconclusive, and the note says what is missing
+    for start in ("Stage-1 improves Stage-2 scoring", "Stage-1 improves Stage-2 interpreting",
+                  "Stage-2 improves interpreting over the base: think"):
+        r = row(start)
+        assert r["verdict"] == "inconclusive" and r["note"].startswith("missing:") and np.isnan(r["value"])
+    assert set(verdicts.values()) <= {"supports", "contradicts", "inconclusive"}
+    # the paper column is read from results/paper, never typed in
+    assert row("Stage-1 raises description")["paper"].startswith("S1 76.37% vs base 51.25% (+25.12%)")
+    csv, md = C.claims_paths(cfg)
+    assert csv.name == "claims_smoke.csv" and md.name == "CLAIMS_smoke.md"
+    back = pd.read_csv(csv)
+    assert list(back.columns) == C.COLUMNS and len(back) == len(df)
+    text = md.read_text()
+    assert "*supports*: the whole interval lies on the paper's side of 0" in text and "| claim " in text
+    assert C.build_claims(cfg, write=False).equals(df)  # seeded: the same table again
+
+
+def test_a_reversed_effect_contradicts_and_matching_is_by_id(cfg):
+    rng = np.random.default_rng(1)
+    _perception(cfg, rng)
+    out = cfg.work_dir / "eval" / "perception"
+    s1 = pd.read_csv(out / "s1__images.csv")
+    base = pd.read_csv(out / "base__images.csv")
+    s1.to_csv(out / "base__images.csv", index=False)  # swap: S1 is now worse than base
+    base.iloc[::-1].to_csv(out / "s1__images.csv", index=False)
+    df = C.build_claims(cfg, write=False).set_index("claim")
+    assert df.loc["Stage-1 raises description accuracy (Table 1)", "verdict"] == "contradicts"
+    assert df.loc["Stage-1 raises grounding IoU (Table 2)", "verdict"] == "contradicts"
+    # an image only one model answered is left out of the paired difference, and counted
+    pd.read_csv(out / "base__images.csv").iloc[3:].to_csv(out / "base__images.csv", index=False)
+    r = C.build_claims(cfg, write=False).set_index("claim").loc["Stage-1 raises description accuracy (Table 1)"]
+    assert r["n"] == N_IMAGES - 3 and "left out" in r["note"]
+    d = C.perception_difference(cfg, "s1", "base", "description")
+    assert d.value == pytest.approx(r["value"])
+
+
+def test_equivalence_margin_is_stated_in_the_claim():
+    spec = {c.claim: c for c in C.claims_spec("koniq")}
+    think = spec["Think and no-think scoring differ little (Table 3, KONIQ)"]
+    assert think.direction == "equivalent" and think.margin == C.EQUIVALENCE_MARGIN == 0.05
+    assert "+-0.05" in think.measure
