@@ -50,3 +50,14 @@ def test_a_build_whose_split_breaks_a_scene_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "scene_split", leaky)
     with pytest.raises(SplitOverlapError, match="train .* vs test .*shared by pixel content"):
         build_perception_dataset(cfg, progress=False)
+
+
+def test_evaluated_sets_are_audited_against_every_training_picture(tmp_path):
+    from refine_iqa_lib.evaluation.leaks import audit_against_training, audit_scoring_sets, training_pictures
+
+    cfg = load_config("smoke", {"paths.work_dir": str(tmp_path / "w"), "paths.results_dir": str(tmp_path / "r")})
+    table = audit_scoring_sets(cfg)
+    assert table["shared"].tolist() == [0] and table["n eval"].iloc[0] > 0 and table["n train"].iloc[0] > 0
+    train = training_pictures(cfg)
+    planted = audit_against_training(cfg, train[:2] + list(_pictures(tmp_path, 2)), "test")
+    assert len(planted.overlaps) == 2                          # the two training pictures, not the new ones

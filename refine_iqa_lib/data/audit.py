@@ -5,7 +5,7 @@ e.g. a KADID train/test list sharing 1,844 images; reference-facts §3), so ever
 and hashed: :func:`content_hash` is the BLAKE2b digest of the decoded RGB pixels and the size.
 :func:`audit_splits` compares two collections of images and names every overlap; the dataset
 builds call it and fail on an overlap, and the evaluation notebooks show it for every dataset they
-evaluate (:func:`audit_scoring_sets`).
+evaluate (:mod:`refine_iqa_lib.evaluation.leaks`).
 
 >>> import numpy as np
 >>> a = [np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 9, np.uint8)]
@@ -26,8 +26,7 @@ import pandas as pd
 
 from refine_iqa_lib.io import open_image
 
-__all__ = ["SplitOverlapError", "AuditReport", "content_hash", "hash_images", "audit_splits", "audit_scoring_sets",
-           "training_pictures", "audit_against_training", "reuse_table"]
+__all__ = ["SplitOverlapError", "AuditReport", "content_hash", "hash_images", "audit_splits", "reuse_table"]
 
 
 class SplitOverlapError(ValueError):
@@ -103,52 +102,6 @@ def audit_splits(a: Iterable[Any], b: Iterable[Any], names: tuple[str, str] = ("
         first.setdefault(h, label)
     rows = [{"hash": h, names[0]: first[h], names[1]: label} for h, label in zip(hb, _labels(b)) if h in first]
     return AuditReport(tuple(names), (len(a), len(b)), pd.DataFrame(rows, columns=["hash", *names]))
-
-
-def audit_scoring_sets(cfg, datasets: Sequence[str] | None = None, workers: int = 4) -> pd.DataFrame:
-    """One row per evaluated IQA set: its test pictures against every Stage-2 training split
-    (``scoring.train``), by pixel content. Real public splits can overlap: the evaluation notebook
-    shows this table for every dataset it evaluates."""
-    from refine_iqa_lib.data.iqa import get_info
-    from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
-
-    train = {name: load_scoring_split(cfg, name, "train") for name in cfg.scoring.train}
-    train_hashes = {name: hash_images(df["image"], workers) for name, df in train.items()}
-    rows = []
-    for name in datasets or cfg.scoring.eval:
-        split = get_info(loader_name(cfg, name)).default_split
-        test = load_scoring_split(cfg, name, split)
-        hashes = hash_images(test["image"], workers)
-        for tname, th in train_hashes.items():
-            shared = set(th) & set(hashes)
-            rows.append({"eval set": name, "split": split, "n eval": len(test), "train set": tname,
-                         "n train": len(th), "shared": len(shared),
-                         "example": next((p for p, h in zip(test["image"], hashes) if h in shared), "")})
-    return pd.DataFrame(rows)
-
-
-def training_pictures(cfg) -> list[str]:
-    """Every picture a model of ``cfg`` trains on: the perception train split's distorted images and
-    pristine references (when built) and the Stage-2 training pictures of ``scoring.train``."""
-    from pathlib import Path
-
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
-
-    out: list[str] = []
-    folder = Path(cfg.work_dir) / "perception"
-    if (folder / "images_train.jsonl").is_file():
-        from refine_iqa_lib.data.stage1 import load_perception_images
-
-        train = load_perception_images(folder, "train")
-        out += sorted(set(train["image"]) | set(train["reference"]))
-    for name in cfg.scoring.train:
-        out += list(load_scoring_split(cfg, name, "train")["image"])
-    return out
-
-
-def audit_against_training(cfg, images: Iterable[Any], name: str = "test", workers: int = 4) -> AuditReport:
-    """``images`` (a test set) against every training picture of ``cfg`` (:func:`training_pictures`)."""
-    return audit_splits(training_pictures(cfg), images, names=("training", name), workers=workers)
 
 
 def reuse_table(reuse: dict) -> pd.DataFrame:
