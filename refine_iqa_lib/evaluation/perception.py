@@ -99,16 +99,31 @@ def _min_new_tokens(processor, samples: pd.DataFrame) -> int:
 
 def predict_perception(model, processor, samples: pd.DataFrame, batch_size: int = 8, max_new_tokens: int = 32,
                        desc: str = "perception") -> pd.DataFrame:
-    """Greedy no-think answers; adds ``completion``, ``correct`` (multiple choice) and ``iou`` (grounding)."""
+    """Greedy no-think answers; adds ``completion``, ``correct`` (multiple choice) and ``iou`` (grounding).
+
+    Multiple-choice answers are decoded to their letter layout plus 8 tokens, boxes to the longest
+    ground-truth box plus 4 (at least ``max_new_tokens``)."""
     from refine_iqa_lib.data.stage1 import render_prompt
     from refine_iqa_lib.generation import greedy_generate
     from refine_iqa_lib.method.rewards import grounding_reward, mcq_reward, parse_box
+    from refine_iqa_lib.prompts import completion_text
 
     prompts = [render_prompt(q, list(o) if o is not None else [], MODE)
                for q, o in zip(samples["question"], samples["options"])]
-    n_new = max(int(max_new_tokens), _min_new_tokens(processor, samples))
-    texts = greedy_generate(model, processor, list(samples["image"]), prompts, max_new_tokens=n_new,
-                            batch_size=batch_size, desc=desc)
+    # token budgets per kind of answer: a letter needs its layout and a few spare tokens, a box
+    # the longest box (decoding to eval.max_new_tokens for a one-letter answer cost most of the time)
+    letter = len(processor.tokenizer(completion_text("X", MODE), add_special_tokens=False)["input_ids"]) + 8
+    is_box = (samples["task"] == "grounding").to_numpy()
+    texts = [""] * len(samples)
+    images = list(samples["image"])
+    for box, budget in ((False, letter), (True, max(int(max_new_tokens), _min_new_tokens(processor, samples[is_box])))):
+        idx = [i for i in range(len(samples)) if bool(is_box[i]) == box]
+        if not idx:
+            continue
+        got = greedy_generate(model, processor, [images[i] for i in idx], [prompts[i] for i in idx],
+                              max_new_tokens=budget, batch_size=batch_size, desc=desc)
+        for i, text in zip(idx, got):
+            texts[i] = text
     out = samples.copy()
     out["completion"] = texts
     correct, ious, parsed = [], [], []
