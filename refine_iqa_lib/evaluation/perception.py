@@ -225,15 +225,16 @@ def perception_result_path(cfg: Config, model: str) -> Path:
 def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: bool = True,
                         dataset_dir: str | Path | None = None) -> dict:
     """Evaluate ``model`` on the perception test split (no-think, no-reference); write and return
-    the record. ``loaded``: an already loaded ``(model, processor)``."""
-    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, load_eval_model, predictions_dir,
-                                                        usable_images, write_record)
+    the record. ``loaded``: an already loaded ``(model, processor)``. ``overwrite=False`` reads back
+    a record written after the model's weights (notebook 05 reuses notebook 03's)."""
+    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, is_current, load_eval_model,
+                                                        predictions_dir, usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative, write_text
     from refine_iqa_lib.runs import normalise_model_name
 
     name = normalise_model_name(model)
     out = perception_result_path(cfg, name)
-    if not overwrite and out.is_file():
+    if not overwrite and is_current(cfg, out, name):
         return read_json(out)
     samples, unreadable = usable_images(cfg, perception_test_samples(cfg, dataset_dir), "perception test images")
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name)

@@ -209,8 +209,8 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``;
     ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``)."""
-    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, load_eval_model, predictions_dir,
-                                                        usable_images, write_record)
+    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, is_current, load_eval_model,
+                                                        predictions_dir, usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
     from refine_iqa_lib.runs import normalise_model_name
 
@@ -218,9 +218,9 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
     modes = [check_mode(m) for m in (modes or cfg.eval.modes)]
     records = []
     if not overwrite:
-        records = [read_json(qbench_result_path(cfg, name, m)) for m in modes
-                   if qbench_result_path(cfg, name, m).is_file()]
-        modes = [m for m in modes if not qbench_result_path(cfg, name, m).is_file()]
+        fresh = [m for m in modes if is_current(cfg, qbench_result_path(cfg, name, m), name, model_path)]
+        records = [read_json(qbench_result_path(cfg, name, m)) for m in fresh]
+        modes = [m for m in modes if m not in fresh]
         if not modes:
             return records
     questions, unreadable = usable_images(cfg, load_qbench_questions(cfg), "Q-Bench images")

@@ -155,6 +155,22 @@ def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFram
     return df[~df["image"].astype(str).isin(gone)].reset_index(drop=True), {"unreadable": bad}
 
 
+def is_current(cfg: Config, record: Path, name: str, model_path=None) -> bool:
+    """Whether a result file exists and was written after the weights it evaluates (their
+    completion marker, or ``config.json`` for a model folder without one): what ``overwrite=False``
+    reuses, so a notebook can read back what an earlier notebook of the same run computed, and a
+    retrained model is never judged by an old file."""
+    record = Path(record)
+    if not record.is_file():
+        return False
+    try:
+        folder = Path(model_path) if model_path is not None else eval_model_path(cfg, name)
+    except FileNotFoundError:
+        return False
+    stamp = next((f for f in (folder / FINAL_MARKER, folder / "config.json") if f.is_file()), None)
+    return stamp is not None and record.stat().st_mtime >= stamp.stat().st_mtime
+
+
 def result_dir(cfg: Config, kind: str) -> Path:
     """``results/<profile>/<kind>`` (``kind``: scoring, perception or qbench)."""
     if kind not in RESULT_KINDS:
@@ -277,7 +293,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     (defaults ``eval.modes`` / ``eval.methods``); write and return one record per combination.
 
     ``loaded`` is an already loaded ``(model, processor)`` for ``model`` (saves reloading a 7B
-    model). With ``overwrite=False`` an existing result file is read back instead of recomputed.
+    model). With ``overwrite=False`` a result file written after the model's weights (:func:`is_current`)
+    is read back instead of recomputed.
     ``model_path``: the weights folder of an ``evaluated:<folder>`` model (any local Qwen2.5-VL
     checkpoint, see ``refine-iqa evaluate``); the project's own names find their folder themselves.
     """
@@ -288,7 +305,7 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     records: list[dict] = []
     todo = [(d, mo, me) for d in datasets for mo in modes for me in methods]
     if not overwrite:
-        done = [t for t in todo if scoring_result_path(cfg, name, *t).is_file()]
+        done = [t for t in todo if is_current(cfg, scoring_result_path(cfg, name, *t), name, model_path)]
         records += [read_json(scoring_result_path(cfg, name, *t)) for t in done]
         todo = [t for t in todo if t not in done]
     if not todo:
