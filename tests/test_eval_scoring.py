@@ -139,12 +139,27 @@ def test_perfect_predictions_give_perfect_correlations(cfg, tiny_policy, monkeyp
     assert rec["srcc"] == pytest.approx(1.0) and rec["plcc"] == pytest.approx(1.0)
 
 
-def test_overwrite_false_reuses_existing_results(cfg):
+def test_overwrite_false_reuses_only_results_newer_than_the_weights(cfg):
+    import os
+    import shutil
+
+    final = runs.model_paths(cfg)["s2"] / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    (final / "config.json").write_text("{}")
+    marker = final / "refine_final.json"
+    marker.write_text("{}")
+    os.utime(marker, (1_000_000, 1_000_000))                  # weights finished long ago
     path = ev.scoring_result_path(cfg, "s2", "koniq", "think", "prob")
     write_json(path, {"model": "s2", "dataset": "koniq", "mode": "think", "method": "prob", "srcc": 0.4,
                       "plcc": 0.3, "plcc_kind": "raw", "n": 5, "n_nan": 0, "profile": "smoke"})
-    recs = ev.evaluate_scoring(cfg, "s2", modes=["think"], methods=["prob"], overwrite=False)
-    assert recs[0]["srcc"] == 0.4  # read back, no model needed
+    try:
+        recs = ev.evaluate_scoring(cfg, "s2", modes=["think"], methods=["prob"], overwrite=False)
+        assert recs[0]["srcc"] == 0.4                         # read back, no model needed
+        os.utime(path, (500_000, 500_000))                    # the weights are newer than the result
+        assert not ev.is_current(cfg, path, "s2")
+    finally:
+        shutil.rmtree(final.parent)
+        path.unlink()
 
 
 def test_write_record_turns_nan_into_null(tmp_path):

@@ -62,7 +62,8 @@ from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, w
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy, resolve_model_path
 from refine_iqa_lib.prompts import check_mode
-from refine_iqa_lib.runs import is_evaluated, model_paths, normalise_model_name, result_stem, uses_warmup, weights_dir
+from refine_iqa_lib.runs import (FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, result_stem, uses_warmup,
+                                 weights_dir)
 
 #: Input spelling of a scoring method -> spelling in result files.
 METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}
