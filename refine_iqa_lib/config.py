@@ -174,7 +174,7 @@ class StageConfig:
 class LaunchConfig:
     """How training jobs are launched (accelerate)."""
 
-    accelerate_config: str = "cpu"        # cpu | ddp | zero3 (files under configs/accelerate)
+    accelerate_config: str = "cpu"        # cpu | ddp | zero3 | zero3_cpu (files under configs/accelerate)
     num_processes: int = 1
     parallel_runs: int = 1                # independent runs (the ablations) started at once; on CPU the
                                           # cores are split between them (>1 pays off only on CPU)
