@@ -66,9 +66,9 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_accelerate_configs_ship_with_the_package():
-    for name in ("cpu", "ddp", "zero3"):
+    for name in ("cpu", "ddp", "zero3", "zero3_cpu"):
         assert accelerate_config_path(name).is_file()
-    with pytest.raises(ConfigError, match="valid: \\['cpu', 'ddp', 'zero3'\\]"):
+    with pytest.raises(ConfigError, match="valid: \\['cpu', 'ddp', 'zero3', 'zero3_cpu'\\]"):
         accelerate_config_path("tpu")
 
 
