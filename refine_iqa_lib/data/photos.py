@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from refine_iqa_lib.io import open_image
 
 #: name -> (package, file name). Only natural colour photographs (no charts, no microscopy).
 EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
@@ -66,8 +66,7 @@ def photo_path(name: str) -> Path:
 
 @lru_cache(maxsize=32)
 def _load(name: str) -> np.ndarray:
-    with Image.open(photo_path(name)) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    arr = np.array(open_image(photo_path(name)), dtype=np.uint8)
     arr.setflags(write=False)
     return arr
 

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from refine_iqa_lib.io import atomic_dir, write_bytes, write_json, write_text
+from refine_iqa_lib.io import atomic_dir, open_image, write_bytes, write_json, write_text
 
 __all__ = [
     "DISTORTION_PHRASES", "COLOURS", "BRIGHTNESS_LEVELS", "qbench_set_dir", "build_embedded_qbench",
@@ -332,8 +332,7 @@ def build_embedded_qbench(cfg, force: bool = False) -> Path:
             src = Path(row["image"])
             if not src.is_file():
                 raise FileNotFoundError(f"{src}: image of perception test record {row['id']!r} not found")
-            with Image.open(src) as im:
-                img = np.asarray(im.convert("RGB"))
+            img = np.asarray(open_image(src))
             qs = questions_for_image(row, img, i, cfg.perception.seed)
             skipped += 4 - len(qs)
             name = f"{row['id']}{src.suffix or '.png'}"

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from refine_iqa_lib.data.build import load_review_decisions, review_path
 from refine_iqa_lib.data.stage1 import load_perception_images
-from refine_iqa_lib.io import write_json
+from refine_iqa_lib.io import open_image, write_json
 
 #: Displayed width of each of the two images (px); small stored images are enlarged (nearest).
 DISPLAY_WIDTH = 336
@@ -42,8 +42,7 @@ def save_decisions(path: str | Path, decisions: dict[str, str]) -> Path:
 
 def review_image(reference: str | Path, distorted: str | Path, bbox, width: int = DISPLAY_WIDTH) -> bytes:
     """PNG bytes: reference | distorted (box outlined in red, outside the box), enlarged."""
-    ref = Image.open(reference).convert("RGB")
-    dis = Image.open(distorted).convert("RGB")
+    ref, dis = open_image(reference), open_image(distorted)
     f = max(1, width // ref.width)
     ref, dis = (im.resize((im.width * f, im.height * f), Image.NEAREST) for im in (ref, dis))
     x1, y1, x2, y2 = (int(v) * f for v in bbox)

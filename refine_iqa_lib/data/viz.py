@@ -119,7 +119,8 @@ def plot_sample(sample: dict, dataset_dir: str | Path | None = None):
     the title is the expected answer."""
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
-    from PIL import Image
+
+    from refine_iqa_lib.io import open_image
 
     def path(p: str) -> Path:
         q = Path(p)
@@ -128,7 +129,7 @@ def plot_sample(sample: dict, dataset_dir: str | Path | None = None):
     paths = ([("reference", sample["reference"])] if sample["reference"] else []) + [("distorted", sample["image"])]
     fig, axes = plt.subplots(1, len(paths), figsize=(3.2 * len(paths), 3), squeeze=False)
     for ax, (name, p) in zip(axes[0], paths):
-        ax.imshow(np.asarray(Image.open(path(p)).convert("RGB")), interpolation="nearest")
+        ax.imshow(np.asarray(open_image(path(p))), interpolation="nearest")
         if name == "distorted":
             x1, y1, x2, y2 = sample["bbox"]
             ax.add_patch(patches.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="red"))

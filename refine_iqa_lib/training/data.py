@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from refine_iqa_lib.io import check_images
+from refine_iqa_lib.io import check_images, subsample
 from refine_iqa_lib.prompts import scoring_prompt
 
 __all__ = ["STAGE1_COLUMNS", "STAGE2_COLUMNS", "DatasetCheckError", "check_images_load", "check_dataset",
@@ -76,13 +76,6 @@ def to_trl_dataset(rows: pd.DataFrame | dict):
     return ds.cast_column("images", List(Image()))
 
 
-def _subsample(df: pd.DataFrame, max_samples: int, seed: int) -> pd.DataFrame:
-    if max_samples and 0 < max_samples < len(df):
-        keep = np.sort(np.random.default_rng(seed).choice(len(df), size=max_samples, replace=False))
-        df = df.iloc[keep]
-    return df.reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------- Stage-2
 
 
@@ -111,7 +104,7 @@ def scoring_frame(cfg, names: Sequence[str] | None = None, split: str = "train")
 def stage2_dataset(cfg, split: str = "train", check_images: bool = True):
     """The Stage-2 (scoring) GRPO dataset of ``cfg`` (see the module docstring)."""
     s = cfg.stage2
-    df = _subsample(scoring_frame(cfg, split=split), s.max_samples, s.seed)
+    df = subsample(scoring_frame(cfg, split=split), s.max_samples, s.seed)
     if check_images:
         check_images_load(df["image"], f"Stage-2 data {list(cfg.scoring.train)} ({split})")
     think_text = scoring_prompt(s.mode, s.variant)
@@ -165,7 +158,7 @@ def stage1_frame(cfg, split: str = "train", mode: str | None = None) -> pd.DataF
 def stage1_dataset(cfg, split: str = "train", check_images: bool = True):
     """The Stage-1 (perception) GRPO dataset of ``cfg`` (see the module docstring)."""
     s = cfg.stage1
-    df = _subsample(stage1_frame(cfg, split), s.max_samples, s.seed)
+    df = subsample(stage1_frame(cfg, split), s.max_samples, s.seed)
     images = [list(v) for v in df["images"]]
     bad = [k for k, (imgs, f) in enumerate(zip(images, df["form"]))
            if not all(imgs) or len(imgs) != (2 if f == "fr" else 1)]
