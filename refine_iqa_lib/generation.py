@@ -85,21 +85,30 @@ def generate_greedy(model, processor, texts: Sequence[str], images: Sequence[Any
 
 def greedy_generate(model, processor, images: Sequence[Any], prompts: Sequence[str], *, max_new_tokens: int,
                     batch_size: int = 8, desc: str = "generate", progress: bool = True) -> list[str]:
-    """Greedy completions for image/prompt pairs, batched, with a ``tqdm.auto`` bar.
+    """Greedy completions for image/prompt pairs, batched, with a ``tqdm.auto`` bar; returned in input order.
 
     ``images[i]`` is a path, a PIL image, or a list of them (several images in one turn, e.g. a
-    reference and a distorted image); ``prompts[i]`` the user text.
+    reference and a distorted image); ``prompts[i]`` the user text. Rows are batched in order of
+    their input length (number of images, then tokens), so that a batch pads little: with
+    questions of different lengths interleaved (the perception tasks), padding every batch to its
+    longest prompt cost about a fifth of the prefill. The order is fixed by the inputs alone.
     """
     from tqdm.auto import tqdm
 
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images for {len(prompts)} prompts; expected one entry per prompt")
-    out: list[str] = []
+    groups = [list(im) if isinstance(im, (list, tuple)) else [im] for im in images]
+    texts = [chat_text(processor, p, len(g)) for p, g in zip(prompts, groups)]
+    lengths = [len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+    order = sorted(range(len(texts)), key=lambda i: (len(groups[i]), lengths[i], i))
+    out: list[str] = [""] * len(texts)
     step = max(1, int(batch_size))
     with tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False) as bar:
-        for start in range(0, len(prompts), step):
-            groups = [list(im) if isinstance(im, (list, tuple)) else [im] for im in images[start:start + step]]
-            texts = [chat_text(processor, p, len(g)) for p, g in zip(prompts[start:start + step], groups)]
-            out += generate_greedy(model, processor, texts, [im for g in groups for im in g], max_new_tokens)
-            bar.update(len(texts))
+        for start in range(0, len(order), step):
+            rows = order[start:start + step]
+            got = generate_greedy(model, processor, [texts[i] for i in rows], [im for i in rows for im in groups[i]],
+                                  max_new_tokens)
+            for i, text in zip(rows, got):
+                out[i] = text
+            bar.update(len(rows))
     return out

@@ -94,3 +94,22 @@ def test_library_greedy_equals_greedy_by_hand(policies):
     want = proc.tokenizer.decode(_manual_greedy(odd, proc, text, image, 10), skip_special_tokens=True,
                                  clean_up_tokenization_spaces=False)
     assert got == want
+
+
+def test_greedy_generate_batches_by_length_and_returns_input_order(policies, monkeypatch):
+    """Rows are batched shortest first, and every completion comes back at its own row."""
+    import refine_iqa_lib.generation as G
+
+    _, (_, proc) = policies
+    seen = []
+
+    def echo(model, processor, texts, images, max_new_tokens):
+        seen.append([len(t) for t in texts])
+        return [t[-12:] for t in texts]
+
+    monkeypatch.setattr(G, "generate_greedy", echo)
+    prompts = ["a much longer question about the picture " * 3, "short?", "medium length question?", "tiny"]
+    got = G.greedy_generate(None, proc, ["img"] * 4, prompts, max_new_tokens=4, batch_size=2, progress=False)
+    assert got == [chat_text(proc, p)[-12:] for p in prompts]
+    flat = [n for batch in seen for n in batch]
+    assert flat == sorted(flat) and [len(b) for b in seen] == [2, 2]
