@@ -202,3 +202,29 @@ def test_open_image_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="bad.png"):
         open_image(bad)
     assert not math.isnan(ev.clean_number(1.5))
+
+
+def test_think_scoring_generates_once_for_both_methods(cfg, tiny_policy, monkeypatch):
+    """Think-mode Eq. 8 reads its think from the numeric pass's greedy completions: one generation
+    per image instead of two, and the same records as two separate runs."""
+    import refine_iqa_lib.method.scoring as S
+
+    calls = []
+    real = S.generate_greedy
+
+    def counted(model, processor, texts, images, max_new_tokens):
+        calls.append(len(texts))
+        return real(model, processor, texts, images, max_new_tokens)
+
+    monkeypatch.setattr(S, "generate_greedy", counted)
+    both = ev.evaluate_scoring(cfg, "base", modes=["think"], methods=["prob", "numeric"], loaded=tiny_policy)
+    n = both[0]["n_images"]
+    assert sum(calls) == n and [r["method"] for r in both] == ["num", "prob"]
+    calls.clear()
+    alone = ev.evaluate_scoring(cfg, "base", modes=["think"], methods=["prob"], loaded=tiny_policy)[0]
+    assert sum(calls) == n
+    prob = next(r for r in both if r["method"] == "prob")
+    assert prob["srcc"] == pytest.approx(alone["srcc"]) and prob["pred_mean"] == pytest.approx(alone["pred_mean"])
+    with pytest.raises(ValueError, match="one per image"):
+        S.score_images(tiny_policy[0], tiny_policy[1], [np.zeros((28, 28, 3), np.uint8)], mode="think",
+                       generations=[], progress=False)

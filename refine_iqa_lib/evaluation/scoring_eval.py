@@ -239,13 +239,14 @@ def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tup
 
 
 def predict_scores(model, processor, images: Sequence[Any], mode: str, method: str, batch_size: int,
-                   max_new_tokens: int) -> pd.DataFrame:
+                   max_new_tokens: int, generations: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per image: ``score`` (NaN where a numeric answer cannot be parsed) and what the
     model wrote (``text`` for numeric, ``think`` in think mode) or ``digit_mass`` (prob). Batched,
-    with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`."""
+    with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`
+    (``generations``: greedy completions already made with the same prompt, reused)."""
     method = {"prob": "prob", "num": "numeric"}[method_name(method)]
     rows = score_images(model, processor, list(images), mode=mode, method=method, batch_size=max(1, int(batch_size)),
-                        max_new_tokens=int(max_new_tokens))
+                        max_new_tokens=int(max_new_tokens), generations=generations)
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "digit_probs"} for r in rows])
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
     return out
@@ -315,13 +316,19 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
     policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
     path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
+    # numeric before prob in each mode: think-mode Eq. 8 reads its think from the numeric pass's greedy
+    # completions (same prompt, same budget) instead of generating them a second time
+    todo.sort(key=lambda t: (t[0], t[1], t[2] != "num"))
     for dataset, (df, split) in sets.items():
         df, unreadable = bad[dataset]
+        made: dict[str, list[str]] = {}
         for ds, mode, method in todo:
             if ds != dataset:
                 continue
             got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens)
+                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None)
+            if method == "num" and mode == "think":
+                made[mode] = got["text"].astype(str).tolist()
             pred = got["score"].to_numpy(dtype=float)
             used, fallback = prediction_used(pred, cfg.eval.unparsable)
             mos = df["mos"].to_numpy(dtype=float)

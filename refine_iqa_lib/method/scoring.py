@@ -124,7 +124,8 @@ def _digit_logits(model, processor, texts: list[str], images: list, digit_ids: l
 
 def score_images(model, processor, images: Sequence[Any], mode: str = "no_think", method: str = "prob",
                  batch_size: int = 8, max_new_tokens: int = 256, variant: str = "paper",
-                 prompt_messages: list[dict] | None = None, progress: bool = True) -> list[dict]:
+                 prompt_messages: list[dict] | None = None, progress: bool = True,
+                 generations: Sequence[str] | None = None) -> list[dict]:
     """Score ``images`` (PIL images, arrays or paths) with ``model``; one dict per image, in order.
 
     ``method="prob"``: ``{"score": Q (Eq. 8), "digit_probs": softmax over the 5 digit logits,
@@ -132,6 +133,10 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
     ``method="numeric"``: ``{"score": parsed number or NaN, "parsed": bool, "text": generation}``.
     ``prompt_messages`` default to the project's scoring prompt for ``mode``/``variant``.
     ``max_new_tokens`` bounds generation (think / numeric only).
+    ``generations``: greedy completions already made for these images with the same prompt and
+    ``max_new_tokens`` (one per image, e.g. the numeric pass's ``text``): numeric scoring parses
+    them and think-mode Eq. 8 reads its think from them, instead of generating again. Greedy
+    decoding is deterministic, so the scores are the ones a fresh generation gives.
     """
     import torch
     from tqdm.auto import tqdm
@@ -142,6 +147,8 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
         raise ValueError(f"unknown scoring method {method!r}; expected one of {SCORING_METHODS}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if generations is not None and len(generations) != len(images):
+        raise ValueError(f"{len(generations)} generations for {len(images)} images; expected one per image")
     messages = prompt_messages or user_message(scoring_prompt(mode, variant))
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prefix, _ = ANSWER_LAYOUT[variant]
@@ -155,14 +162,17 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
         bar = tqdm(total=len(images), desc=f"scoring ({mode}, {method})", disable=not progress)
         for lo in range(0, len(images), batch_size):
             chunk = [open_image(im) for im in images[lo:lo + batch_size]]
+            made = list(generations[lo:lo + len(chunk)]) if generations is not None else None
             if method == "numeric":
-                texts = generate_greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens)
+                texts = made if made is not None else generate_greedy(model, processor, [prompt] * len(chunk), chunk,
+                                                                      max_new_tokens)
                 for t in texts:
                     s = parse_score(t)
                     results.append({"score": float("nan") if s is None else s, "parsed": s is not None, "text": t})
             else:
                 if mode == "think":
-                    gens = generate_greedy(model, processor, [prompt] * len(chunk), chunk, max_new_tokens)
+                    gens = made if made is not None else generate_greedy(model, processor, [prompt] * len(chunk),
+                                                                         chunk, max_new_tokens)
                     thinks = [think_of_generation(g) for g in gens]
                     forced = [f"{prompt}{THINK_OPEN}{t}{THINK_CLOSE}{ANSWER_OPEN}{prefix}" for t in thinks]
                 else:
