@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from refine_iqa_lib.config import ConfigError, load_config
-from refine_iqa_lib.data.fidelity import FAMILY_GAINS, FIDELITY_MOS, fidelity_features, fidelity_impairment, fidelity_mos
+from refine_iqa_lib.data.fidelity import (
+    FAMILY_GAINS, FIDELITY_MOS, fidelity_features, fidelity_impairment, fidelity_mos,
+)
 from refine_iqa_lib.data.iqa import load_iqa
 from refine_iqa_lib.data.scoring_set import (
     SYNTHETIC_MOS, build_embedded_scoring_set, embedded_mos_facts, embedded_sides, fidelity_gain_calibration,
@@ -230,7 +232,8 @@ def test_fidelity_model_functions():
 
 
 def test_family_gains_come_from_the_calibration_rule():
-    assert fidelity_gain_calibration(["blur", "noise"]) == {"blur": FAMILY_GAINS["blur"], "noise": FAMILY_GAINS["noise"]}
+    want = {c: FAMILY_GAINS[c] for c in ("blur", "noise")}
+    assert fidelity_gain_calibration(list(want)) == want           # 60 training crops, severity 3
 
 
 def test_the_mos_model_is_part_of_a_stage2_run_fingerprint(tmp_path):

@@ -56,6 +56,37 @@ What is in it
   seven features of :func:`refine_iqa_lib.data.fidelity.fidelity_features` and the impairment ``D``
   (``impairment``); ``README.txt`` repeats this description.
 
+The fidelity MOS, measured
+--------------------------
+:func:`embedded_mos_facts` of the ``tiny`` settings' build (3,000 pictures, sides 56-112 px,
+``scoring.seed`` 0) with ``embedded_mos: fidelity`` and the seven families of ``tiny.yaml``'s
+commented example (``s 0-5`` counts the 510 pristine pictures as severity 0 of every family;
+``s 1-5`` is over the family's distorted pictures only):
+
+==============  ===  ================  ================  ===========  ==============================
+family          n    Spearman s 0-5    Spearman s 1-5    MOS range    mean MOS at s = 1, 2, 3, 4, 5
+==============  ===  ================  ================  ===========  ==============================
+blur            340  −0.818            −0.548            0.25-4.80    3.67 3.10 2.32 2.31 1.93
+compression     382  −0.879            −0.775            0.00-4.41    3.46 3.02 2.34 1.56 0.83
+desaturate      349  −0.868            −0.911            0.00-4.65    4.07 3.37 2.34 1.36 1.02
+low_contrast    354  −0.874            −0.889            0.00-4.66    3.76 3.26 2.50 1.50 0.70
+noise           381  −0.852            −0.614            0.00-4.51    3.82 2.96 2.32 1.94 1.46
+overexposure    335  −0.869            −0.916            0.16-4.42    4.05 3.41 2.76 1.70 1.06
+underexposure   349  −0.872            −0.889            0.00-4.51    4.09 3.25 2.27 1.59 0.84
+==============  ===  ================  ================  ===========  ==============================
+
+* Pristine pictures: mean 4.51 (SD 0.16, range 4.04-4.90); mean MOS by severity 1-5 over all
+  families 3.83, 3.20, 2.40, 1.70, 1.12; Spearman with severity over the whole set −0.873.
+* Spread: 13.4 %, 18.7 %, 18.5 %, 22.1 % and 27.3 % of the pictures in [0, 1), [1, 2), [2, 3),
+  [3, 4) and [4, 5) (the 600 test pictures: 13.2, 16.3, 17.8, 24.8, 27.8 %).
+* Within a severity the MOS SD (families pooled) is 0.16 at s = 0 (the observer noise alone) and
+  0.62, 0.65, 0.80, 0.86, 0.85 at s = 1-5; within one family at one severity it is 0.67 on average,
+  four times the observer noise: the content moves the score.
+* Blur and noise follow their severity least among the distorted pictures (−0.55, −0.61): their
+  variants differ in strength at one severity (zoom blur and spatially correlated noise stay mild
+  on 56-112 px crops, so blur's severity 4 and 3 score alike), and a flat crop loses little to blur.
+  The ``severity`` map, for comparison, has a within-severity SD of 0.15 whatever the picture.
+
 Deterministic: picture ``i`` depends only on ``(scoring.seed, i)`` and the settings, so the same
 config gives byte-identical files. The folder is built in a temporary sibling and renamed into
 place (atomic); a stamp with the settings' fingerprint makes later calls reuse it.
@@ -85,7 +116,8 @@ from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
-    "embedded_sides", "photo_splits", "fidelity_gain_calibration", "embedded_mos_facts", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
+    "embedded_sides", "photo_splits", "fidelity_gain_calibration", "embedded_mos_facts",
+    "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
     "is_embedded", "is_custom", "default_split", "load_custom_split", "loader_name", "load_scoring_split",
 ]
 
@@ -210,12 +242,12 @@ def _picture(i: int, seed: int, max_side: int, categories: list[str], names: lis
     return img, info
 
 
-def fidelity_gain_calibration(categories=None, seed: int = 0, n_crops: int = 60, severity: int = 3,
-                              target: float = 2.5, max_side: int = 112) -> dict[str, float]:
+def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0, n_crops: int = 60,
+                              severity: int = 3, target: float = 2.5, max_side: int = 112) -> dict[str, float]:
     """How :data:`refine_iqa_lib.data.fidelity.FAMILY_GAINS` were set: for each family, the gain that
     puts the median crop at ``severity`` on ``target`` (noiseless),
-    ``g = ln(top / target) ** (1 / slope) / median(index)``, rounded to 2 decimals. ``n_crops`` pristine crops
-    of the *training* photographs of :func:`photo_splits` (``seed``), sides as in the set, one seeded
+    ``g = ln(top / target) ** (1 / slope) / median(index)``, rounded to 2 decimals. ``n_crops``
+    pristine crops of the *training* photographs of :func:`photo_splits` (``seed``), sides as in the set, one seeded
     distortion per crop and family.
 
     >>> fidelity_gain_calibration(["underexposure"], n_crops=8)
@@ -267,8 +299,10 @@ def embedded_mos_facts(meta: pd.DataFrame) -> dict:
         m = part.loc[part["severity"] > 0, "mos"].astype(float)
         rho = spearmanr(part["severity"], part["mos"])[0]
         distorted = part[part["severity"] > 0]
-        rho_1_5 = spearmanr(distorted["severity"], distorted["mos"])[0] if distorted["severity"].nunique() > 1 else float("nan")
-        families[cat] = {"n": int(len(m)), "spearman": round(float(rho), 3), "spearman_1_5": round(float(rho_1_5), 3),
+        rho_1_5 = (spearmanr(distorted["severity"], distorted["mos"])[0] if distorted["severity"].nunique() > 1
+                   else float("nan"))
+        families[cat] = {"n": int(len(m)), "spearman": round(float(rho), 3),
+                         "spearman_1_5": round(float(rho_1_5), 3),
                          "mos_min": round(float(m.min()), 3), "mos_max": round(float(m.max()), 3)}
     bins = np.histogram(mos.clip(0, 4.999), bins=np.arange(6))[0] / len(meta)
     by_sev = {int(k): round(float(v), 3) for k, v in mos.groupby(sev).std(ddof=0).items()}
@@ -352,8 +386,9 @@ def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
 
     Reads ``cfg.scoring.embedded_n_images``, ``embedded_image_size``, ``embedded_categories``,
     ``embedded_mos`` and ``seed`` (``embedded_mos`` enters the fingerprint only when it is not the
-    default ``severity``, so sets built before the key existed stay current). See the module docstring for what is written. The folder is built in a temporary
-    sibling and renamed into place (:func:`refine_iqa_lib.io.atomic_dir`).
+    default ``severity``, so sets built before the key existed stay current). See the module
+    docstring for what is written. The folder is built in a temporary sibling and renamed into
+    place (:func:`refine_iqa_lib.io.atomic_dir`).
     """
     settings = _settings(cfg)
     fp = _fingerprint(settings)
