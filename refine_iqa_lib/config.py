@@ -110,6 +110,11 @@ class ScoringDataConfig:
     embedded_n_images: int = 400
     embedded_image_size: int = 112
     embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
+    # How the embedded set's synthetic MOS is made (EMBEDDED_MOS_MODELS): ``severity`` = the fixed map
+    # 4.5 - 0.8 s + noise of the generating severity (refine_iqa_lib.data.scoring_set.SYNTHETIC_MOS);
+    # ``fidelity`` = a full-reference perceptual model of the distorted picture against its pristine
+    # crop, so the MOS depends on the content too (refine_iqa_lib.data.fidelity).
+    embedded_mos: str = "severity"
     seed: int = 0
 
 
@@ -422,6 +427,7 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 MODES = ("no_think", "think")
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")     # TRL loss formulations the trainer supports
+EMBEDDED_MOS_MODELS = ("severity", "fidelity")     # scoring.embedded_mos: the embedded set's synthetic MOS
 _pos = lambda v: v > 0                                 # noqa: E731
 _ge = lambda n: (lambda v: v >= n)                     # noqa: E731
 _one_of = lambda opts: (lambda v: v in opts)           # noqa: E731
@@ -446,6 +452,8 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("perception.test_forms", _subset(("fr", "nr")), "a non-empty list of fr, nr"),
     ("perception.sample_modes", _subset(MODES), "a non-empty list of no_think, think"),
     ("perception.chunk_size", _ge(1), ">= 1"),
+    ("scoring.embedded_mos", _one_of(EMBEDDED_MOS_MODELS), f"one of {', '.join(EMBEDDED_MOS_MODELS)} (the embedded "
+                                                          "set's synthetic MOS model)"),
     ("warmup.max_steps", _ge(1), ">= 1"),
     ("warmup.batch_size", _ge(1), ">= 1"),
     ("warmup.learning_rate", _pos, "> 0"),

@@ -2,7 +2,8 @@
 
 The paper's Stage-2 trains on KonIQ-10k + SPAQ (human MOS). Those are not installable, so the
 ``smoke`` and ``tiny`` profiles use this set instead. **Its scores are not human data**: they are
-a fixed function of a distortion severity that we apply ourselves.
+a fixed function of a distortion we apply ourselves - of its severity label (``severity``, the
+default) or of what it did to the pixels (``fidelity``), see ``scoring.embedded_mos`` below.
 
 What is in it
 -------------
@@ -24,9 +25,25 @@ What is in it
   tower's pooled features, 240 crops per category): overexposure 0.82, underexposure 0.72,
   noise 0.47; a warm-up on noise + underexposure called most noisy pictures "clean", so the
   ``tiny`` profile uses under- and overexposure.
-* **Synthetic MOS** (on the training scale [0, 5)): ``mos = clip(4.5 − 0.8·s + N(0, 0.15²), 0, 4.9)``
-  with a per-image seeded draw (:data:`SYNTHETIC_MOS`). Pristine pictures score about 4.5, the
-  most severe about 0.5.
+* **Synthetic MOS** (on the training scale [0, 5)), chosen by ``scoring.embedded_mos``:
+
+  - ``severity`` (default): ``mos = clip(4.5 − 0.8·s + N(0, 0.15²), 0, 4.9)`` with a per-image
+    seeded draw (:data:`SYNTHETIC_MOS`). Pristine pictures score about 4.5, the most severe about
+    0.5; a deterministic function of the severity up to the noise, blind to the content.
+  - ``fidelity``: a full-reference perceptual model of the distorted picture against its pristine
+    crop (:mod:`refine_iqa_lib.data.fidelity`, which documents every constant)::
+
+        D   = g_family · (2 (1 − SSIM₂) + 2 GMSD + 0.5 max(0, (30 − PSNR)/10) + 3 |Δ mean luma|
+                          + min(2, |ln colourfulness ratio|) + 2 |ln contrast ratio|)
+        mos = clip(4.5 · exp(−D²) + N(0, 0.15²), 0, 4.9)
+
+    SSIM₂ = the mean of luma SSIM (scikit-image, Gaussian window sigma 1.5, 11 px) at full and half
+    resolution; GMSD = gradient magnitude similarity deviation (Prewitt, scikit-image); PSNR over
+    RGB in dB; the colourfulness of Hasler & Süsstrunk; ``g_family`` = per-family gains
+    (:data:`refine_iqa_lib.data.fidelity.FAMILY_GAINS`, each family's median severity-3 crop at 2.5,
+    :func:`fidelity_gain_calibration`); the normal draw is the same single per-image draw as the
+    severity map's. Pristine pictures (D = 0) score 4.5 ± 0.15; the same severity costs different
+    crops different amounts. Measured facts: see *The fidelity MOS, measured* below.
 * **KonIQ layout.** ``koniq10k_scores_and_distributions.csv`` (``image_name,c1..c5,c_total,MOS,SD,
   MOS_zscore``) with ``MOS = 1 + 0.8·mos`` on KonIQ's 1-5 scale, so that
   :func:`refine_iqa_lib.data.iqa.load_iqa` ("koniq") rescales it back to ``mos`` exactly (up to the
@@ -35,7 +52,40 @@ What is in it
   ``1024x768/`` (the folder the KonIQ loader reads; the pictures themselves are small). The vote
   counts ``c1..c5`` are an illustrative discretised normal around the MOS (100 votes,
   sd 0.6), not votes. ``MOS_zscore`` is ``25·(MOS − 1)``. ``embedded_metadata.csv`` records each
-  picture's source, kind, category and severity; ``README.txt`` repeats this description.
+  picture's source, kind, category and severity, and with ``fidelity`` also ``mos_model``, the
+  seven features of :func:`refine_iqa_lib.data.fidelity.fidelity_features` and the impairment ``D``
+  (``impairment``); ``README.txt`` repeats this description.
+
+The fidelity MOS, measured
+--------------------------
+:func:`embedded_mos_facts` of the ``tiny`` settings' build (3,000 pictures, sides 56-112 px,
+``scoring.seed`` 0) with ``embedded_mos: fidelity`` and the seven families of ``tiny.yaml``'s
+commented example (``s 0-5`` counts the 510 pristine pictures as severity 0 of every family;
+``s 1-5`` is over the family's distorted pictures only):
+
+==============  ===  ================  ================  ===========  ==============================
+family          n    Spearman s 0-5    Spearman s 1-5    MOS range    mean MOS at s = 1, 2, 3, 4, 5
+==============  ===  ================  ================  ===========  ==============================
+blur            340  −0.818            −0.548            0.25-4.80    3.67 3.10 2.32 2.31 1.93
+compression     382  −0.879            −0.775            0.00-4.41    3.46 3.02 2.34 1.56 0.83
+desaturate      349  −0.868            −0.911            0.00-4.65    4.07 3.37 2.34 1.36 1.02
+low_contrast    354  −0.874            −0.889            0.00-4.66    3.76 3.26 2.50 1.50 0.70
+noise           381  −0.852            −0.614            0.00-4.51    3.82 2.96 2.32 1.94 1.46
+overexposure    335  −0.869            −0.916            0.16-4.42    4.05 3.41 2.76 1.70 1.06
+underexposure   349  −0.872            −0.889            0.00-4.51    4.09 3.25 2.27 1.59 0.84
+==============  ===  ================  ================  ===========  ==============================
+
+* Pristine pictures: mean 4.51 (SD 0.16, range 4.04-4.90); mean MOS by severity 1-5 over all
+  families 3.83, 3.20, 2.40, 1.70, 1.12; Spearman with severity over the whole set −0.873.
+* Spread: 13.4 %, 18.7 %, 18.5 %, 22.1 % and 27.3 % of the pictures in [0, 1), [1, 2), [2, 3),
+  [3, 4) and [4, 5) (the 600 test pictures: 13.2, 16.3, 17.8, 24.8, 27.8 %).
+* Within a severity the MOS SD (families pooled) is 0.16 at s = 0 (the observer noise alone) and
+  0.62, 0.65, 0.80, 0.86, 0.85 at s = 1-5; within one family at one severity it is 0.67 on average,
+  four times the observer noise: the content moves the score.
+* Blur and noise follow their severity least among the distorted pictures (−0.55, −0.61): their
+  variants differ in strength at one severity (zoom blur and spatially correlated noise stay mild
+  on 56-112 px crops, so blur's severity 4 and 3 score alike), and a flat crop loses little to blur.
+  The ``severity`` map, for comparison, has a within-severity SD of 0.15 whatever the picture.
 
 Deterministic: picture ``i`` depends only on ``(scoring.seed, i)`` and the settings, so the same
 config gives byte-identical files. The folder is built in a temporary sibling and renamed into
@@ -53,18 +103,21 @@ import hashlib
 import io
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from refine_iqa_lib.config import EMBEDDED_MOS_MODELS
 from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
     "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
-    "embedded_sides", "photo_splits", "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
+    "embedded_sides", "photo_splits", "fidelity_gain_calibration", "embedded_mos_facts",
+    "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
     "is_embedded", "is_custom", "default_split", "load_custom_split", "loader_name", "load_scoring_split",
 ]
 
@@ -146,7 +199,8 @@ def photo_splits(seed: int = 0) -> dict[str, list[str]]:
             "training": sorted(order[n_test + n_val:])}
 
 
-def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str]) -> tuple[np.ndarray, dict]:
+def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str],
+             mos_model: str = "severity") -> tuple[np.ndarray, dict]:
     from refine_iqa_lib.data.distortions import distort
     from refine_iqa_lib.data.photos import load_photo
 
@@ -171,12 +225,92 @@ def _picture(i: int, seed: int, max_side: int, categories: list[str], names: lis
         kind = "crop"
     severity = int(rng.integers(0, 6))
     category = "none"
+    pristine = img
     if severity > 0:
         category = str(categories[int(rng.integers(len(categories)))])
         img = distort(img, category, severity, rng=rng)
-    mos = synthetic_mos(severity, rng)
-    return img, {"source": "+".join(src), "kind": kind, "category": category, "severity": severity,
-                 "mos": mos, "width": w, "height": h}
+    info = {"source": "+".join(src), "kind": kind, "category": category, "severity": severity,
+            "width": w, "height": h}
+    if mos_model == "fidelity":  # the same single normal draw from ``rng`` as the severity map's
+        from refine_iqa_lib.data.fidelity import fidelity_features, fidelity_impairment, fidelity_mos
+
+        features = fidelity_features(pristine, img)
+        info["features"] = {**features, "impairment": fidelity_impairment(features, category)}
+        info["mos"] = fidelity_mos(features, category, rng)
+    else:
+        info["mos"] = synthetic_mos(severity, rng)
+    return img, info
+
+
+def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0, n_crops: int = 60,
+                              severity: int = 3, target: float = 2.5, max_side: int = 112) -> dict[str, float]:
+    """How :data:`refine_iqa_lib.data.fidelity.FAMILY_GAINS` were set: for each family, the gain that
+    puts the median crop at ``severity`` on ``target`` (noiseless),
+    ``g = ln(top / target) ** (1 / slope) / median(index)``, rounded to 2 decimals. ``n_crops``
+    pristine crops of the *training* photographs of :func:`photo_splits` (``seed``), sides as in the set, one seeded
+    distortion per crop and family.
+
+    >>> fidelity_gain_calibration(["underexposure"], n_crops=8)
+    {'underexposure': 0.32}
+    """
+    from refine_iqa_lib.data.distortions import DISTORTIONS, distort
+    from refine_iqa_lib.data.fidelity import FIDELITY_MOS, fidelity_features, fidelity_impairment
+    from refine_iqa_lib.data.photos import load_photo
+
+    categories = list(DISTORTIONS) if categories is None else list(categories)
+    names = photo_splits(seed)["training"]
+    crops = []
+    for i in range(int(n_crops)):
+        rng = np.random.default_rng([int(seed), 0xCA1, i])
+        sides = embedded_sides(max_side)
+        w, h = int(rng.choice(sides)), int(rng.choice(sides))
+        crops.append(_crop(load_photo(names[i % len(names)]), w, h, rng))
+    aim = math.log(FIDELITY_MOS["top"] / float(target)) ** (1.0 / FIDELITY_MOS["slope"])  # D at which mos = target
+    out = {}
+    for k, cat in enumerate(categories):
+        index = []
+        for i, ref in enumerate(crops):
+            dis = distort(ref, cat, int(severity), rng=np.random.default_rng([int(seed), 0xCA1, i, k]))
+            index.append(fidelity_impairment(fidelity_features(ref, dis), "none"))  # gain 1
+        out[cat] = round(aim / float(np.median(index)), 2)
+    return out
+
+
+def embedded_mos_facts(meta: pd.DataFrame) -> dict:
+    """Measured facts about a built set's MOS, from its ``embedded_metadata.csv``: per family the
+    Spearman correlation of MOS with severity (pristine pictures included as severity 0) and the MOS
+    range; the share of pictures in each unit bin of [0, 5); the MOS standard deviation within each
+    severity (pooled over families) and its mean within (family, severity) cells (content alone).
+    ``spearman_1_5``: the same correlation over the distorted pictures only (severities 1-5).
+
+    >>> meta = pd.DataFrame({"category": ["none", "blur", "blur", "blur", "blur"],
+    ...                      "severity": [0, 1, 1, 5, 5], "mos": [4.5, 3.9, 3.1, 1.2, 0.4]})
+    >>> f = embedded_mos_facts(meta)
+    >>> f["families"]["blur"]["spearman"], f["families"]["blur"]["spearman_1_5"], f["bins"], f["cell_sd"]
+    (-0.949, -0.894, [0.2, 0.2, 0.0, 0.4, 0.2], 0.4)
+    """
+    from scipy.stats import spearmanr
+
+    mos, sev = meta["mos"].astype(float), meta["severity"].astype(int)
+    pristine = meta[sev == 0]
+    families = {}
+    for cat in sorted(set(meta.loc[sev > 0, "category"])):
+        part = pd.concat([pristine, meta[meta["category"] == cat]])
+        m = part.loc[part["severity"] > 0, "mos"].astype(float)
+        rho = spearmanr(part["severity"], part["mos"])[0]
+        distorted = part[part["severity"] > 0]
+        rho_1_5 = (spearmanr(distorted["severity"], distorted["mos"])[0] if distorted["severity"].nunique() > 1
+                   else float("nan"))
+        families[cat] = {"n": int(len(m)), "spearman": round(float(rho), 3),
+                         "spearman_1_5": round(float(rho_1_5), 3),
+                         "mos_min": round(float(m.min()), 3), "mos_max": round(float(m.max()), 3)}
+    bins = np.histogram(mos.clip(0, 4.999), bins=np.arange(6))[0] / len(meta)
+    by_sev = {int(k): round(float(v), 3) for k, v in mos.groupby(sev).std(ddof=0).items()}
+    cells = mos.groupby([meta["category"], sev]).std(ddof=0)
+    return {"n": int(len(meta)), "families": families, "bins": [round(float(b), 3) for b in bins],
+            "severity_sd": by_sev, "cell_sd": round(float(cells[cells.index.get_level_values(1) > 0].mean()), 3),
+            "pristine_mos": [round(float(pristine["mos"].min()), 3), round(float(pristine["mos"].max()), 3)]
+            if len(pristine) else []}
 
 
 def _votes(raw: float) -> tuple[list[int], float]:
@@ -217,9 +351,17 @@ def _settings(cfg) -> dict:
                          "(every split needs some)")
     if int(s.embedded_image_size) < 56:
         raise ValueError(f"scoring.embedded_image_size = {s.embedded_image_size}: expected at least 56 px")
-    return {"n_images": int(s.embedded_n_images), "image_size": int(s.embedded_image_size),
-            "categories": cats, "seed": int(s.seed), "mos_map": SYNTHETIC_MOS,
-            "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION}
+    model = str(s.embedded_mos)
+    if model not in EMBEDDED_MOS_MODELS:
+        raise ValueError(f"scoring.embedded_mos = {model!r}: expected one of {', '.join(EMBEDDED_MOS_MODELS)}")
+    settings = {"n_images": int(s.embedded_n_images), "image_size": int(s.embedded_image_size),
+                "categories": cats, "seed": int(s.seed), "mos_map": SYNTHETIC_MOS,
+                "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION}
+    if model != "severity":  # absent for the default, so that sets built before the key existed stay current
+        from refine_iqa_lib.data.fidelity import FIDELITY_MOS
+
+        settings.update(embedded_mos=model, mos_map=FIDELITY_MOS)
+    return settings
 
 
 def _fingerprint(settings: dict) -> str:
@@ -242,9 +384,11 @@ def _is_current(root: Path, fp: str) -> bool:
 def build_embedded_scoring_set(cfg, force: bool = False) -> Path:
     """Build (or reuse) the embedded scoring set for ``cfg`` and return its folder.
 
-    Reads ``cfg.scoring.embedded_n_images``, ``embedded_image_size``, ``embedded_categories`` and
-    ``seed``. See the module docstring for what is written. The folder is built in a temporary
-    sibling and renamed into place (:func:`refine_iqa_lib.io.atomic_dir`).
+    Reads ``cfg.scoring.embedded_n_images``, ``embedded_image_size``, ``embedded_categories``,
+    ``embedded_mos`` and ``seed`` (``embedded_mos`` enters the fingerprint only when it is not the
+    default ``severity``, so sets built before the key existed stay current). See the module
+    docstring for what is written. The folder is built in a temporary sibling and renamed into
+    place (:func:`refine_iqa_lib.io.atomic_dir`).
     """
     settings = _settings(cfg)
     fp = _fingerprint(settings)
@@ -268,12 +412,14 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
         start = stop
 
     pools = photo_splits(settings["seed"])
+    model = settings.get("embedded_mos", "severity")
     with atomic_dir(root) as tmp:
         img_dir = tmp / "1024x768"
         img_dir.mkdir()
         scores, meta = [], []
         for i in range(n):
-            img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"], pools[split[i]])
+            img, info = _picture(i, settings["seed"], settings["image_size"], settings["categories"], pools[split[i]],
+                                 model)
             name = f"{i:05d}.png"
             (img_dir / name).write_bytes(_png_bytes(img))  # inside the temp folder: atomic as a whole
             raw = round(koniq_raw_from_mos(info["mos"]), 6)
@@ -281,9 +427,12 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
             scores.append({"image_name": name, **{f"c{k + 1}": c for k, c in enumerate(counts)},
                            "c_total": _VOTES, "MOS": raw, "SD": round(sd, 6),
                            "MOS_zscore": round(25.0 * (raw - 1.0), 6)})
-            meta.append({"image_name": name, "set": split[i], "source": info["source"], "kind": info["kind"],
-                         "category": info["category"], "severity": info["severity"],
-                         "mos": round(info["mos"], 6), "width": info["width"], "height": info["height"]})
+            row = {"image_name": name, "set": split[i], "source": info["source"], "kind": info["kind"],
+                   "category": info["category"], "severity": info["severity"],
+                   "mos": round(info["mos"], 6), "width": info["width"], "height": info["height"]}
+            if "features" in info:  # which model made the MOS, and what it measured
+                row.update(mos_model=model, **{k: round(v, 6) for k, v in info["features"].items()})
+            meta.append(row)
         table = pd.DataFrame(scores)
         write_text(tmp / "koniq10k_scores_and_distributions.csv", table.to_csv(index=False))
         write_text(tmp / "koniq10k_distributions_sets.csv", table.assign(set=split).to_csv(index=False))
@@ -295,18 +444,35 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
         write_json(tmp / _STAMP, {"fingerprint": fp, "settings": settings, "n_images": n,
                                   "splits": {k: int(v) for k, v in counts.items()}, "photos": pools,
                                   "audit": {k: v for k, v in audit.to_dict().items() if k != "shared"},
-                                  "note": "synthetic MOS from a fixed severity map; not human data"})
+                                  "note": _NOTES[model]})
         audit.require_disjoint()
 
 
+_NOTES = {"severity": "synthetic MOS from a fixed severity map; not human data",
+          "fidelity": "synthetic MOS from a full-reference perceptual model (refine_iqa_lib.data.fidelity); "
+                      "not human data"}
+
+
 def _readme(settings: dict) -> str:
-    m = SYNTHETIC_MOS
+    m = settings["mos_map"]
+    if settings.get("embedded_mos", "severity") == "severity":
+        score = (f"Training-scale score: mos = clip({m['top']} - {m['slope']}*s + N(0, {m['noise_sd']}^2),"
+                 f" {m['low']}, {m['high']}).\n")
+    else:
+        w = m["weights"]
+        score = ("Training-scale score from a full-reference perceptual model of the picture against its pristine\n"
+                 f"crop (refine_iqa_lib.data.fidelity): mos = clip({m['top']}*exp(-D^{m['slope']:g}) + "
+                 f"N(0, {m['noise_sd']}^2), {m['low']}, {m['high']}),\n"
+                 f"D = gain[family] * ({w['struct']:g}*(1 - SSIM two-scale) + {w['edge']:g}*GMSD + "
+                 f"{w['energy']:g}*max(0, (30 - PSNR)/10) + {w['exposure']:g}*|mean-luma shift|\n"
+                 f"    + {w['colour']:g}*min(2, |ln colourfulness ratio|) + {w['contrast']:g}*|ln contrast ratio|);"
+                 f" gains {({c: m['gains'][c] for c in settings['categories']})}.\n"
+                 "The features and D of every picture are columns of embedded_metadata.csv (mos_model = fidelity).\n")
     return (
         "Embedded scoring set (refine-iqa): a synthetic stand-in for KonIQ-10k in KonIQ's file layout.\n"
         "NOT HUMAN DATA. Pictures are crops / composites of the photographs shipped with scikit-image and\n"
         f"scikit-learn, with one whole-image distortion from {settings['categories']} at severity s in 1-5\n"
-        f"(s = 0: pristine). Training-scale score: mos = clip({m['top']} - {m['slope']}*s + N(0, {m['noise_sd']}^2),"
-        f" {m['low']}, {m['high']}).\n"
+        f"(s = 0: pristine). {score}"
         "KonIQ columns: MOS = 1 + 0.8*mos (KonIQ's 1-5 scale); c1..c5 are an illustrative discretised normal\n"
         "(100 votes, sd 0.6), not votes; MOS_zscore = 25*(MOS-1). Splits: 70/10/20 % training/validation/test;\n"
         "each split's pictures are cut from its own photographs (test 2, validation 1, training the rest),\n"

@@ -130,6 +130,8 @@ def _data_spec(cfg: Config, stage: str) -> dict:
         return {"perception": asdict(cfg.perception)}
     sc = asdict(cfg.scoring)
     spec = {k: sc[k] for k in ("train", "embedded_n_images", "embedded_image_size", "embedded_categories", "seed")}
+    if sc["embedded_mos"] != "severity":  # absent for the default, so that earlier runs still resume
+        spec["embedded_mos"] = sc["embedded_mos"]
     spec["roots"] = {k: v for k, v in sc["roots"].items() if k in sc["train"]}
     custom = {k: v for k, v in sc["custom"].items() if k in sc["train"]}
     if custom:  # absent otherwise, so that runs from before scoring.custom existed still resume
