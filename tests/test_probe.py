@@ -1,5 +1,7 @@
-"""The vision-tower probe (evaluation.probe)."""
+"""The vision-tower probe (evaluation.probe) and the conditioned stand-in (models.condition_vision_tower)."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
 from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.probe import (
-    PRISTINE, PROBE_SITES, linear_probe, probe_images, probe_table, vision_features, visible_families,
+    PRISTINE, PROBE_SITES, linear_probe, probe_images, probe_report, probe_table, vision_features, visible_families,
 )
 
 
@@ -93,3 +95,49 @@ def test_vision_features_shapes_and_determinism(tiny_policy):
     assert not np.allclose(f["pre_merger"][0], f["pre_merger"][5])  # pristine vs severity 5 differ
     with pytest.raises(ValueError, match="expected one or more of"):
         vision_features(model, processor, images, where=("merger",))
+
+
+@pytest.fixture(scope="module")
+def filters_dir(tmp_path_factory):
+    from refine_iqa_lib.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("stand_in_filters") / "tiny", seed=0,
+                            arch={"vision_init": "filters"})
+
+
+def test_conditioned_stand_in_loads_and_generates(filters_dir):
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from refine_iqa_lib.generation import chat_text, generate_greedy
+    from refine_iqa_lib.models import ANCHOR_CHANNELS, ANCHOR_VALUE, load_policy
+
+    torch.set_num_threads(1)
+    model, processor = load_policy(filters_dir)
+    assert isinstance(model, Qwen2_5_VLForConditionalGeneration)
+    meta = json.loads((filters_dir / "refine_iqa_stand_in.json").read_text())
+    assert meta["arch"]["vision_init"] == "filters" and "conditioned" in meta["note"]
+    bias = model.model.visual.blocks[0].mlp.down_proj.bias
+    assert torch.all(bias[-ANCHOR_CHANNELS:] == ANCHOR_VALUE)   # saved and loaded, not re-initialised
+    image = probe_images(0, 1, 112, "test", families=("blur",))[0][0]
+    out = generate_greedy(model, processor, [chat_text(processor, "Rate the quality of this image.")], [image], 4)
+    assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_conditioned_tower_sees_blur_better_than_the_random_one(tiny_model_dir, filters_dir):
+    kw = dict(n_train=12, n_test=6, size=112, families=("blur",), where=("post_merger",), n_resamples=200)
+    random_init = probe_report(tiny_model_dir, **kw).set_index("family").loc["blur", "srcc"]
+    filters = probe_report(filters_dir, **kw).set_index("family").loc["blur", "srcc"]
+    assert filters > random_init + 0.15, (filters, random_init)
+
+
+def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, tmp_path):
+    from refine_iqa_lib.models import TINY_ARCH, build_tiny_model
+
+    assert TINY_ARCH["vision_init"] == "random"
+    stamp = tiny_model_dir / "refine_iqa_stand_in.json"
+    before = stamp.stat().st_mtime_ns
+    assert build_tiny_model(tiny_model_dir, seed=0, arch={"vision_init": "random"}) == tiny_model_dir  # cache hit
+    assert stamp.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="expected one of"):
+        build_tiny_model(tmp_path / "bad", arch={"vision_init": "dct"})
