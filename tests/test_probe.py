@@ -105,16 +105,21 @@ def filters_dir(tmp_path_factory):
                             arch={"vision_init": "filters"})
 
 
-def test_conditioned_stand_in_loads_and_generates(filters_dir):
+def test_conditioned_stand_in_loads_and_generates(filters_dir, tiny_model_dir):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from refine_iqa_lib.generation import chat_text, generate_greedy
-    from refine_iqa_lib.models import ANCHOR_CHANNELS, ANCHOR_VALUE, load_policy
+    from refine_iqa_lib.models import ANCHOR_CHANNELS, ANCHOR_VALUE, condition_vision_tower, load_policy
 
     torch.set_num_threads(1)
     model, processor = load_policy(filters_dir)
     assert isinstance(model, Qwen2_5_VLForConditionalGeneration)
+    # the saved weights are the random stand-in of the same seed, conditioned: deterministic, and
+    # only the vision tower differs
+    by_hand = condition_vision_tower(load_policy(tiny_model_dir)[0]).state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, by_hand[name]), name
     meta = json.loads((filters_dir / "refine_iqa_stand_in.json").read_text())
     assert meta["arch"]["vision_init"] == "filters" and "conditioned" in meta["note"]
     bias = model.model.visual.blocks[0].mlp.down_proj.bias
