@@ -417,7 +417,8 @@ def _dct_basis(n: int):
 
 
 def condition_vision_tower(model, image_std=None):
-    """Give a randomly initialised Qwen2.5-VL vision tower fixed filters that see every distortion family.
+    """Give a randomly initialised Qwen2.5-VL vision tower fixed filters, so that its tokens carry
+    the energy, colour and contrast cues the distortion families change.
 
     reference-facts §5: a random tower cannot see blur, because ``merger.ln_q`` normalises every
     token by its RMS and so removes the high-frequency energy that blur lowers; its random patch
@@ -446,10 +447,18 @@ def condition_vision_tower(model, image_std=None):
     3. **Merger MLP** (Linear 4D -> 4D, GELU, Linear 4D -> out): of each 2 x 2 group of tokens the
        first layer forms ``+-g`` times the mean and ``+-g`` times a (top - bottom) difference of
        every channel (``g`` = :data:`MERGER_GAIN`); the second puts into output channel ``k`` the
-       mean (``GELU(x) - GELU(-x) = x``) and into output ``D + k`` an energy
-       (``GELU(x) + GELU(-x) = x erf(x / sqrt 2)``, about ``|x|``) of channel ``k``; any further
+       mean (``GELU(x) - GELU(-x) = x``) and into output ``D + k`` the energies
+       (``GELU(x) + GELU(-x) = x erf(x / sqrt 2)``, about ``|x|``) of that mean and difference of
+       channel ``k``; any further
        output channels are zero; the outputs are scaled by :data:`MERGER_OUTPUT_GAIN`. Biases
        are zero.
+
+    Measured (``benchmarks/probe_vision_tower.py``: ridge probes on pooled post-merger features,
+    fitted on training photographs, held-out SRCC with severity; a family counts as seen when the
+    interval's lower end is >= 0.5): the random stand-in 3 of 12 families on the validation and 3 on
+    the test photographs, conditioned 11 and 8 (blur 0.31 -> 0.77, compression 0.06 -> 0.50,
+    pixelate 0.22 -> 0.81, quantization 0.15 -> 0.77 on test); still below the bar on test:
+    oversharpen 0.42, compression 0.50, overexposure 0.52, low contrast 0.59. Costs ~4 ms.
 
     Modifies ``model`` in place and returns it. Needs a tower hidden size ``D`` of at least the
     number of filters, ratios and anchors (127 of the stand-in's 128), a block MLP of at least 24
