@@ -1,0 +1,366 @@
+"""Can a vision tower see each distortion family? Linear probes on its pooled features.
+
+The instrument of issue 13's "the stand-in's vision tower must see every distortion family"
+(reference-facts §5 explains why a random tower cannot see blur). Three steps, one function each:
+
+1. :func:`probe_images` - square crops of the embedded photographs of **one split** of
+   :func:`refine_iqa_lib.data.scoring_set.photo_splits` (training photographs to fit the probe,
+   test photographs to score it, so a probe cannot recognise a scene it was fitted on). Every crop
+   appears once pristine (severity 0) and once per family of
+   :data:`refine_iqa_lib.data.distortions.DISTORTIONS` and severity 1-5 (whole-image
+   :func:`~refine_iqa_lib.data.distortions.distort`, variant drawn by the seed): ``1 + 12 x 5``
+   pictures per crop. A *cell* is one (family, severity); ``n_per_cell`` crops fill each cell.
+2. :func:`vision_features` - pooled features of the Qwen2.5-VL vision tower, captured by forward
+   hooks (no gradients, batched): the mean and the standard deviation over an image's tokens of
+
+   * ``"patch_embed"``: the patch embedding's output (the Conv3d over 14 x 14 x 2 patches),
+   * ``"pre_merger"``: the last block's output, i.e. what enters the merger,
+   * ``"post_merger"``: the merger's output, i.e. the tokens the language model receives
+     (after ``merger.ln_q``, the per-token RMS norm, and the merger MLP).
+
+   Pooling is per image, so the window-attention token order does not matter.
+3. :func:`linear_probe` - per family, a ridge regression (standardised features, ridge penalty
+   chosen by leave-one-out on the training rows) from the features to the severity 0-5, fitted on
+   the pristine and that family's training pictures and scored by Spearman SRCC on the test
+   pictures, with a seeded percentile bootstrap interval over test pictures
+   (:func:`refine_iqa_lib.evaluation.statistics.bootstrap_ci`); plus a detection AUC (distorted vs
+   pristine) of a logistic probe. ``family="all"`` is one probe over every family at once
+   (severity regardless of family): the harder, mixed task of §5's "blur and noise mixed".
+
+:func:`probe_report` runs the three on a model folder. A family is called *visible*
+(:func:`visible_families`) when the lower end of its SRCC interval reaches :data:`VISIBLE_SRCC`.
+
+The probe reads pixels and severities only: never a MOS, never a label of the test photographs
+for fitting.
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> y = pd.DataFrame({"family": ["blur"] * 60, "severity": np.tile(np.arange(6), 10)})
+>>> x = np.c_[y["severity"] + rng.normal(0, 0.1, 60), rng.normal(size=(60, 3))]
+>>> t = linear_probe({"toy": x[:30]}, y[:30], {"toy": x[30:]}, y[30:], families=("blur",), n_resamples=200)
+>>> r = t.iloc[0]
+>>> r["family"], r["where"], int(r["n_train"]), int(r["n_test"]), bool(r["srcc"] > 0.9), bool(r["auc"] > 0.9)
+('blur', 'toy', 30, 30, True, True)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from refine_iqa_lib.data.distortions import DISTORTIONS, distort
+from refine_iqa_lib.data.photos import load_photo
+from refine_iqa_lib.data.scoring_set import photo_splits
+from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
+
+__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "probe_images",
+           "vision_features", "linear_probe", "probe_report", "visible_families", "probe_table"]
+
+#: Where features can be taken, in the order the tower computes them.
+PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
+#: The photograph splits of :func:`refine_iqa_lib.data.scoring_set.photo_splits`.
+SPLITS = ("training", "validation", "test")
+#: ``family`` of the pristine pictures (severity 0).
+PRISTINE = "none"
+#: A family is visible when the lower end of its held-out SRCC interval reaches this.
+VISIBLE_SRCC = 0.5
+#: Ridge penalties tried (leave-one-out on the training rows picks one, on standardised features).
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+_CROP_SCALE = (0.3, 1.0)  # share of the photograph's shorter side a crop covers
+
+
+# --------------------------------------------------------------------------------------------
+# 1. pictures
+
+
+def _square_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random square crop covering 30-100 % of the shorter side, area-resized to ``size``."""
+    ph, pw = photo.shape[:2]
+    side = max(8, int(round(min(ph, pw) * float(rng.uniform(*_CROP_SCALE)))))
+    y0, x0 = int(rng.integers(0, ph - side + 1)), int(rng.integers(0, pw - side + 1))
+    patch = Image.fromarray(photo[y0:y0 + side, x0:x0 + side])
+    return np.asarray(patch.resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: str = "training",
+                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0
+                 ) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Pictures of one split for the probe: ``n_per_cell`` crops, each pristine and distorted.
+
+    Crop ``k`` is cut from photograph ``k mod P`` of the split's ``P`` photographs
+    (``photo_splits(split_seed)[split]``), at a seeded random place and scale, and resized to
+    ``size x size``; it is then shown pristine and with each family of ``families`` at severities
+    1-5 (whole-image :func:`~refine_iqa_lib.data.distortions.distort`, its variant drawn by the
+    seed). Returns ``(images, labels)``: ``images`` H x W x 3 uint8 arrays and a DataFrame with one
+    row per picture (``photo``, ``crop``, ``family`` - :data:`PRISTINE` for severity 0 -,
+    ``severity``). Picture ``i`` depends only on ``(seed, split, crop, family, severity)``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+    if int(n_per_cell) < 1:
+        raise ValueError(f"n_per_cell {n_per_cell!r}: expected an int >= 1 (crops per family and severity)")
+    if int(size) < 28:
+        raise ValueError(f"size {size!r}: expected >= 28 pixels (two 14-pixel patches a side)")
+    unknown = [f for f in families if f not in DISTORTIONS]
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; expected names of DISTORTIONS {DISTORTIONS}")
+    photos = photo_splits(split_seed)[split]
+    split_code = SPLITS.index(split)
+    images, rows = [], []
+    for k in range(int(n_per_cell)):
+        name = photos[k % len(photos)]
+        crop = _square_crop(load_photo(name), int(size), np.random.default_rng([int(seed), split_code, k]))
+        images.append(crop)
+        rows.append({"photo": name, "crop": k, "family": PRISTINE, "severity": 0})
+        for fi, family in enumerate(families):
+            fcode = DISTORTIONS.index(family)
+            for severity in range(1, 6):
+                rng = np.random.default_rng([int(seed), split_code, k, 1 + fcode, severity])
+                images.append(distort(crop, family, severity, rng=rng))
+                rows.append({"photo": name, "crop": k, "family": family, "severity": severity})
+    return images, pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. features
+
+
+def _vision_tower(model):
+    """The ``Qwen2_5_VisionTransformerPretrainedModel`` of a Qwen2.5-VL model (or the tower itself)."""
+    for candidate in (model, getattr(model, "model", None)):
+        if candidate is None:
+            continue
+        if hasattr(candidate, "merger") and hasattr(candidate, "patch_embed"):
+            return candidate
+        visual = getattr(candidate, "visual", None)
+        if visual is not None and hasattr(visual, "merger"):
+            return visual
+    raise TypeError(f"{type(model).__name__} has no Qwen2.5-VL vision tower (expected .model.visual "
+                    "with patch_embed, blocks and merger)")
+
+
+def _pool(tokens, counts: list[int]) -> np.ndarray:
+    """Per-image [mean, std] over tokens of a ``(sum(counts), D)`` tensor -> ``(n_images, 2 D)``."""
+    out = []
+    for chunk in tokens.float().split(counts):
+        out.append(np.concatenate([chunk.mean(0).numpy(), chunk.std(0, unbiased=False).numpy()]))
+    return np.stack(out)
+
+
+def vision_features(model, processor, images: Sequence, where: Sequence[str] = ("pre_merger", "post_merger"),
+                    batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Pooled vision-tower features of each image: ``{site: (n_images, 2 * width)}``.
+
+    ``where``: sites of :data:`PROBE_SITES`; the features are the mean over the image's tokens
+    followed by their standard deviation (width 2 x the tower's hidden size for ``patch_embed`` and
+    ``pre_merger``, 2 x the language model's hidden size for ``post_merger``). Images go through
+    the processor's image processor (its resize bounds apply), ``batch_size`` at a time, with no
+    gradients; the model's mode is left as it was (the tower has no dropout). Deterministic.
+    """
+    import torch
+
+    where = tuple(where)
+    bad = [w for w in where if w not in PROBE_SITES]
+    if bad or not where:
+        raise ValueError(f"where {list(where)}: expected one or more of {PROBE_SITES}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size {batch_size!r}: expected an int >= 1")
+    if not hasattr(processor, "image_processor"):
+        raise TypeError(f"{type(processor).__name__} has no image_processor; expected a Qwen2.5-VL processor")
+    tower = _vision_tower(model)
+    merge_unit = int(tower.spatial_merge_size) ** 2
+    captured: dict[str, object] = {}
+    hooks = []
+    if "patch_embed" in where:
+        hooks.append(tower.patch_embed.register_forward_hook(lambda m, i, o: captured.__setitem__("patch_embed", o)))
+    if "pre_merger" in where or "post_merger" in where:
+        def on_merger(module, inputs, output):
+            captured["pre_merger"], captured["post_merger"] = inputs[0], output
+        hooks.append(tower.merger.register_forward_hook(on_merger))
+    pooled: dict[str, list] = {w: [] for w in where}
+    device = next(tower.parameters()).device
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), int(batch_size)):
+                batch = [np.asarray(im) if not isinstance(im, Image.Image) else im
+                         for im in images[start:start + int(batch_size)]]
+                enc = processor.image_processor(images=batch, return_tensors="pt")
+                grid = enc["image_grid_thw"]
+                counts = [int(n) for n in grid.prod(-1).tolist()]
+                captured.clear()
+                tower(enc["pixel_values"].to(device=device, dtype=tower.dtype), grid_thw=grid.to(device))
+                for w in where:
+                    n = counts if w != "post_merger" else [c // merge_unit for c in counts]
+                    pooled[w].append(_pool(captured[w].detach().cpu(), n))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {w: np.concatenate(v) if v else np.zeros((0, 0)) for w, v in pooled.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# 3. probes
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, sd = train.mean(0), train.std(0)
+    sd = np.where(sd > 1e-12 * max(1.0, float(np.abs(train).max(initial=0.0))), sd, 1.0)
+    return (train - mu) / sd, (test - mu) / sd
+
+
+def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, float, float]:
+    """Ridge regression with an intercept, penalty chosen by exact leave-one-out error (SVD)."""
+    xm, ym = x.mean(0), y.mean()
+    xc, yc = x - xm, y - ym
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    uty = u.T @ yc
+    best = None
+    for a in alphas:
+        shrink = s ** 2 / (s ** 2 + a)
+        fitted = u @ (shrink * uty)
+        hat = (u ** 2) @ shrink + 1.0 / len(y)           # leverage incl. the intercept
+        loo = np.mean(((yc - fitted) / np.clip(1.0 - hat, 1e-9, None)) ** 2)
+        if best is None or loo < best[0]:
+            best = (loo, a)
+    a = best[1]
+    coef = vt.T @ ((s / (s ** 2 + a)) * uty)
+    return coef, float(ym - xm @ coef), float(a)
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count one half); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    pos = np.asarray(positive, bool)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if not n1 or not n0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _logistic_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced", random_state=int(seed))
+    clf.fit(x_train, y_train)
+    return clf.decision_function(x_test)
+
+
+def _labels(y: pd.DataFrame, what: str) -> pd.DataFrame:
+    if not isinstance(y, pd.DataFrame) or not {"family", "severity"} <= set(y.columns):
+        raise ValueError(f"{what}: expected a DataFrame with columns 'family' and 'severity' "
+                         "(the labels frame of probe_images)")
+    return y.reset_index(drop=True)
+
+
+def _as_sites(features, n: int, what: str) -> dict[str, np.ndarray]:
+    sites = dict(features) if isinstance(features, Mapping) else {"features": features}
+    out = {}
+    for w, x in sites.items():
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[0] != n:
+            raise ValueError(f"{what}[{w!r}] has shape {x.shape}; expected ({n}, n_features), one row per label row")
+        out[w] = x
+    return out
+
+
+def linear_probe(features_train, y_train: pd.DataFrame, features_test, y_test: pd.DataFrame,
+                 families: Sequence[str] | None = None, include_all: bool = True, seed: int = 0,
+                 n_resamples: int = 2000, alphas: Sequence[float] = RIDGE_ALPHAS) -> pd.DataFrame:
+    """Per family and feature site: ridge probe of severity, scored on held-out pictures.
+
+    ``features_*``: ``{site: (n, d) array}`` as :func:`vision_features` returns (or one array,
+    called ``"features"``); ``y_*``: the label frames of :func:`probe_images` (columns ``family``,
+    ``severity``), row ``i`` belonging to feature row ``i``. For each family (default: those in
+    ``y_train`` besides :data:`PRISTINE`) the probe is fitted on that family's and the pristine
+    training rows and predicts the test rows of the same kinds; with ``include_all`` a
+    ``family="all"`` probe uses every row. Returns one row per (family, site): ``srcc`` (Spearman
+    of prediction and severity 0-5 on the test rows) with its bootstrap 95 % interval over test
+    pictures (``srcc_low``, ``srcc_high``), ``auc`` of a logistic probe (distorted vs pristine,
+    balanced classes), ``alpha`` (the ridge penalty chosen), ``n_train``, ``n_test``.
+    """
+    y_train, y_test = _labels(y_train, "y_train"), _labels(y_test, "y_test")
+    tr = _as_sites(features_train, len(y_train), "features_train")
+    te = _as_sites(features_test, len(y_test), "features_test")
+    if set(tr) != set(te):
+        raise ValueError(f"features_train has sites {sorted(tr)} and features_test {sorted(te)}; expected the same")
+    if families is None:
+        families = [f for f in dict.fromkeys(y_train["family"]) if f != PRISTINE]
+    groups = [(f, [f, PRISTINE]) for f in families] + ([("all", None)] if include_all else [])
+    rows = []
+    for family, kinds in groups:
+        mtr = np.ones(len(y_train), bool) if kinds is None else y_train["family"].isin(kinds).to_numpy()
+        mte = np.ones(len(y_test), bool) if kinds is None else y_test["family"].isin(kinds).to_numpy()
+        s_tr = y_train["severity"].to_numpy(float)[mtr]
+        s_te = y_test["severity"].to_numpy(float)[mte]
+        if not ((s_tr == 0).any() and (s_tr > 0).any() and (s_te == 0).any() and (s_te > 0).any()):
+            raise ValueError(f"family {family!r}: {int(mtr.sum())} training and {int(mte.sum())} test rows with "
+                             f"training severities {sorted(set(s_tr))}; expected pristine and distorted pictures on both sides")
+        for w in tr:
+            x_tr, x_te = _standardise(tr[w][mtr], te[w][mte])
+            coef, icpt, alpha = _ridge_loo(x_tr, s_tr, alphas)
+            pred = x_te @ coef + icpt
+            iv = bootstrap_ci((pred, s_te), "srcc", n_resamples=n_resamples, seed=seed)
+            auc = _auc(_logistic_scores(x_tr, s_tr > 0, x_te, seed), s_te > 0)
+            rows.append({"family": family, "where": w, "srcc": iv.value, "srcc_low": iv.low, "srcc_high": iv.high,
+                         "auc": auc, "alpha": alpha, "n_train": int(mtr.sum()), "n_test": int(mte.sum())})
+    return pd.DataFrame(rows, columns=["family", "where", "srcc", "srcc_low", "srcc_high", "auc", "alpha",
+                                       "n_train", "n_test"])
+
+
+def visible_families(table: pd.DataFrame, where: str = "post_merger", threshold: float = VISIBLE_SRCC) -> list[str]:
+    """Families (not ``"all"``) whose SRCC interval at ``where`` lies wholly at or above ``threshold``."""
+    t = table[(table["where"] == where) & (table["family"] != "all")]
+    if t.empty:
+        raise ValueError(f"no probe rows at where={where!r}; the table has {sorted(set(table['where']))}")
+    return t.loc[t["srcc_low"] >= threshold, "family"].tolist()
+
+
+def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """The probe table for reading: one row per family, per site ``SRCC [low, high]`` and AUC."""
+    out = pd.DataFrame(index=pd.Index(list(dict.fromkeys(table["family"])), name="family"))
+    for w in dict.fromkeys(table["where"]):
+        t = table[table["where"] == w].set_index("family")
+        out[f"{w} srcc"] = [format_interval(r.srcc, r.srcc_low, r.srcc_high, decimals) for r in t.itertuples()]
+        out[f"{w} auc"] = [f"{v:.{decimals}f}" for v in t["auc"]]
+    return out
+
+
+def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24, n_test: int = 12,
+                 size: int = 112, where: Sequence[str] = ("pre_merger", "post_merger"),
+                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0, n_resamples: int = 2000,
+                 batch_size: int = 64, model=None, processor=None, test_split: str = "test") -> pd.DataFrame:
+    """Probe a Qwen2.5-VL folder's vision tower: :func:`probe_images` of the training photographs
+    (``n_train`` crops per cell) and the test photographs (``n_test``), :func:`vision_features`,
+    :func:`linear_probe`. A loaded ``model``/``processor`` may be passed instead of loading
+    ``model_dir`` again. ``table.attrs`` records the seconds each step took, the photographs of
+    each side and the settings. ``test_split="validation"`` scores on the validation photograph
+    instead: choose settings there, report on the test photographs."""
+    from refine_iqa_lib.models import load_policy
+
+    t0 = time.perf_counter()
+    if model is None or processor is None:
+        model, processor = load_policy(model_dir)
+    img_tr, y_tr = probe_images(seed, n_train, size, "training", families, split_seed)
+    if test_split not in ("validation", "test"):
+        raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
+    img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
+    t1 = time.perf_counter()
+    f_tr = vision_features(model, processor, img_tr, where, batch_size)
+    f_te = vision_features(model, processor, img_te, where, batch_size)
+    t2 = time.perf_counter()
+    table = linear_probe(f_tr, y_tr, f_te, y_te, families=families, seed=seed, n_resamples=n_resamples)
+    t3 = time.perf_counter()
+    table.attrs.update({
+        "model_dir": str(model_dir), "test_split": test_split, "seed": seed, "size": size, "n_train_crops": n_train, "n_test_crops": n_test,
+        "train_photos": sorted(set(y_tr["photo"])), "test_photos": sorted(set(y_te["photo"])),
+        "seconds": {"load_and_images": t1 - t0, "features": t2 - t1, "probes": t3 - t2, "total": t3 - t0},
+        "pixel_digest": hashlib.sha256(b"".join(np.ascontiguousarray(i).tobytes() for i in img_te)).hexdigest()[:16],
+    })
+    return table

@@ -1,0 +1,148 @@
+"""The vision-tower probe (evaluation.probe) and the conditioned stand-in (models.condition_vision_tower)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from refine_iqa_lib.data.audit import audit_splits
+from refine_iqa_lib.data.distortions import DISTORTIONS
+from refine_iqa_lib.data.scoring_set import photo_splits
+from refine_iqa_lib.evaluation.probe import (
+    PRISTINE, PROBE_SITES, linear_probe, probe_images, probe_report, probe_table, vision_features, visible_families,
+)
+
+
+def _labels(n_crops: int, families=("blur", "noise"), photo="p") -> pd.DataFrame:
+    rows = []
+    for k in range(n_crops):
+        rows.append({"photo": photo, "crop": k, "family": PRISTINE, "severity": 0})
+        rows += [{"photo": photo, "crop": k, "family": f, "severity": s} for f in families for s in range(1, 6)]
+    return pd.DataFrame(rows)
+
+
+def test_probe_recovers_a_planted_severity_and_not_noise():
+    rng = np.random.default_rng(0)
+    y_tr, y_te = _labels(20, photo="a"), _labels(30, photo="b")
+
+    def planted(y):  # one column per family carries that family's severity, plus 6 noise columns
+        cols = [np.where(y["family"] == f, y["severity"], 0) + rng.normal(0, 0.2, len(y)) for f in ("blur", "noise")]
+        return np.c_[np.stack(cols, 1), rng.normal(size=(len(y), 6))]
+
+    t = linear_probe({"planted": planted(y_tr), "random": rng.normal(size=(len(y_tr), 8))}, y_tr,
+                     {"planted": planted(y_te), "random": rng.normal(size=(len(y_te), 8))}, y_te, n_resamples=300)
+    assert set(t["family"]) == {"blur", "noise", "all"} and set(t["where"]) == {"planted", "random"}
+    fam = t[t["family"] != "all"].set_index(["family", "where"])
+    for f in ("blur", "noise"):
+        assert fam.loc[(f, "planted"), "srcc"] > 0.95 and fam.loc[(f, "planted"), "auc"] > 0.95
+        assert 0.9 < fam.loc[(f, "planted"), "srcc_low"] <= fam.loc[(f, "planted"), "srcc_high"] <= 1.0
+        assert abs(fam.loc[(f, "random"), "srcc"]) < 0.25 and fam.loc[(f, "random"), "srcc_low"] < 0.1
+        assert fam.loc[(f, "planted"), "n_train"] == 20 * 6 and fam.loc[(f, "planted"), "n_test"] == 30 * 6
+    assert visible_families(t, "planted") == ["blur", "noise"] and visible_families(t, "random") == []
+    shown = probe_table(t)
+    assert list(shown.index) == ["blur", "noise", "all"] and "planted srcc" in shown.columns
+
+
+def test_probe_checks_its_inputs():
+    y = _labels(3)
+    with pytest.raises(ValueError, match="one row per label row"):
+        linear_probe({"x": np.zeros((len(y) - 1, 2))}, y, {"x": np.zeros((len(y), 2))}, y)
+    with pytest.raises(ValueError, match="columns 'family' and 'severity'"):
+        linear_probe(np.zeros((4, 2)), pd.DataFrame({"a": range(4)}), np.zeros((4, 2)), y.head(4))
+    with pytest.raises(ValueError, match="expected pristine and distorted"):
+        only = y[y["severity"] > 0].reset_index(drop=True)
+        linear_probe(np.zeros((len(only), 2)), only, np.zeros((len(only), 2)), only, families=["blur"], include_all=False)
+    with pytest.raises(ValueError, match="expected one of"):
+        probe_images(split="train")
+    with pytest.raises(ValueError, match="unknown families"):
+        probe_images(n_per_cell=1, families=["fog"])
+
+
+def test_probe_images_cover_every_cell_and_are_deterministic():
+    images, y = probe_images(seed=3, n_per_cell=2, size=56, split="training")
+    again, y2 = probe_images(seed=3, n_per_cell=2, size=56, split="training")
+    assert len(images) == len(y) == 2 * (1 + len(DISTORTIONS) * 5)
+    assert all(a.shape == (56, 56, 3) and a.dtype == np.uint8 for a in images)
+    assert all(np.array_equal(a, b) for a, b in zip(images, again)) and y.equals(y2)
+    cells = y.groupby(["family", "severity"]).size()
+    assert cells.loc[(PRISTINE, 0)] == 2 and len(cells) == 1 + len(DISTORTIONS) * 5 and set(cells) == {2}
+    other = probe_images(seed=4, n_per_cell=2, size=56, split="training")[0]
+    assert not np.array_equal(images[0], other[0])
+
+
+def test_train_and_test_pictures_come_from_disjoint_photographs():
+    splits = photo_splits(0)
+    img_tr, y_tr = probe_images(0, 5, 56, "training")
+    img_te, y_te = probe_images(0, 2, 56, "test")
+    assert set(y_tr["photo"]) == set(splits["training"]) and set(y_te["photo"]) == set(splits["test"])
+    assert set(y_tr["photo"]).isdisjoint(y_te["photo"])
+    audit_splits(img_tr, img_te, names=("probe training", "probe test")).require_disjoint()
+
+
+def test_vision_features_shapes_and_determinism(tiny_policy):
+    model, processor = tiny_policy
+    images, _ = probe_images(0, 1, 112, "test", families=("blur",))
+    f = vision_features(model, processor, images, where=PROBE_SITES, batch_size=4)
+    d, out = model.config.vision_config.hidden_size, model.config.vision_config.out_hidden_size
+    assert f["patch_embed"].shape == (6, 2 * d) and f["pre_merger"].shape == (6, 2 * d)
+    assert f["post_merger"].shape == (6, 2 * out)
+    assert all(np.isfinite(v).all() for v in f.values())
+    again = vision_features(model, processor, images, where=PROBE_SITES, batch_size=1)
+    for w in PROBE_SITES:  # the same numbers whatever the batching
+        np.testing.assert_allclose(f[w], again[w], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(f["pre_merger"][0], f["pre_merger"][5])  # pristine vs severity 5 differ
+    with pytest.raises(ValueError, match="expected one or more of"):
+        vision_features(model, processor, images, where=("merger",))
+
+
+@pytest.fixture(scope="module")
+def filters_dir(tmp_path_factory):
+    from refine_iqa_lib.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("stand_in_filters") / "tiny", seed=0,
+                            arch={"vision_init": "filters"})
+
+
+def test_conditioned_stand_in_loads_and_generates(filters_dir, tiny_model_dir):
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from refine_iqa_lib.generation import chat_text, generate_greedy
+    from refine_iqa_lib.models import ANCHOR_CHANNELS, ANCHOR_VALUE, condition_vision_tower, load_policy
+
+    torch.set_num_threads(1)
+    model, processor = load_policy(filters_dir)
+    assert isinstance(model, Qwen2_5_VLForConditionalGeneration)
+    # the saved weights are the random stand-in of the same seed, conditioned: deterministic, and
+    # only the vision tower differs
+    by_hand = condition_vision_tower(load_policy(tiny_model_dir)[0]).state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, by_hand[name]), name
+    meta = json.loads((filters_dir / "refine_iqa_stand_in.json").read_text())
+    assert meta["arch"]["vision_init"] == "filters" and "conditioned" in meta["note"]
+    bias = model.model.visual.blocks[0].mlp.down_proj.bias
+    assert torch.all(bias[-ANCHOR_CHANNELS:] == ANCHOR_VALUE)   # saved and loaded, not re-initialised
+    image = probe_images(0, 1, 112, "test", families=("blur",))[0][0]
+    out = generate_greedy(model, processor, [chat_text(processor, "Rate the quality of this image.")], [image], 4)
+    assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_conditioned_tower_sees_blur_better_than_the_random_one(tiny_model_dir, filters_dir):
+    kw = dict(n_train=12, n_test=6, size=112, families=("blur",), where=("post_merger",), n_resamples=200)
+    random_init = probe_report(tiny_model_dir, **kw).set_index("family").loc["blur", "srcc"]
+    filters = probe_report(filters_dir, **kw).set_index("family").loc["blur", "srcc"]
+    assert filters > random_init + 0.15, (filters, random_init)
+
+
+def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, tmp_path):
+    from refine_iqa_lib.models import TINY_ARCH, build_tiny_model
+
+    assert TINY_ARCH["vision_init"] == "random"
+    stamp = tiny_model_dir / "refine_iqa_stand_in.json"
+    before = stamp.stat().st_mtime_ns
+    assert build_tiny_model(tiny_model_dir, seed=0, arch={"vision_init": "random"}) == tiny_model_dir  # cache hit
+    assert stamp.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="expected one of"):
+        build_tiny_model(tmp_path / "bad", arch={"vision_init": "dct"})
