@@ -19,9 +19,10 @@ otherwise a quality word from the MOS; for Stage-1 samples the distortion catego
 Recipe (reference-facts §5, measured on this machine): AdamW lr 1e-3, betas (0.9, 0.95), no weight
 decay, 20 linear warm-up steps then cosine decay to 0.1× (``warmup.min_lr_ratio``), gradient
 clipping 1.0, all parameters, loss on the completion (assistant) tokens only (TRL's
-``completion_only_loss`` for prompt-completion data), batch 16, 500 steps. Batches are grouped by
-length (transformers' ``group_by_length`` on a ``length`` column): Stage-1 prompts are about twice
-as long as scoring prompts, and a mixed batch would pad every row to the longest.
+``completion_only_loss`` for prompt-completion data), batch 16, ``warmup.max_steps`` steps (300 at
+tiny; reference-facts §5 used 500). Batches are grouped by length (transformers'
+``group_by_length`` on a ``length`` column): Stage-1 prompts are about twice as long as scoring
+prompts, and a mixed batch would pad every row to the longest.
 
 Output: ``<run_dir>/final`` (weights + processor), which Stage-1 (and the "w/o Stage-1" Stage-2)
 starts from; checkpoints, resume and the metrics file work as for the GRPO stages.
