@@ -134,6 +134,24 @@ class WarmupConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Stand-in pre-training data (issue 13; refine_iqa_lib.data.pretrain): the analogue of
+    Qwen2.5-VL's pre-training and instruction tuning, on training-side pictures and tasks other than
+    the tested ones. Nothing reads it unless ``write_pretrain_dataset`` is called."""
+
+    n_samples: int = 6000
+    image_size: int = 112                 # longest side of the pictures shown (a multiple of 28)
+    task_shares: dict = field(default_factory=lambda: {"name_object": 0.25, "object_box": 0.25,
+                                                       "global_distortion": 0.3, "rate_attribute": 0.2})
+    think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
+    n_options: int = 4                    # options of the multiple-choice tasks
+    pristine_share: float = 0.1           # global_distortion: share of undistorted pictures (answer "none")
+    photo_crops: int = 8                  # crops cut from each training photograph of the scoring set
+    exclude_heldout_photos: bool = True   # drop pictures holding pixels of a held-out scoring photograph
+    seed: int = 0
+
+
+@dataclass
 class StageConfig:
     """One GRPO stage (Stage-1 perception or Stage-2 scoring)."""
 
@@ -234,6 +252,7 @@ class Config:
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     scoring: ScoringDataConfig = field(default_factory=ScoringDataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
@@ -458,6 +477,16 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("warmup.batch_size", _ge(1), ">= 1"),
     ("warmup.learning_rate", _pos, "> 0"),
     ("warmup.scoring_share", _unit, "a share in [0, 1]"),
+    ("pretrain.n_samples", _ge(1), ">= 1"),
+    ("pretrain.image_size", lambda v: v >= 56 and v % 28 == 0, "a multiple of 28, at least 56 (Qwen2.5-VL patches)"),
+    ("pretrain.task_shares", lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      and x >= 0 for x in v.values()) and sum(v.values()) > 0,
+     "a mapping task -> share >= 0 with a positive sum (tasks: name_object, object_box, global_distortion, "
+     "rate_attribute)"),
+    ("pretrain.think_share", _unit, "a share in [0, 1]"),
+    ("pretrain.n_options", _ge(2), ">= 2 options per question"),
+    ("pretrain.pristine_share", _unit, "a share in [0, 1]"),
+    ("pretrain.photo_crops", _ge(0), ">= 0"),
     ("*.mode", _one_of(MODES), "one of no_think, think"),
     ("*.num_generations", _ge(2), ">= 2 (G: GRPO's advantages compare at least two completions of a prompt)"),
     ("*.prompts_per_step", _ge(1), ">= 1 (the generation batch is prompts_per_step x num_generations "
