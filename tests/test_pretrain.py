@@ -20,6 +20,7 @@ from refine_iqa_lib.data.pretrain import (ATTRIBUTES, NONE_OPTION, TASKS, Pictur
                                           write_pretrain_dataset)
 from refine_iqa_lib.data.qbench_set import build_embedded_qbench
 from refine_iqa_lib.data.scoring_set import build_embedded_scoring_set, photo_splits
+from refine_iqa_lib.data.sources import EmbeddedSource
 from refine_iqa_lib.io import open_image, read_json, read_jsonl
 from refine_iqa_lib.prompts import format_mos_text
 
@@ -66,11 +67,18 @@ def test_pictures_come_from_training_sides_only(built):
     train = stage1.load_perception_images(cfg.work_dir / "perception", "train")
     test = stage1.load_perception_images(cfg.work_dir / "perception", "test")
     train_scenes, test_scenes = set(train["scene"]), set(test["scene"])
-    training_photos = set(photo_splits(cfg.scoring.seed)["training"])
+    splits = photo_splits(cfg.scoring.seed)
+    training_photos, heldout = set(splits["training"]), set(splits["test"]) | set(splits["validation"])
+    pc = cfg.perception
+    source = EmbeddedSource(pc.image_size, cfg.model.max_pixels, pc.seed, pc.min_box_side, pc.min_object_area)
     for p in pics:
         if p.origin == "perception_train_scene":
             scene = p.id.removeprefix("scene_")
             assert scene in train_scenes and scene not in test_scenes, p.id
+            kind, ident = p.source.split(":")[1:]
+            meta = source.composite(int(ident)).meta if kind == "composite" else {"background": ident, "pasted": []}
+            used = {meta["background"], *(x["photo"] for x in meta["pasted"])}
+            assert used.isdisjoint(heldout), (p.id, used & heldout)  # no pixel of a held-out photograph
         else:
             assert p.origin == "scoring_train_photo" and p.source.split(":")[1] in training_photos, p.id
     assert {p.origin for p in pics} == {"perception_train_scene", "scoring_train_photo"}
