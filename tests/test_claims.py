@@ -59,8 +59,10 @@ def _qbench(cfg, rng):
     base = rng.random(N_QUESTIONS) < 0.5
     s2 = base | (rng.random(N_QUESTIONS) < 0.4)
     for model, mode, right in (("base", "no_think", base), ("s2", "no_think", s2), ("s2_no_pd", "no_think", s2)):
+        # the base's wrong answers at every 3rd question named no candidate (pred None: unparsable)
         write_jsonl(out / f"{model}__{mode}.jsonl", [
-            {"id": f"q{i}", "correct": bool(r), "type_name": "yes_no", "concern_name": "technical"}
+            {"id": f"q{i}", "correct": bool(r), "type_name": "yes_no", "concern_name": "technical",
+             "pred": None if (model == "base" and not r and i % 3 == 0) else ("Yes" if r else "No")}
             for i, r in enumerate(right)])
 
 
@@ -104,6 +106,12 @@ def test_claims_from_planted_effects(cfg):
         assert r["ci_low"] <= r["value"] <= r["ci_high"]
     assert row("Stage-1 raises description")["n"] == N_IMAGES
     assert row("S2 beats the base on scoring")["n"] == N_PICTURES
+    # Q-Bench rows say how many answers were unparsable (a format effect is not interpreting)
+    from refine_iqa_lib.evaluation.items import qbench_values
+    unparsed = int((~qbench_values(cfg.work_dir / "eval", "base", "no_think")["parsed"]).sum())
+    assert unparsed > 0
+    assert (f"unparsable answers: s2 (no_think) 0/{N_QUESTIONS}, base (no_think) {unparsed}/{N_QUESTIONS}"
+            in row("Stage-2 improves interpreting over the base: no-think")["note"])
     # interpreting equal with and without PD (same answers): the interval is [0, 0], not "supports"
     assert row("Without PD interpreting drops")["verdict"] == "inconclusive"
     # inputs never written: inconclusive, and the note says what is missing

@@ -106,6 +106,9 @@ class _Inputs:
     # ---- Q-Bench (Tables 4-6) ---------------------------------------------------------------
     def qbench_diff(self, a: tuple[str, str], b: tuple[str, str]) -> Interval:
         fa, fb = matched(qbench_values(self.pred, *a), qbench_values(self.pred, *b))
+        # a format effect is not interpreting: say how many answers named no candidate (scored wrong)
+        self.notes.append("unparsable answers: " + ", ".join(
+            f"{m} ({mode}) {int((~f['parsed']).sum())}/{len(f)}" for (m, mode), f in ((a, fa), (b, fb))))
         return _scaled(paired_difference_ci(fa["correct"].to_numpy(), fb["correct"].to_numpy(), "mean", **self.kw),
                        100.0)
 

@@ -51,11 +51,14 @@ def scoring_values(pred_dir: str | Path, model: str, dataset: str, mode: str, me
 
 
 def qbench_values(pred_dir: str | Path, model: str, mode: str) -> pd.DataFrame:
-    """``correct`` (1.0 / 0.0), ``type_name``, ``concern_name`` per question, indexed by question id."""
+    """``correct`` (1.0 / 0.0), ``parsed`` (the answer named a candidate; an unparsable answer is wrong),
+    ``type_name``, ``concern_name`` per question, indexed by question id."""
     path = _need(Path(pred_dir) / "qbench" / f"{model}__{mode}.jsonl", f"Q-Bench answers of {model!r} ({mode})")
     df = pd.DataFrame(read_jsonl(path))
     df.index = df["id"].astype(str)
-    return df.assign(correct=df["correct"].astype(bool).astype(float))[["correct", "type_name", "concern_name"]]
+    parsed = df["pred"].notna() if "pred" in df.columns else pd.Series(True, index=df.index)
+    return df.assign(correct=df["correct"].astype(bool).astype(float),
+                     parsed=parsed.astype(bool))[["correct", "parsed", "type_name", "concern_name"]]
 
 
 def matched(*frames: pd.Series | pd.DataFrame) -> list[pd.Series | pd.DataFrame]:
