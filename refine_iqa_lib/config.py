@@ -128,7 +128,10 @@ class WarmupConfig:
     learning_rate: float = 1e-3
     warmup_steps: int = 20
     min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
-    scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks)
+    scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks); recipe labels only
+    # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
+    # pre-training samples of refine_iqa_lib.data.pretrain (issue 13: no MOS, no Stage-1 sample)
+    recipe: str = "labels"
     save_steps: int = 100
     seed: int = 0
 
@@ -447,6 +450,7 @@ def _deep_merge(a: dict, b: dict) -> dict:
 MODES = ("no_think", "think")
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")     # TRL loss formulations the trainer supports
 EMBEDDED_MOS_MODELS = ("severity", "fidelity")     # scoring.embedded_mos: the embedded set's synthetic MOS
+WARMUP_RECIPES = ("labels", "pretrain")            # warmup.recipe: what the stand-in's warm-up trains on
 _pos = lambda v: v > 0                                 # noqa: E731
 _ge = lambda n: (lambda v: v >= n)                     # noqa: E731
 _one_of = lambda opts: (lambda v: v in opts)           # noqa: E731
@@ -477,6 +481,8 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("warmup.batch_size", _ge(1), ">= 1"),
     ("warmup.learning_rate", _pos, "> 0"),
     ("warmup.scoring_share", _unit, "a share in [0, 1]"),
+    ("warmup.recipe", _one_of(WARMUP_RECIPES), f"one of {', '.join(WARMUP_RECIPES)} (labels: scoring MOS + Stage-1 "
+                                               "samples; pretrain: the stand-in pre-training samples only)"),
     ("pretrain.n_samples", _ge(1), ">= 1"),
     ("pretrain.image_size", lambda v: v >= 56 and v % 28 == 0, "a multiple of 28, at least 56 (Qwen2.5-VL patches)"),
     ("pretrain.task_shares", lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)

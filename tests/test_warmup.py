@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,60 @@ def test_skipped_for_a_model_that_is_not_the_stand_in(cfg, tiny_model_dir, tmp_p
     run_dir = run_stage(other, "warmup")
     assert "skipped" in capsys.readouterr().out and not (run_dir / "final").exists()
     assert resolve_init(other, "1") == (real, "base model")      # Stage-1 then starts from the base model
+
+
+# --------------------------------------------------------------------------- warmup.recipe
+@pytest.fixture(scope="module")
+def pretrain_cfg(tmp_path_factory):
+    from refine_iqa_lib.data.build import build_perception_dataset
+
+    work = tmp_path_factory.mktemp("warmup_pretrain")
+    pcfg = load_config("smoke", {"paths.work_dir": str(work / "work"), "paths.results_dir": str(work / "results"),
+                                 "warmup.recipe": "pretrain", "pretrain.n_samples": 120, "warmup.max_steps": 8,
+                                 "warmup.batch_size": 4})
+    build_perception_dataset(pcfg, progress=False)
+    return pcfg
+
+
+def test_pretrain_recipe_trains_on_the_pretraining_samples_only(pretrain_cfg):
+    from refine_iqa_lib.data.pretrain import TASKS, pretrain_dir
+    from refine_iqa_lib.io import read_jsonl
+    from refine_iqa_lib.training.data import stage1_frame
+
+    ds = warmup_dataset(pretrain_cfg, n_samples=60)
+    assert len(ds) == 60 and set(ds.column_names) >= {"prompt", "completion", "images", "kind", "length"}
+    root = pretrain_dir(pretrain_cfg)
+    samples = read_jsonl(root / "samples.jsonl")
+    known = {(r["prompt"], r["completion"], str((root / r["images"][0]).resolve())) for r in samples}
+    stage1_questions = set()
+    for mode in ("think", "no_think"):
+        stage1_questions |= set(stage1_frame(pretrain_cfg, "train", mode=mode)["prompt"])
+    assert stage1_questions  # the perception build is there: the labels recipe would have used it
+    for row in ds:
+        prompt, completion = row["prompt"][0]["content"], completion_to_text(row["completion"])
+        image = row["images"][0]
+        path = str(Path(image.filename).resolve()) if hasattr(image, "filename") else str(image)
+        assert (prompt, completion, path) in known, (prompt, completion, path)   # a pre-training sample, verbatim
+        task, mode = row["kind"].split("/")
+        assert task in TASKS and format_reward(completion, mode) == 1.0
+        assert prompt not in stage1_questions and "How would you rate" not in prompt   # no Stage-1, no scoring MOS
+    assert len({r["kind"].split("/")[0] for r in ds}) >= 3
+
+
+def test_default_recipe_is_unchanged_and_stays_out_of_the_fingerprint(cfg, pretrain_cfg):
+    from refine_iqa_lib.config import ConfigError
+    from refine_iqa_lib.training.run import stage_fingerprint
+
+    assert cfg.warmup.recipe == "labels"
+    explicit = load_config(cfg, {"warmup.recipe": "labels"})
+    a, b = warmup_dataset(cfg, n_samples=24), warmup_dataset(explicit, n_samples=24)
+    for key in ("prompt", "completion", "kind", "length"):
+        assert a[key] == b[key]
+    assert all(k.startswith("scoring/") for k in a["kind"])   # smoke without a perception build: scoring only
+    fp = stage_fingerprint(cfg, "warmup", "/x", 1)
+    assert "recipe" not in fp["settings"]["section"] and "pretrain" not in fp["settings"]
+    assert fp == stage_fingerprint(explicit, "warmup", "/x", 1)
+    other = stage_fingerprint(pretrain_cfg, "warmup", "/x", 1)
+    assert other["settings"]["section"]["recipe"] == "pretrain" and "pretrain" in other["settings"]
+    with pytest.raises(ConfigError, match="labels, pretrain"):
+        load_config("smoke", {"warmup.recipe": "mos"})

@@ -144,12 +144,16 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
     stage = check_stage(stage)
     section = {k: v for k, v in asdict(stage_section(cfg, stage)).items()
                if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
+    if stage == "warmup" and section.get("recipe") == "labels":  # absent for the default: earlier runs still resume
+        section.pop("recipe")
     settings = {
         "stage": stage, "section": section, "data": _data_spec(cfg, "1" if stage == "1" else "2"),
         "model": {k: v for k, v in asdict(cfg.model).items() if k != "path"},
         "init": str(Path(init_path).resolve()), "world_size": int(world_size),
         "launch": {"bf16": cfg.launch.bf16, "use_vllm": cfg.launch.use_vllm},
     }
+    if stage == "warmup" and cfg.warmup.recipe == "pretrain":  # its data is the pre-training set, not the MOS
+        settings["pretrain"] = asdict(cfg.pretrain)
     if cfg.lora.enabled and stage != "warmup":  # absent otherwise: full fine-tuning runs keep their fingerprint
         settings["lora"] = asdict(cfg.lora)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

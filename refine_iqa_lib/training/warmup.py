@@ -9,12 +9,22 @@ no-think ``<answer>X.Y</answer>`` for scoring, ``<answer>B</answer>`` / ``<answe
 are the training MOS). It is skipped, with a message, for any model that is not the stand-in
 (:func:`refine_iqa_lib.runs.uses_warmup`), or when ``warmup.enabled`` is false.
 
-Data (:func:`warmup_dataset`): a seeded mixture of ``max_steps × batch_size`` samples, a share
-``warmup.scoring_share`` from the Stage-2 training pictures (each in think and no-think mode) and
-the rest from the Stage-1 training samples (each task in both modes; skipped with a message when
-the perception dataset is not built). Think texts are a few words: for the embedded scoring set
-the distortion it carries (``"severe noise"``, ``"clean"``, from its ``embedded_metadata.csv``),
-otherwise a quality word from the MOS; for Stage-1 samples the distortion category.
+Data (:func:`warmup_dataset`), chosen by ``warmup.recipe``:
+
+* ``labels`` (default): a seeded mixture of ``max_steps × batch_size`` samples, a share
+  ``warmup.scoring_share`` from the Stage-2 training pictures (each in think and no-think mode) and
+  the rest from the Stage-1 training samples (each task in both modes; skipped with a message when
+  the perception dataset is not built). Think texts are a few words: for the embedded scoring set
+  the distortion it carries (``"severe noise"``, ``"clean"``, from its ``embedded_metadata.csv``),
+  otherwise a quality word from the MOS; for Stage-1 samples the distortion category. This trains
+  the base on the very labels Stages 1 and 2 then train on (issue 13: a base must not).
+* ``pretrain``: ``max_steps × batch_size`` samples drawn (seeded, with replacement) from the
+  stand-in pre-training set of :func:`refine_iqa_lib.data.pretrain.write_pretrain_dataset` (built
+  or reused in ``<work_dir>/pretrain``; tasks name_object, object_box, global_distortion,
+  rate_attribute, think and no-think, think text from the shown pixels), each sample's own prompt
+  and completion. No scoring-set MOS and no Stage-1 sample enters; ``warmup.scoring_share`` is
+  not used. ``kind`` is ``<task>/<mode>``; the ``pretrain`` section joins the resume fingerprint
+  (the recipe enters it only when it is not the default, so earlier runs still resume).
 
 Recipe (reference-facts §5, measured on this machine): AdamW lr 1e-3, betas (0.9, 0.95), no weight
 decay, 20 linear warm-up steps then cosine decay to 0.1× (``warmup.min_lr_ratio``), gradient
@@ -118,19 +128,39 @@ def _stage1_pool(cfg) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def _pretrain_pool(cfg) -> pd.DataFrame:
+    """The stand-in pre-training samples (``warmup.recipe: pretrain``), built or reused, as pool rows."""
+    from refine_iqa_lib.data.pretrain import write_pretrain_dataset
+    from refine_iqa_lib.io import read_jsonl
+
+    root = write_pretrain_dataset(cfg)
+    samples = read_jsonl(root / "samples.jsonl")
+    if not samples:
+        raise ValueError(f"{root / 'samples.jsonl'}: no pre-training sample; expected pretrain.n_samples >= 1 rows")
+    return pd.DataFrame([{"prompt_text": r["prompt"], "images": [str((root / p).resolve()) for p in r["images"]],
+                          "completion_text": r["completion"], "kind": f"{r['task']}/{r['mode']}"} for r in samples])
+
+
 def warmup_dataset(cfg, n_samples: int | None = None):
-    """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``)."""
+    """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``) of
+    the recipe ``warmup.recipe`` (see the module docstring)."""
     w = cfg.warmup
     n = int(n_samples or max(1, w.max_steps) * w.batch_size)
     rng = np.random.default_rng([int(w.seed), 7])
-    scoring = _scoring_pool(cfg)
-    stage1 = _stage1_pool(cfg)
-    n_score = n if stage1 is None or stage1.empty else int(round(n * float(w.scoring_share)))
-    parts = [scoring.iloc[rng.integers(0, len(scoring), size=n_score)]]
-    if n - n_score > 0:
-        parts.append(stage1.iloc[rng.integers(0, len(stage1), size=n - n_score)])
-    df = pd.concat(parts, ignore_index=True)
-    df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+    if w.recipe == "pretrain":
+        pool = _pretrain_pool(cfg)
+        df = pool.iloc[rng.integers(0, len(pool), size=n)].reset_index(drop=True)
+    elif w.recipe == "labels":
+        scoring = _scoring_pool(cfg)
+        stage1 = _stage1_pool(cfg)
+        n_score = n if stage1 is None or stage1.empty else int(round(n * float(w.scoring_share)))
+        parts = [scoring.iloc[rng.integers(0, len(scoring), size=n_score)]]
+        if n - n_score > 0:
+            parts.append(stage1.iloc[rng.integers(0, len(stage1), size=n - n_score)])
+        df = pd.concat(parts, ignore_index=True)
+        df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+    else:
+        raise ValueError(f"warmup.recipe = {w.recipe!r}: expected labels or pretrain")
     check_images_load([p for imgs in df["images"] for p in imgs], "warm-up data")
     rows = {
         "prompt": [[{"role": "user", "content": t}] for t in df["prompt_text"]],
