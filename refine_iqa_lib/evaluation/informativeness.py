@@ -1,0 +1,182 @@
+"""How informative a base is before Refine-IQA touches it (issue 13, part 4).
+
+The paper's base (Qwen2.5-VL-7B-Instruct) already describes distortions better than chance, finds
+distorted regions roughly, scores quality with a moderate correlation and answers in the numeric
+layout; Refine-IQA *refines* that. :func:`base_informativeness` measures the same four things of
+any model folder (the stand-in's warm-up output, typically), each with a 95 % percentile bootstrap
+interval (:mod:`refine_iqa_lib.evaluation.statistics`, items resampled, seed ``cfg.seed``,
+``eval.ci_resamples`` resamples) and its ``n``:
+
+* ``description_accuracy`` - Table 1's no-think, no-reference description task on the perception
+  dataset (:func:`refine_iqa_lib.evaluation.perception.perception_test_samples` /
+  ``predict_perception`` / ``perception_items``): an image is right when all three questions
+  (type, severity, object, with the paper's pools under ``perception.options: paper``) are.
+* ``description_chance`` - per image the product over its questions of ``1 / len(options)``,
+  averaged over the same images; ``description_vs_chance`` - accuracy / chance (interval: images
+  resampled, the ratio of the two means). Target: >= 3x.
+* ``grounding_iou`` - Table 2's grounding task, mean IoU (an unparsable box scores 0). Target: >= 0.15.
+* ``eq8_srcc_no_think`` - SRCC of the no-think Eq. 8 score (:func:`refine_iqa_lib.method.scoring.
+  score_images`, ``method="prob"``) with the MOS of the first ``scoring.train`` dataset (the
+  embedded set) on ``split`` - the **validation** split by default, never the test split the paper's
+  tables use. Target: in [0.3, 0.8] (informative, yet something left to refine).
+* ``think_parse_rate`` - share of think-mode numeric answers (greedy, ``eval.max_new_tokens``)
+  whose number parses (:func:`refine_iqa_lib.method.rewards.parse_score`). Target: >= 0.9.
+
+The perception dataset has no validation split (train / test only); the description and
+grounding rows are measured on its **test** split and say so in the ``split`` column. That is
+acceptable here because the measurement only *describes* the base; it selects nothing. Its
+training split would not do: Stage-1 (and the ``labels`` warm-up) train on it.
+
+Sizes: ``max_images`` perception test images (a seeded subset of images, each with all its
+questions; 0 = all) and ``max_scoring`` scoring pictures (seeded subset; 0 = all), so that a
+tiny-profile measurement takes a few minutes on 2 cores.
+
+Table (one row per metric): ``metric``, ``split``, ``value``, ``low``, ``high``, ``n``,
+``target`` (text, empty for the chance and accuracy rows, whose target is the ratio's) and
+``target_met`` (``yes`` / ``no``, empty without a target; from ``value`` by :func:`target_met`).
+``table.attrs``: the model folder, the dataset names, the settings and seconds per part.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from refine_iqa_lib.config import Config, load_config
+
+__all__ = ["TARGETS", "COLUMNS", "target_met", "description_chance", "ratio_stat", "base_informativeness"]
+
+#: metric -> (target text, test of the point value)
+TARGETS = {
+    "description_vs_chance": (">= 3x chance", lambda v: v >= 3.0),
+    "grounding_iou": (">= 0.15", lambda v: v >= 0.15),
+    "eq8_srcc_no_think": ("0.3 - 0.8", lambda v: 0.3 <= v <= 0.8),
+    "think_parse_rate": (">= 0.9", lambda v: v >= 0.9),
+}
+COLUMNS = ("metric", "split", "value", "low", "high", "n", "target", "target_met")
+SCORING_SPLITS = {"validation": "val", "val": "val", "test": "test", "training": "train", "train": "train"}
+
+
+def target_met(metric: str, value) -> str:
+    """``yes`` / ``no`` for a metric with a target (NaN or None: ``no``), ``""`` without one.
+
+    >>> target_met("grounding_iou", 0.2), target_met("eq8_srcc_no_think", 0.9), target_met("description_chance", 0.1)
+    ('yes', 'no', '')
+    """
+    if metric not in TARGETS:
+        return ""
+    if value is None or not np.isfinite(float(value)):
+        return "no"
+    return "yes" if TARGETS[metric][1](float(value)) else "no"
+
+
+def ratio_stat(x, c, axis: int = -1):
+    """mean(x) / mean(c) along ``axis`` (vectorised for the bootstrap)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.mean(x, axis=axis) / np.mean(c, axis=axis)
+
+
+def description_chance(pred: pd.DataFrame) -> pd.Series:
+    """Per image (index ``image_id``) the chance of answering all its description questions right:
+    the product of ``1 / len(options)`` over its multiple-choice questions.
+
+    >>> rows = pd.DataFrame({"image_id": ["a", "a", "a", "g"], "task": ["type", "severity", "object", "grounding"],
+    ...                      "options": [list("ABCD"), list("ABCDE"), list("AB"), None]})
+    >>> float(description_chance(rows)["a"])
+    0.025
+    """
+    mcq = pred[pred["task"] != "grounding"]
+    if mcq["options"].map(lambda o: o is None or len(o) == 0).any():
+        raise ValueError("description_chance: a multiple-choice question without options; expected each to list them")
+    return mcq.groupby("image_id")["options"].agg(lambda s: float(np.prod([1.0 / len(o) for o in s])))
+
+
+def _row(metric: str, split: str, iv: dict | None, value: float) -> dict:
+    iv = iv or {}
+    return {"metric": metric, "split": split, "value": float(value) if value is not None else float("nan"),
+            "low": iv.get("low", float("nan")), "high": iv.get("high", float("nan")), "n": int(iv.get("n", 0)),
+            "target": TARGETS.get(metric, ("",))[0], "target_met": target_met(metric, value)}
+
+
+def _model_folder(cfg: Config, model_name_or_path) -> Path:
+    path = Path(os.fspath(model_name_or_path))
+    if path.is_dir():
+        return path
+    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path
+    from refine_iqa_lib.runs import normalise_model_name
+
+    return eval_model_path(cfg, normalise_model_name(str(model_name_or_path)))
+
+
+def base_informativeness(cfg: Config, model_name_or_path="base", split: str = "validation", *,
+                         max_images: int = 200, max_scoring: int = 200, max_new_tokens: int | None = None,
+                         batch_size: int | None = None, loaded=None) -> pd.DataFrame:
+    """The informativeness table of a model folder (or a project model name); see the module docstring.
+
+    ``split``: the scoring split of the Eq. 8 / parse-rate rows (``validation`` default; ``test``
+    allowed, ``train`` too but then the rows describe training pictures). ``loaded``: an already
+    loaded ``(model, processor)``."""
+    from refine_iqa_lib.evaluation.perception import perception_items, perception_test_samples, predict_perception
+    from refine_iqa_lib.evaluation.scoring_eval import load_eval_model, load_scoring_set, predict_scores
+    from refine_iqa_lib.evaluation.statistics import bootstrap_ci, interval_record
+    from refine_iqa_lib.io import repo_relative
+
+    if split not in SCORING_SPLITS:
+        raise ValueError(f"base_informativeness: split {split!r}; expected one of {', '.join(SCORING_SPLITS)}")
+    if int(max_images) < 0 or int(max_scoring) < 0:
+        raise ValueError(f"max_images / max_scoring = {max_images} / {max_scoring}: expected >= 0 (0 = all)")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    folder = _model_folder(cfg, model_name_or_path)
+    model, processor = loaded if loaded is not None else load_eval_model(cfg, "evaluated", folder)
+    bs = int(batch_size or cfg.eval.batch_size)
+    tokens = int(max_new_tokens or cfg.eval.max_new_tokens)
+    seed, R, level = int(cfg.seed), int(cfg.eval.ci_resamples), float(cfg.eval.ci_level)
+    seconds["load"] = time.perf_counter() - t0
+
+    # perception (test split: the dataset has no validation split; see the module docstring)
+    t = time.perf_counter()
+    pcfg = load_config(cfg, {"eval.max_samples": int(max_images)})
+    samples = perception_test_samples(pcfg)
+    pred = predict_perception(model, processor, samples, bs, tokens, desc="informativeness perception")
+    desc, ground = perception_items(pred)
+    chance = description_chance(pred).reindex(desc["image_id"]).to_numpy(dtype=float)
+    correct = desc["value"].to_numpy(dtype=float)
+    rows = [
+        _row("description_accuracy", "test", interval_record(correct, seed, R, level),
+             float(correct.mean()) if correct.size else float("nan")),
+        _row("description_chance", "test", interval_record(chance, seed, R, level),
+             float(chance.mean()) if chance.size else float("nan")),
+    ]
+    ratio = bootstrap_ci((correct, chance), ratio_stat, R, level, seed) if correct.size else None
+    rows.append(_row("description_vs_chance", "test", ratio.record() if ratio else None,
+                     ratio.value if ratio else float("nan")))
+    iou = ground["value"].to_numpy(dtype=float)
+    rows.append(_row("grounding_iou", "test", interval_record(iou, seed, R, level),
+                     float(iou.mean()) if iou.size else float("nan")))
+    seconds["perception"] = time.perf_counter() - t
+
+    # scoring: Eq. 8 no-think SRCC and the think-mode parse rate on the scoring `split`
+    t = time.perf_counter()
+    dataset = cfg.scoring.train[0]
+    scfg = load_config(cfg, {"eval.max_samples": int(max_scoring)})
+    df, used = load_scoring_set(scfg, dataset, SCORING_SPLITS[split])
+    images, mos = list(df["image"]), df["mos"].to_numpy(dtype=float)
+    eq8 = predict_scores(model, processor, images, "no_think", "prob", bs, tokens)["score"].to_numpy(dtype=float)
+    keep = np.isfinite(eq8)
+    srcc = bootstrap_ci((eq8[keep], mos[keep]), "srcc", R, level, seed)
+    rows.append(_row("eq8_srcc_no_think", used, srcc.record(), srcc.value))
+    num = predict_scores(model, processor, images, "think", "num", bs, tokens)["score"].to_numpy(dtype=float)
+    parsed = np.isfinite(num).astype(float)
+    rows.append(_row("think_parse_rate", used, interval_record(parsed, seed, R, level), float(parsed.mean())))
+    seconds["scoring"] = time.perf_counter() - t
+
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table.attrs.update({"model": repo_relative(folder), "scoring_dataset": dataset, "perception_split": "test",
+                        "scoring_split": used, "max_images": int(max_images), "max_scoring": int(max_scoring),
+                        "max_new_tokens": tokens, "n_incomplete_images": int(desc.attrs.get("n_incomplete", 0)),
+                        "seconds": {k: round(v, 1) for k, v in seconds.items()}})
+    return table
