@@ -35,6 +35,31 @@ Table (one row per metric): ``metric``, ``split``, ``value``, ``low``, ``high``,
 ``target`` (text, empty for the chance and accuracy rows, whose target is the ratio's) and
 ``target_met`` (``yes`` / ``no``, empty without a target; from ``value`` by :func:`target_met`).
 ``table.attrs``: the model folder, the dataset names, the settings and seconds per part.
+
+Measured facts (first measurement, 2 Dec 2026, not tuned)
+----------------------------------------------------------
+Tiny profile with ``warmup.recipe: pretrain``, ``model.tiny_arch: {vision_init: filters}``,
+``scoring.embedded_mos: fidelity`` and the seven families of ``tiny.yaml``'s comment; the warm-up
+(300 steps, 482 s, one thread under load; loss 4.05 at step 30 -> 0.75 at step 300), then
+``max_images=250, max_scoring=300, max_new_tokens=64`` (about 30 s per model, two threads).
+Today's base (``labels`` recipe, default settings) measured on the same items::
+
+    metric                 split  pretrain+switches        today's base (labels)
+    description_accuracy   test   0.004 [0.000, 0.012]     0.004 [0.000, 0.012]   n 250
+    description_chance     test   0.005 [0.005, 0.006]     0.005 [0.005, 0.006]
+    description_vs_chance  test   0.75  [0.00, 2.30]  no   0.75  [0.00, 2.31]  no
+    grounding_iou          test   0.000 [0.000, 0.000] no   0.000 [0.000, 0.000] no
+    eq8_srcc_no_think      val   -0.057 [-0.168, 0.054] no  0.178 [0.059, 0.293] no   n 300
+    think_parse_rate       val    0.000 [0.000, 0.000] no   1.000 [1.000, 1.000] yes
+
+Neither base meets a target but the parse rate of today's (which trains on the scoring layout). The
+pre-trained one answers ``<answer>A</answer>`` to every multiple-choice and grounding question
+(one letter for all; 8 answers read), and in think mode (3 answers read) opens with ``<answer>``, writes a pixel description, then
+``</think><answer>A</answer>``: no number, so nothing parses. The probe
+(:func:`refine_iqa_lib.evaluation.probe.probe_report`) of its vision tower shows the filters
+mostly did not survive the warm-up after the merger (post-merger SRCC untrained -> trained: blur
+0.83 -> 0.23, noise 0.87 -> 0.16, compression 0.39 -> 0.01, pixelate 0.72 -> 0.05, quantization
+0.80 -> 0.12; the exposure, contrast and saturation families stay 0.36-0.83).
 """
 from __future__ import annotations
 
