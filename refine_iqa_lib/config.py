@@ -132,6 +132,9 @@ class WarmupConfig:
     # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
     # pre-training samples of refine_iqa_lib.data.pretrain (issue 13: no MOS, no Stage-1 sample)
     recipe: str = "labels"
+    # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
+    # model.tiny_arch.vision_init "filters" survives it (issue 13); off = every parameter trains
+    freeze_vision: bool = False
     save_steps: int = 100
     seed: int = 0
 

@@ -539,6 +539,27 @@ def _clip_std():
     return OPENAI_CLIP_STD
 
 
+def vision_tower(model):
+    """The Qwen2.5-VL vision tower of ``model`` (``model.model.visual`` in transformers 5, ``model.visual``
+    before), whatever wraps it."""
+    for owner in (getattr(model, "model", None), model):
+        tower = getattr(owner, "visual", None)
+        if tower is not None:
+            return tower
+    raise ValueError(f"{type(model).__name__} has no vision tower (expected a Qwen2.5-VL model with .visual)")
+
+
+def freeze_vision_tower(model) -> int:
+    """Fix every parameter of the vision tower (patch embedding, blocks, merger); returns how many
+    scalars were frozen. The language model keeps training."""
+    tower = vision_tower(model)
+    n = 0
+    for p in tower.parameters():
+        p.requires_grad_(False)
+        n += p.numel()
+    return n
+
+
 def resolve_model_path(cfg) -> Path:
     """The policy folder a config names: ``model.path: tiny`` builds (or reuses) the stand-in in
     ``<cache_dir>/tiny-seed<seed>``; any other value is a local Qwen2.5-VL folder, checked."""

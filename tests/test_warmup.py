@@ -131,3 +131,24 @@ def test_default_recipe_is_unchanged_and_stays_out_of_the_fingerprint(cfg, pretr
     assert other["settings"]["section"]["recipe"] == "pretrain" and "pretrain" in other["settings"]
     with pytest.raises(ConfigError, match="labels, pretrain"):
         load_config("smoke", {"warmup.recipe": "mos"})
+
+
+def test_freeze_vision_keeps_the_tower_and_trains_the_rest(cfg, tmp_path):
+    """warmup.freeze_vision: the vision tower's weights come out of the warm-up unchanged, the language
+    model's change; the switch is in the fingerprint only when on."""
+    import torch
+    from safetensors.torch import load_file
+
+    from refine_iqa_lib.training.run import stage_fingerprint
+
+    frozen = load_config(cfg, {"warmup.freeze_vision": True, "warmup.max_steps": 2, "warmup.save_steps": 2})
+    init, _ = resolve_init(frozen, "warmup")
+    run_dir = run_stage(frozen, "warmup", run_dir=tmp_path / "frozen", resume=False)
+    before, after = load_file(str(Path(init) / "model.safetensors")), load_file(str(run_dir / "final" / "model.safetensors"))
+    visual = [k for k in before if ".visual." in f".{k}"]
+    text = [k for k in before if not k.startswith("visual.") and ".visual." not in k and k.endswith("mlp.down_proj.weight")]
+    assert visual and text
+    assert all(torch.equal(before[k], after[k]) for k in visual)
+    assert any(not torch.equal(before[k], after[k]) for k in text)
+    assert "freeze_vision" not in stage_fingerprint(cfg, "warmup", "/x", 1)["settings"]["section"]
+    assert stage_fingerprint(frozen, "warmup", "/x", 1)["settings"]["section"]["freeze_vision"] is True

@@ -146,6 +146,8 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
                if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
     if stage == "warmup" and section.get("recipe") == "labels":  # absent for the default: earlier runs still resume
         section.pop("recipe")
+    if stage == "warmup" and not section.get("freeze_vision", True):  # likewise
+        section.pop("freeze_vision")
     settings = {
         "stage": stage, "section": section, "data": _data_spec(cfg, "1" if stage == "1" else "2"),
         "model": {k: v for k, v in asdict(cfg.model).items() if k != "path"},
@@ -448,6 +450,10 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
         return run_dir
 
     def build_trainer(model, processor, dataset, cbs):
+        if cfg.warmup.freeze_vision:
+            from refine_iqa_lib.models import freeze_vision_tower
+
+            log.info("[warmup] vision tower frozen: %d parameters fixed", freeze_vision_tower(model))
         return WarmupTrainer(model=model, args=sft_config(cfg, run_dir), train_dataset=dataset,
                              processing_class=processor, callbacks=cbs)
 
