@@ -66,8 +66,9 @@ loss 4.05 at step 30 -> 0.70 at step 300; same items): the tower keeps its filte
 probe identical to the untrained filters tower: 9 of 12 families visible at n_train 24 / n_test 12,
 oversharpen 0.32, compression 0.39, overexposure 0.48 below the bar), and Eq. 8 no-think SRCC
 rises to 0.200 [0.087, 0.304] (n 300; still below 0.3). Description accuracy 0.000 and grounding
-IoU 0.000 (n 250), think parse rate 0.000 (300 of 300 think answers without a number): the
-layouts, not the tower, are what this pre-training fails to teach.
+IoU 0.000 (n 250), think parse rate 0.000 (300 of 300 think answers without a number): with
+the tower's features intact, what fails is the answering (one letter everywhere, no number after a
+think), which this 300-step, 142-picture pre-training does not teach.
 """
 from __future__ import annotations
 
