@@ -67,8 +67,10 @@ probe identical to the untrained filters tower: 9 of 12 families visible at n_tr
 oversharpen 0.32, compression 0.39, overexposure 0.48 below the bar), and Eq. 8 no-think SRCC
 rises to 0.200 [0.087, 0.304] (n 300; still below 0.3). Description accuracy 0.000 and grounding
 IoU 0.000 (n 250), think parse rate 0.000 (300 of 300 think answers without a number): with
-the tower's features intact, what fails is the answering (one letter everywhere, no number after a
-think), which this 300-step, 142-picture pre-training does not teach.
+the tower's features intact, what fails is the answering. Answers read (9 perception, 2 think):
+mostly the letter ``B``, boxes of five small numbers (``[2, 1, 1, 1, 1]``), and after a fluent
+think ``<answer>B</answer>`` instead of a number: the 300-step, 142-picture pre-training teaches
+the think but not to answer the tested layouts from the picture.
 """
 from __future__ import annotations
 
