@@ -134,7 +134,7 @@ from PIL import Image
 __all__ = [
     "DISTORTIONS", "SEVERITIES", "VARIANTS", "EASY", "HARD", "ALLOWED_PAIRS", "PAIR_SEVERITIES", "MIN_BOX_SIDE",
     "distort", "distort_with_info", "distort_pair", "distort_pair_with_info", "strength",
-    "to_rgb_uint8",
+    "to_rgb_uint8", "luma",
 ]
 
 DISTORTIONS: tuple[str, ...] = (
@@ -211,6 +211,16 @@ def _ycrcb(img: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], tuple]) -> np
     y, cr, cb = fn(y, cr - 0.5, cb - 0.5)
     return cv2.cvtColor(cv2.merge([np.float32(y), np.float32(cr + 0.5), np.float32(cb + 0.5)]),
                         cv2.COLOR_YCrCb2RGB)
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of an RGB uint8 array, float64 on ``[0, 1]``.
+
+    >>> round(float(luma(np.full((1, 1, 3), 255, np.uint8))[0, 0]), 6), luma(np.zeros((2, 3, 3), np.uint8)).shape
+    (1.0, (2, 3))
+    """
+    x = img.astype(np.float64) / 255.0
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
 
 def _mean_luma(img: np.ndarray) -> float:

@@ -104,6 +104,8 @@ import math
 
 import numpy as np
 
+from refine_iqa_lib.data.distortions import luma
+
 __all__ = ["FIDELITY_MOS", "FAMILY_GAINS", "PRISTINE", "fidelity_features", "fidelity_terms",
            "fidelity_impairment", "fidelity_mos"]
 
@@ -123,11 +125,6 @@ FIDELITY_MOS = {
     "ssim": {"sigma": 1.5, "K1": 0.01, "K2": 0.03}, "gms_c": 0.0026, "gains": FAMILY_GAINS,
 }
 _MIN_SIDE = 22  # the half-scale luma must still hold one 11 px SSIM window
-
-
-def _luma(img: np.ndarray) -> np.ndarray:
-    x = img.astype(np.float64) / 255.0
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
 
 def _colourfulness(img: np.ndarray) -> float:
@@ -175,7 +172,7 @@ def fidelity_features(reference: np.ndarray, distorted: np.ndarray) -> dict[str,
     if reference.shape != distorted.shape:
         raise ValueError(f"fidelity_features: reference {reference.shape} and distorted {distorted.shape} "
                          "differ in shape; expected the distorted picture of the same crop")
-    yr, yx = _luma(reference), _luma(distorted)
+    yr, yx = luma(reference), luma(distorted)
     gr, gx = prewitt(yr), prewitt(yx)
     c = FIDELITY_MOS["gms_c"]
     gms = (2.0 * gr * gx + c) / (gr ** 2 + gx ** 2 + c)

@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from refine_iqa_lib.data.distortions import luma
 from refine_iqa_lib.io import atomic_dir, open_image, write_bytes, write_json, write_text
 
 __all__ = [
@@ -95,18 +96,13 @@ SEVERITY_NAMES = ("slight", "just noticeable", "relatively obvious", "severe", "
 # --------------------------------------------------------------------------- pixel attributes
 
 
-def _luma(img: np.ndarray) -> np.ndarray:
-    x = img.astype(np.float64) / 255.0
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-
-
 def brightness(img: np.ndarray) -> tuple[str | None, float]:
     """``(level, mean luma)``; the level is None when the mean is within the margin of a boundary.
 
     >>> brightness(np.full((4, 4, 3), 20, np.uint8))[0], brightness(np.full((4, 4, 3), 85, np.uint8))[0]
     ('dark', None)
     """
-    m = float(_luma(img).mean())
+    m = float(luma(img).mean())
     if min(abs(m - 1 / 3), abs(m - 2 / 3)) < BRIGHTNESS_MARGIN:
         return None, m
     return BRIGHTNESS_LEVELS[0 if m < 1 / 3 else 1 if m < 2 / 3 else 2], m
@@ -222,7 +218,7 @@ def _other(row: dict, img: np.ndarray, qtype: int, rng, in_context: bool) -> dic
             mask[y1:y2, x1:x2] = False
             if not mask.any():
                 return None
-            diff = float(_luma(region).mean() - _luma(img)[mask].mean())
+            diff = float(luma(region).mean() - luma(img)[mask].mean())
             if abs(diff) < CONTRAST_MARGIN:
                 return None
             return _q(f"Is the {obj} brighter than the rest of the image?", list(YES_NO),
