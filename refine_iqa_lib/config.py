@@ -135,6 +135,10 @@ class WarmupConfig:
     # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
     # model.tiny_arch.vision_init "filters" survives it (issue 13); off = every parameter trains
     freeze_vision: bool = False
+    # batches of similar prompt length (transformers' group_by_length: little padding); false =
+    # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
+    # different prompt lengths, so length-grouped batches are each nearly one task)
+    group_by_length: bool = True
     save_steps: int = 100
     seed: int = 0
 

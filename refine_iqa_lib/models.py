@@ -71,9 +71,15 @@ TINY_ARCH = {
     # "random": every weight from the seeded random init (the default stand-in); "filters": the
     # vision tower conditioned by :func:`condition_vision_tower` after the random init.
     "vision_init": "random",
+    # "project": the BPE is trained on the project's prompts and answers (the default stand-in);
+    # "pretrain": also on every phrase data.perceive can write and the pre-training questions
+    # (issue 13), so that a think's words are whole tokens.
+    "tokenizer_corpus": "project",
 }
 #: Values of ``TINY_ARCH["vision_init"]``.
 VISION_INITS = ("random", "filters")
+#: Values of ``TINY_ARCH["tokenizer_corpus"]``.
+TOKENIZER_CORPORA = ("project", "pretrain")
 
 #: What saved processor folders name as their class: the stock one, so any Qwen2.5-VL tool loads them.
 STOCK_PROCESSOR_CLASS = "Qwen2_5_VLProcessor"
@@ -209,11 +215,19 @@ def load_policy(path: str | os.PathLike, dtype: str = "float32", min_pixels: int
 # --------------------------------------------------------------------------- tiny stand-in
 
 
-def _tokenizer_corpus() -> list[str]:
+def _tokenizer_corpus(kind: str = "project") -> list[str]:
     """Text the stand-in's BPE is trained on: the project's prompts (scoring and Stage-1 questions),
     answers and vocabulary. With the Stage-1 questions in it, their words are single tokens and a
     perception prompt is about 30 % shorter (155 -> 113 tokens for the type question), which is
-    what the stand-in's training and evaluation time scale with."""
+    what the stand-in's training and evaluation time scale with.
+
+    ``kind="pretrain"`` (``TINY_ARCH["tokenizer_corpus"]``) adds every phrase
+    :func:`refine_iqa_lib.data.perceive.describe` can write (:data:`~refine_iqa_lib.data.perceive.
+    PHRASES`) and the pre-training questions (:func:`refine_iqa_lib.data.pretrain.question_texts`),
+    so that the pixel descriptions of the pre-trained stand-in's thinks are whole-word tokens. The
+    texts are the fixed phrase lists, never a sample, a label or a picture."""
+    if kind not in TOKENIZER_CORPORA:
+        raise ValueError(f"tiny arch tokenizer_corpus {kind!r}: expected one of {TOKENIZER_CORPORA}")
     from refine_iqa_lib import prompts
     from refine_iqa_lib.data import distortions, stage1
 
@@ -236,10 +250,14 @@ def _tokenizer_corpus() -> list[str]:
     lines += [" ".join(words), "A. B. C. D. E. F. [12, 34, 56, 78]", CHAT_TEMPLATE]
     lines += [f"<|im_start|>{r}\n<|im_end|>\n" for r in ("system", "user", "assistant")]
     lines += ["You are a helpful assistant.", "<think></think><answer></answer>"]
+    if kind == "pretrain":
+        from refine_iqa_lib.data import perceive, pretrain
+
+        lines += list(perceive.PHRASES) + pretrain.question_texts()
     return lines * 4
 
 
-def _build_tokenizer(vocab_size: int):
+def _build_tokenizer(vocab_size: int, corpus: str = "project"):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -259,7 +277,7 @@ def _build_tokenizer(vocab_size: int):
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
     )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    tok.train_from_iterator(_tokenizer_corpus(corpus), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         bos_token=None, unk_token=None, chat_template=CHAT_TEMPLATE,
@@ -300,10 +318,11 @@ def tiny_config(arch: dict, tokenizer):
 
 
 def _fingerprint(arch: dict, seed: int) -> str:
-    if arch.get("vision_init", "random") == "random":  # the default stand-in keeps its fingerprint
-        arch = {k: v for k, v in arch.items() if k != "vision_init"}
+    corpus = arch.get("tokenizer_corpus", "project")
+    defaults = {"vision_init": "random", "tokenizer_corpus": "project"}  # the default stand-in keeps its fingerprint
+    arch = {k: v for k, v in arch.items() if not (k in defaults and v == defaults[k])}
     blob = json.dumps({"arch": arch, "seed": seed, "version": _BUILD_VERSION,
-                       "corpus": hashlib.sha256("\n".join(_tokenizer_corpus()).encode()).hexdigest()},
+                       "corpus": hashlib.sha256("\n".join(_tokenizer_corpus(corpus)).encode()).hexdigest()},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -325,6 +344,8 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, arch: dict | Non
     arch = {**TINY_ARCH, **(arch or {})}
     if arch["vision_init"] not in VISION_INITS:
         raise ValueError(f"tiny arch vision_init {arch['vision_init']!r}: expected one of {VISION_INITS}")
+    if arch["tokenizer_corpus"] not in TOKENIZER_CORPORA:
+        raise ValueError(f"tiny arch tokenizer_corpus {arch['tokenizer_corpus']!r}: expected one of {TOKENIZER_CORPORA}")
     fp = _fingerprint(arch, seed)
     stamp = out_dir / "refine_iqa_stand_in.json"
 
@@ -359,7 +380,7 @@ def _build_tiny_folder(out_dir: Path, arch: dict, seed: int, fp: str) -> None:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    tokenizer = _build_tokenizer(arch["vocab_size"])
+    tokenizer = _build_tokenizer(arch["vocab_size"], arch.get("tokenizer_corpus", "project"))
     config = tiny_config(arch, tokenizer)
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)

@@ -146,3 +146,26 @@ def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, t
     assert stamp.stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="expected one of"):
         build_tiny_model(tmp_path / "bad", arch={"vision_init": "dct"})
+
+
+def test_tokenizer_corpus_switch_keeps_the_default_and_shortens_thinks(tiny_model_dir, tmp_path):
+    """TINY_ARCH["tokenizer_corpus"]: "project" (default) is a cache hit of today's stand-in;
+    "pretrain" trains the BPE on data.perceive's phrases too, so a pixel description takes fewer
+    tokens; an unknown value fails naming the choices."""
+    from refine_iqa_lib.data.perceive import describe
+    from refine_iqa_lib.models import TINY_ARCH, _build_tokenizer, build_tiny_model
+
+    assert TINY_ARCH["tokenizer_corpus"] == "project"
+    stamp = tiny_model_dir / "refine_iqa_stand_in.json"
+    before = stamp.stat().st_mtime_ns
+    assert build_tiny_model(tiny_model_dir, seed=0, arch={"tokenizer_corpus": "project"}) == tiny_model_dir
+    assert stamp.stat().st_mtime_ns == before
+    rng = np.random.default_rng(0)
+    texts = [describe(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8), seed=i) for i in range(8)]
+    project, pretrain = _build_tokenizer(2048, "project"), _build_tokenizer(2048, "pretrain")
+    n_project = sum(len(project(t)["input_ids"]) for t in texts)
+    n_pretrain = sum(len(pretrain(t)["input_ids"]) for t in texts)
+    assert n_pretrain < 0.8 * n_project, (n_pretrain, n_project)
+    assert [len(pretrain(d)["input_ids"]) for d in ("0", "12")] == [1, 2]   # digits stay single tokens
+    with pytest.raises(ValueError, match="expected one of"):
+        build_tiny_model(tmp_path / "bad", arch={"tokenizer_corpus": "wiki"})

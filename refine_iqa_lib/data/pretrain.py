@@ -148,6 +148,38 @@ _STAMP = "pretrain_set.json"
 _RATE_DISTORT_SHARE = 0.5
 
 
+#: The question texts of the tasks (``{box}``: ``[x1, y1, x2, y2]``; ``{name}``: an object name).
+NAME_QUESTION = "Which object is inside the box {box}?"
+BOX_QUESTION = "Give the bounding box of the {name}."
+DISTORTION_QUESTION = "Which distortion affects this whole picture?"
+
+
+def _rate_question(attribute: str) -> str:
+    return (f"How {ATTRIBUTES[attribute][0]} is this picture? Rate it with a number from 0.0 (not at all) "
+            "to 4.9 (extremely).")
+
+
+def question_texts() -> list[str]:
+    """Every pre-training question with its layouts, for the stand-in's tokenizer corpus
+    (``TINY_ARCH["tokenizer_corpus"] = "pretrain"``): fixed templates, a sample box and name.
+
+    >>> any(t.startswith("How sharp is this picture?") for t in question_texts())
+    True
+    """
+    from refine_iqa_lib.prompts import MODES, VARIANTS
+
+    out = []
+    for mode in MODES:
+        out.append(stage1.render_prompt(NAME_QUESTION.format(box="[12, 34, 56, 78]"), ["cat", "cup"], mode))
+        out.append(stage1.render_prompt(BOX_QUESTION.format(name="cat"), [], mode))
+        out.append(stage1.render_prompt(DISTORTION_QUESTION, [stage1.category_label(c) for c in D.DISTORTIONS[:3]]
+                                        + [NONE_OPTION], mode))
+        for v in VARIANTS:
+            example, note = SCORE_PLACEHOLDER[v]
+            out += [f"{_rate_question(a)} {instruction(mode, example, note)}" for a in ATTRIBUTES]
+    return out
+
+
 def attribute_target(attribute: str, stats: dict[str, float]) -> float:
     """The ``rate_attribute`` target of a picture from its :func:`pixel_stats` (see :data:`ATTRIBUTES`).
 
@@ -353,19 +385,19 @@ def build_pretrain_samples(cfg, n_samples: int | None = None, seed: int | None =
             name, box = pic.objects[int(rng.integers(len(pic.objects)))]
             near = {m for m, b in pic.objects if m != name and intersection(b, box) > 0}
             options, letter = _letter_options(name, [x for x in names if x not in near], k_opt, rng)
-            prompt = stage1.render_prompt(f"Which object is inside the box {_box_text(box)}?", options, mode)
+            prompt = stage1.render_prompt(NAME_QUESTION.format(box=_box_text(box)), options, mode)
             rec.update(options=options, answer=name, answer_letter=letter, object=name, box=list(box))
             answer = letter
         elif task == "object_box":
             name, box = pic.objects[int(rng.integers(len(pic.objects)))]
-            prompt = stage1.render_prompt(f"Give the bounding box of the {name}.", [], mode)
+            prompt = stage1.render_prompt(BOX_QUESTION.format(name=name), [], mode)
             answer = _box_text(box)
             rec.update(answer=answer, object=name, box=list(box))
         elif task == "global_distortion":
             shown, category, severity = _distort(pic.array, rng, float(p.pristine_share))
             label = NONE_OPTION if category == NONE_OPTION else stage1.category_label(category)
             options, letter = _letter_options(label, pool_d, k_opt, rng)
-            prompt = stage1.render_prompt("Which distortion affects this whole picture?", options, mode)
+            prompt = stage1.render_prompt(DISTORTION_QUESTION, options, mode)
             rec.update(options=options, answer=label, answer_letter=letter, category=category, severity=severity)
             answer = letter
         else:  # rate_attribute
@@ -375,8 +407,7 @@ def build_pretrain_samples(cfg, n_samples: int | None = None, seed: int | None =
             attribute = list(ATTRIBUTES)[int(rng.integers(len(ATTRIBUTES)))]
             target = attribute_target(attribute, pixel_stats(shown))
             example, note = SCORE_PLACEHOLDER[variant]
-            prompt = (f"How {ATTRIBUTES[attribute][0]} is this picture? Rate it with a number from 0.0 (not at all) "
-                      f"to 4.9 (extremely). {instruction(mode, example, note)}")
+            prompt = f"{_rate_question(attribute)} {instruction(mode, example, note)}"
             text = format_mos_text(target, variant)
             answer = answer_text(text, variant)
             rec.update(answer=text, attribute=attribute, target=round(target, 6), category=category,

@@ -148,6 +148,8 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         section.pop("recipe")
     if stage == "warmup" and not section.get("freeze_vision", True):  # likewise
         section.pop("freeze_vision")
+    if stage == "warmup" and section.get("group_by_length", False):  # likewise
+        section.pop("group_by_length")
     settings = {
         "stage": stage, "section": section, "data": _data_spec(cfg, "1" if stage == "1" else "2"),
         "model": {k: v for k, v in asdict(cfg.model).items() if k != "path"},

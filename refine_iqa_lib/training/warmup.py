@@ -32,7 +32,9 @@ clipping 1.0, all parameters, loss on the completion (assistant) tokens only (TR
 ``completion_only_loss`` for prompt-completion data), batch 16, ``warmup.max_steps`` steps (300 at
 tiny; reference-facts §5 used 500). Batches are grouped by length (transformers'
 ``group_by_length`` on a ``length`` column): Stage-1 prompts are about twice as long as scoring
-prompts, and a mixed batch would pad every row to the longest.
+prompts, and a mixed batch would pad every row to the longest. ``warmup.group_by_length: false``
+shuffles uniformly instead, so that each batch mixes the tasks (the pretrain recipe's four tasks
+differ in prompt length, and length-grouped batches are then each nearly one task and mode).
 
 Output: ``<run_dir>/final`` (weights + processor), which Stage-1 (and the "w/o Stage-1" Stage-2)
 starts from; checkpoints, resume and the metrics file work as for the GRPO stages.
@@ -191,7 +193,8 @@ def sft_config(cfg, run_dir: Path):
         save_steps=int(w.save_steps), save_total_limit=2, seed=int(w.seed), data_seed=int(w.seed),
         use_cpu=bool(L.use_cpu), bf16=bool(L.bf16), report_to="none", max_length=None,
         remove_unused_columns=False, dataloader_num_workers=0, completion_only_loss=True,
-        disable_tqdm=True, train_sampling_strategy="group_by_length", length_column_name="length",
+        disable_tqdm=True, length_column_name="length",
+        train_sampling_strategy="group_by_length" if w.group_by_length else "random",
     )
     if L.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kwargs["ddp_backend"] = "gloo"
