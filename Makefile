@@ -14,7 +14,7 @@ EXTRAS     ?= test
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: reproduce test venv dry-run clean-results lab bench
+.PHONY: reproduce test venv dry-run clean-results lab bench standin
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+# Re-train the stand-in's pre-training warm-up and write it to warmup.prebuilt (commit the folder);
+# make reproduce adopts it while its key matches (refine_iqa_lib/training/prebuilt.py).
+standin: $(STAMP)
+	$(PY) -m refine_iqa_lib.training.standin --profile $(PROFILE)
 
 dry-run: $(STAMP)
 	$(PY) -m refine_iqa_lib.reproduce --profile paper --dry-run

@@ -139,6 +139,9 @@ class WarmupConfig:
     # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
     # different prompt lengths, so length-grouped batches are each nearly one task)
     group_by_length: bool = True
+    # a committed warm-up output (training/prebuilt.py), adopted instead of training when its key
+    # matches this configuration; repository-relative folder, empty = always train
+    prebuilt: str = ""
     save_steps: int = 100
     seed: int = 0
 
@@ -156,6 +159,8 @@ class PretrainConfig:
     think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
     n_options: int = 4                    # options of the multiple-choice tasks
     pristine_share: float = 0.1           # global_distortion: share of undistorted pictures (answer "none")
+    # rate_attribute's attributes (data.pretrain.ATTRIBUTES); "undistorted" (distortion strength) is off by default
+    attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty"])
     photo_crops: int = 8                  # crops cut from each training photograph of the scoring set
     exclude_heldout_photos: bool = True   # drop pictures holding pixels of a held-out scoring photograph
     seed: int = 0

@@ -15,7 +15,7 @@ from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.audit import SplitOverlapError, content_hash, hash_images
 from refine_iqa_lib.data.build import build_perception_dataset
 from refine_iqa_lib.data.perceive import describe, pixel_stats, words
-from refine_iqa_lib.data.pretrain import (ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
+from refine_iqa_lib.data.pretrain import (ATTRIBUTES, DEFAULT_ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
                                           build_pretrain_samples, heldout_images, pretrain_pictures,
                                           write_pretrain_dataset)
 from refine_iqa_lib.data.qbench_set import build_embedded_qbench
@@ -114,7 +114,7 @@ def test_no_stage1_layout_no_mos(built):
         assert (r["answer"] == NONE_OPTION) == r["images"][0].startswith("pictures/"), r["id"]
         assert img.ndim == 3
     rated = [r for r in rows if r["task"] == "rate_attribute"]
-    assert {r["attribute"] for r in rated} == set(ATTRIBUTES)
+    assert {r["attribute"] for r in rated} == set(DEFAULT_ATTRIBUTES)   # "undistorted" only when asked for
     for r in rated:  # the target is the documented map of the shown picture's pixel statistics
         target = attribute_target(r["attribute"], pixel_stats(open_image(out / r["images"][0])))
         assert target == pytest.approx(r["target"], abs=1e-6), r["id"]
@@ -187,3 +187,18 @@ def test_config_section_defaults_and_checks(tmp_path):
     with pytest.raises(ValueError, match="unknown task.*grounding"):
         build_pretrain_samples(bad, 5, pictures=[Picture("p", "scoring_train_photo", "photo:x",
                                                          np.zeros((56, 56, 3), np.uint8), [("cup", (0, 0, 20, 20))])])
+
+
+def test_undistorted_attribute_rates_the_distortion_strength(built):
+    """pretrain.attributes with "undistorted": its targets are 4.9 - 0.98 x the global distortion's
+    severity (4.9 for a pristine picture), never a statistic of a scoring set; unknown names fail."""
+    cfg, _, _ = built
+    on = load_config(cfg, {"pretrain.attributes": ["undistorted"], "pretrain.task_shares": {"name_object": 0, "object_box": 0, "global_distortion": 0, "rate_attribute": 1.0}})
+    rows = build_pretrain_samples(on, 60, seed=1).samples
+    assert {r["attribute"] for r in rows} == {"undistorted"}
+    for r in rows:
+        assert abs(float(r["answer"]) - round(4.9 - 0.98 * r["severity"], 1)) < 0.051, r
+        assert "free of distortion" in r["prompt"]
+    assert {r["severity"] for r in rows} >= {0, 1, 5}
+    with pytest.raises(ValueError, match="pretrain.attributes"):
+        build_pretrain_samples(load_config(cfg, {"pretrain.attributes": ["shiny"]}), 10)

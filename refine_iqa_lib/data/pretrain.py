@@ -140,9 +140,15 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "colourful": ("colourful", "colourfulness"),
     "sharp": ("sharp", "sharpness"),
     "contrasty": ("contrasty", "contrast"),
+    # not a pixel statistic: the strength of the global distortion the picture was given (0 when
+    # pristine), inverted - "how free of distortion", 4.9 - 0.98 x severity. Off by default
+    # (``pretrain.attributes``); a family-blind rating of distortion strength, never a MOS.
+    "undistorted": ("free of distortion", "severity"),
 }
+#: The attributes rated by default (``pretrain.attributes``).
+DEFAULT_ATTRIBUTES = ("bright", "colourful", "sharp", "contrasty")
 _MAPS = {"mean_luma": lambda v: 5.0 * v, "colourfulness": lambda v: 5.0 * v / (v + 50.0),
-         "sharpness": lambda v: 5.0 * v, "contrast": lambda v: 10.0 * v}
+         "sharpness": lambda v: 5.0 * v, "contrast": lambda v: 10.0 * v, "severity": lambda v: 4.9 - 0.98 * v}
 _BUILD_VERSION = "1"
 _STAMP = "pretrain_set.json"
 _RATE_DISTORT_SHARE = 0.5
@@ -180,16 +186,20 @@ def question_texts() -> list[str]:
     return out
 
 
-def attribute_target(attribute: str, stats: dict[str, float]) -> float:
-    """The ``rate_attribute`` target of a picture from its :func:`pixel_stats` (see :data:`ATTRIBUTES`).
+def attribute_target(attribute: str, stats: dict[str, float], severity: int = 0) -> float:
+    """The ``rate_attribute`` target of a picture from its :func:`pixel_stats` (see :data:`ATTRIBUTES`);
+    ``undistorted`` reads the global distortion's ``severity`` (0 = pristine) instead.
 
     >>> attribute_target("bright", {"mean_luma": 0.5}), attribute_target("colourful", {"colourfulness": 50.0})
     (2.5, 2.5)
+    >>> round(attribute_target("undistorted", {}, severity=0), 2), round(attribute_target("undistorted", {}, severity=5), 2)
+    (4.9, 0.0)
     """
     if attribute not in ATTRIBUTES:
         raise ValueError(f"unknown attribute {attribute!r}; expected one of {list(ATTRIBUTES)}")
     stat = ATTRIBUTES[attribute][1]
-    return float(_MAPS[stat](float(stats[stat])))
+    value = severity if stat == "severity" else stats[stat]
+    return float(_MAPS[stat](float(value)))
 
 
 # --------------------------------------------------------------------------- pictures
@@ -369,6 +379,10 @@ def build_pretrain_samples(cfg, n_samples: int | None = None, seed: int | None =
     order = np.random.default_rng([seed, 0x9F]).permutation([t for t in TASKS for _ in range(counts[t])])
     pool_d = [stage1.category_label(c) for c in D.DISTORTIONS] + [NONE_OPTION]
     k_opt = int(p.n_options)
+    attributes = list(p.attributes)
+    unknown = [a for a in attributes if a not in ATTRIBUTES]
+    if unknown or (counts["rate_attribute"] and not attributes):
+        raise ValueError(f"pretrain.attributes {attributes}: expected a non-empty list of {list(ATTRIBUTES)}")
     samples: list[dict] = []
     images = {f"pictures/{q.id}.png": q.array for q in pics}  # every picture, used or not: all are audited
     for i, task in enumerate(order):
@@ -404,8 +418,8 @@ def build_pretrain_samples(cfg, n_samples: int | None = None, seed: int | None =
             category, severity = NONE_OPTION, 0
             if float(rng.random()) < _RATE_DISTORT_SHARE:
                 shown, category, severity = _distort(pic.array, rng, 0.0)
-            attribute = list(ATTRIBUTES)[int(rng.integers(len(ATTRIBUTES)))]
-            target = attribute_target(attribute, pixel_stats(shown))
+            attribute = attributes[int(rng.integers(len(attributes)))]
+            target = attribute_target(attribute, pixel_stats(shown), severity)
             example, note = SCORE_PLACEHOLDER[variant]
             prompt = f"{_rate_question(attribute)} {instruction(mode, example, note)}"
             text = format_mos_text(target, variant)

@@ -150,6 +150,8 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         section.pop("freeze_vision")
     if stage == "warmup" and section.get("group_by_length", False):  # likewise
         section.pop("group_by_length")
+    if stage == "warmup":  # where a committed output lies does not change what trains
+        section.pop("prebuilt", None)
     settings = {
         "stage": stage, "section": section, "data": _data_spec(cfg, "1" if stage == "1" else "2"),
         "model": {k: v for k, v in asdict(cfg.model).items() if k != "path"},
@@ -465,6 +467,20 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
                 "n_samples": len(dataset), "kinds": {k: int(v) for k, v in kinds.items()},
                 "note": "supervised warm-up of the offline stand-in; not part of the paper"}
 
+    if cfg.warmup.prebuilt and not (resume and is_complete(run_dir)):
+        from accelerate import PartialState
+
+        from refine_iqa_lib.training.prebuilt import adopt_prebuilt
+
+        if PartialState().num_processes == 1:  # one process: the committed base's key has world size 1
+            init, _ = resolve_init(cfg, "warmup")
+            if not resume and run_dir.exists():
+                clean_run_dir(run_dir)
+            if adopt_prebuilt(cfg, run_dir, init, stage_fingerprint(cfg, "warmup", init, 1)):
+                return run_dir
+        else:
+            log.info("[warmup] %d processes: the committed pre-trained stand-in (one process) is not used; training",
+                     PartialState().num_processes)
     return _train(cfg, "warmup", run_dir, resume, callbacks, seed=cfg.warmup.seed,
                   build_dataset=lambda: warmup_dataset(cfg), build_trainer=build_trainer, meta=meta)
 

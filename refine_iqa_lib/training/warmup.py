@@ -54,7 +54,7 @@ from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text
 from refine_iqa_lib.training.data import check_images_load, perception_dir, scoring_frame, stage1_frame, to_trl_dataset
 from refine_iqa_lib.training.trainer import CheckpointLoadMixin, GuardedStepMixin
 
-__all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_dataset", "sft_config", "WarmupTrainer"]
+__all__ = ["SEVERITY_WORDS", "CATEGORY_WORDS", "quality_word", "warmup_frame", "warmup_dataset", "sft_config", "WarmupTrainer"]
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,9 @@ def _pretrain_pool(cfg) -> pd.DataFrame:
                           "completion_text": r["completion"], "kind": f"{r['task']}/{r['mode']}"} for r in samples])
 
 
-def warmup_dataset(cfg, n_samples: int | None = None):
-    """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``) of
-    the recipe ``warmup.recipe`` (see the module docstring)."""
+def warmup_frame(cfg, n_samples: int | None = None) -> pd.DataFrame:
+    """The warm-up's rows as a table (``prompt_text``, ``completion_text``, ``images`` (paths),
+    ``kind``) of the recipe ``warmup.recipe``, in training order (see the module docstring)."""
     w = cfg.warmup
     n = int(n_samples or max(1, w.max_steps) * w.batch_size)
     rng = np.random.default_rng([int(w.seed), 7])
@@ -163,6 +163,13 @@ def warmup_dataset(cfg, n_samples: int | None = None):
         df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
     else:
         raise ValueError(f"warmup.recipe = {w.recipe!r}: expected labels or pretrain")
+    return df
+
+
+def warmup_dataset(cfg, n_samples: int | None = None):
+    """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``) of
+    the recipe ``warmup.recipe`` (see the module docstring)."""
+    df = warmup_frame(cfg, n_samples)
     check_images_load([p for imgs in df["images"] for p in imgs], "warm-up data")
     rows = {
         "prompt": [[{"role": "user", "content": t}] for t in df["prompt_text"]],

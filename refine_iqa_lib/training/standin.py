@@ -1,0 +1,73 @@
+"""Regenerate the committed pre-trained stand-in (``make standin``; issue 13, part 5)::
+
+    python -m refine_iqa_lib.training.standin --profile tiny [--set key=value ...] [--out DIR]
+
+Builds (or reuses) every data collection the pre-training set is audited against - the perception
+dataset, the embedded scoring set's splits and the Q-Bench stand-in - then trains the warm-up in
+``<work_dir>/runs/standin`` (``warmup.prebuilt`` switched off for that run, so that it trains) and
+writes it to ``warmup.prebuilt`` (or ``--out``) with :func:`refine_iqa_lib.training.prebuilt.
+export_prebuilt`. Run it after changing anything the key holds (the log of ``make reproduce``
+names what differs); commit the folder it writes.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from refine_iqa_lib.config import ConfigError, load_config
+
+__all__ = ["build_standin", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def build_standin(cfg, out_dir=None, resume: bool = True):
+    """Build the data, train the warm-up without the committed base and export it; returns the folder."""
+    from refine_iqa_lib.data.build import build_perception_dataset
+    from refine_iqa_lib.data.qbench_set import build_embedded_qbench
+    from refine_iqa_lib.data.scoring_set import is_embedded, load_scoring_split
+    from refine_iqa_lib.training.prebuilt import export_prebuilt
+    from refine_iqa_lib.training.run import run_stage
+
+    if cfg.model.path != "tiny":
+        raise ConfigError(f"model.path = {cfg.model.path!r}: a committed pre-trained base exists only for the offline "
+                          "stand-in (model.path: tiny); a real model is used as it is")
+    if cfg.warmup.recipe != "pretrain":
+        log.warning("[standin] warmup.recipe = %s: the committed base is meant to be the pre-trained stand-in "
+                    "(recipe pretrain)", cfg.warmup.recipe)
+    t0 = time.perf_counter()
+    build_perception_dataset(cfg, progress=False)
+    for name in dict.fromkeys(list(cfg.scoring.train) + list(cfg.scoring.eval)):
+        if is_embedded(cfg, name):
+            for split in ("train", "val", "test"):
+                load_scoring_split(cfg, name, split)
+    build_embedded_qbench(cfg)
+    log.info("[standin] data ready in %.0f s", time.perf_counter() - t0)
+    train_cfg = load_config(cfg, {"warmup.prebuilt": ""})
+    run_dir = run_stage(train_cfg, "warmup", run_dir=cfg.work_dir / "runs" / "standin", resume=resume)
+    return export_prebuilt(cfg, run_dir, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.standin",
+                                 description="Train the stand-in's pre-training warm-up and write it as the committed base.")
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=None, help="folder to write (default: warmup.prebuilt)")
+    ap.add_argument("--no-resume", dest="resume", action="store_false", default=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        cfg = load_config(args.profile, args.sets)
+        out = build_standin(cfg, args.out, resume=args.resume)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"committed pre-trained stand-in written to {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
