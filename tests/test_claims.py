@@ -155,3 +155,47 @@ def test_equivalence_margin_is_stated_in_the_claim():
     think = spec["Think and no-think scoring differ little (Table 3, KONIQ)"]
     assert think.direction == "equivalent" and think.margin == C.EQUIVALENCE_MARGIN == 0.05
     assert "+-0.05" in think.measure
+
+
+def test_claims_over_seeds_pool_seeds_and_items(tmp_path):
+    """build_claims_over_seeds: mean over seeds, a two-stage interval, each seed's value and verdict;
+    a seed without a claim's inputs makes it inconclusive, naming the seed."""
+    cfgs = {}
+    for seed in (0, 1):
+        cfgs[seed] = load_config("smoke", {"paths.work_dir": str(tmp_path / f"s{seed}" / "work"),
+                                           "paths.results_dir": str(tmp_path / f"s{seed}" / "results")})
+        rng = np.random.default_rng(seed)
+        _perception(cfgs[seed], rng)
+        _scoring(cfgs[seed], rng)
+        _qbench(cfgs[seed], rng)
+        if seed == 0:   # seed 1 has no training curves
+            _metrics(cfgs[seed], rng)
+    table, per = C.build_claims_over_seeds(cfgs, tmp_path / "findings")
+    assert list(table.columns) == C.COLUMNS + C.SEED_COLUMNS
+    assert len(per) == 2 * len(table) and set(per["seeds"]) == {"0", "1"}
+    by = table.set_index("claim")
+    row = by.loc[[c for c in by.index if c.startswith("Stage-1 raises description")][0]]
+    singles = [C.build_claims(cfgs[s], write=False).set_index("claim").loc[row.name, "value"] for s in (0, 1)]
+    assert row["value"] == pytest.approx(np.mean(singles))
+    assert row["seed_values"] == "; ".join(f"{v:.3f}" for v in singles)
+    assert row["verdict"] == "supports" and row["seeds_agreeing"] == 2 and row["seeds"] == "0,1"
+    assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] == N_IMAGES
+    collapse = by.loc[[c for c in by.index if c.startswith("Without PD the think collapses")][0]]
+    assert collapse["verdict"] == "inconclusive" and "seed 1: missing" in collapse["note"]
+    assert collapse["seed_verdicts"].startswith("supports; inconclusive")
+    text = (tmp_path / "findings" / "CLAIMS.md").read_text()
+    assert "over training seeds 0,1" in text and "two-stage percentile bootstrap" in text
+    assert (tmp_path / "findings" / "claims_smoke.csv").is_file()
+    assert (tmp_path / "findings" / "claims_per_seed_smoke.csv").is_file()
+    with pytest.raises(ValueError, match="no seed"):
+        C.build_claims_over_seeds({})
+
+
+def test_claims_rows_select_by_reference(cfg):
+    rng = np.random.default_rng(0)
+    _perception(cfg, rng)
+    rows = C.claims_rows(cfg, ["Table 2"])
+    assert len(rows) == 2 and all("Table 2" in c for c in rows["claim"])
+    assert list(rows.columns) == ["claim", "measure", "ours [95 % CI]", "n", "verdict", "note"]
+    assert rows.loc[0, "verdict"] == "supports" and "[" in rows.loc[0, "ours [95 % CI]"]
+    assert not C.claims_paths(cfg)[0].exists()   # nothing written

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -130,6 +130,9 @@ class Interval:
     high: float
     n: int
     n_undefined: int = 0
+    #: the bootstrap distribution (one value per resample; NaN where undefined), for
+    #: :func:`pooled_over_seeds`; None for intervals that were not bootstrapped
+    distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict:
         """The result files' layout of an interval: ``{"low", "high", "n"}`` (NaN kept; written as null)."""
@@ -163,7 +166,7 @@ def bootstrap_ci(data, statistic: str | Callable = "mean", n_resamples: int = N_
     with np.errstate(invalid="ignore", divide="ignore"):
         value = float(stat(*cols, axis=-1)) if smallest else float("nan")
     if smallest < 2:
-        return Interval(value, float("nan"), float("nan"), n, 0)
+        return Interval(value, float("nan"), float("nan"), n, 0, np.full(int(n_resamples), float("nan")))
     with warnings.catch_warnings():  # a constant bootstrap distribution is a valid percentile interval
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap(cols, stat, n_resamples=int(n_resamples), confidence_level=float(confidence),
@@ -175,7 +178,53 @@ def bootstrap_ci(data, statistic: str | Callable = "mean", n_resamples: int = N_
     if undefined and np.isfinite(dist).any():  # undefined resamples left out of the percentiles
         alpha = (1.0 - float(confidence)) / 2.0
         low, high = (float(v) for v in np.percentile(dist[np.isfinite(dist)], [100 * alpha, 100 * (1 - alpha)]))
-    return Interval(value, low, high, n, undefined)
+    return Interval(value, low, high, n, undefined, dist)
+
+
+def pooled_over_seeds(intervals: Sequence[Interval], confidence: float = CONFIDENCE, seed: int = 0) -> Interval:
+    """The mean over training seeds of one statistic, with an interval over **seeds and items**.
+
+    ``intervals``: one per seed, each from :func:`bootstrap_ci` / :func:`paired_difference_ci` on
+    the same items with the same bootstrap seed and number of resamples (so that resample ``b``
+    draws the same item indices in every seed: items are crossed with seeds). Resample ``b`` of
+    the pooled statistic draws ``k`` seeds with replacement (``default_rng(seed)``) and averages
+    their item-resample ``b``: a two-stage bootstrap, seeds then items. Value: the mean of the
+    seeds' values; ``n``: items per seed (the smallest); resamples where a drawn seed's statistic
+    is undefined are left out (``n_undefined``).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> per_seed = [paired_difference_ci(rng.binomial(1, p, 300), rng.binomial(1, 0.5, 300), seed=0)
+    ...             for p in (0.75, 0.7, 0.72)]
+    >>> pooled = pooled_over_seeds(per_seed)
+    >>> round(pooled.value, 3) == round(float(np.mean([iv.value for iv in per_seed])), 3), pooled.low > 0
+    (True, True)
+    >>> one = pooled_over_seeds(per_seed[:1]); (one.low, one.high) == (per_seed[0].low, per_seed[0].high)
+    True
+    """
+    if not intervals:
+        raise ValueError("pooled_over_seeds: no interval; expected one per seed")
+    if any(iv.distribution is None for iv in intervals):
+        raise ValueError("pooled_over_seeds: an interval without its bootstrap distribution; expected "
+                         "intervals from bootstrap_ci / paired_difference_ci")
+    sizes = {len(iv.distribution) for iv in intervals}
+    if len(sizes) != 1:
+        raise ValueError(f"pooled_over_seeds: bootstrap distributions of different lengths {sorted(sizes)}; "
+                         "expected the same number of resamples for every seed")
+    value = float(np.mean([iv.value for iv in intervals]))
+    n = min(int(iv.n) for iv in intervals)
+    if len(intervals) == 1:
+        return intervals[0]
+    dist = np.stack([np.asarray(iv.distribution, dtype=float) for iv in intervals])   # seeds x resamples
+    k, B = dist.shape
+    picks = np.random.default_rng(seed).integers(0, k, size=(B, k))
+    pooled = dist[picks, np.arange(B)[:, None]].mean(axis=1)
+    ok = np.isfinite(pooled)
+    if not ok.any():
+        return Interval(value, float("nan"), float("nan"), n, int(B), pooled)
+    alpha = (1.0 - float(confidence)) / 2.0
+    low, high = (float(v) for v in np.percentile(pooled[ok], [100 * alpha, 100 * (1 - alpha)]))
+    return Interval(value, low, high, n, int((~ok).sum()), pooled)
 
 
 def paired_difference_ci(a, b, statistic: str | Callable = "mean", n_resamples: int = N_RESAMPLES,

@@ -18,16 +18,30 @@ import time
 
 from refine_iqa_lib.config import ConfigError, load_config
 
-__all__ = ["build_standin", "main"]
+__all__ = ["build_data", "build_standin", "main"]
 
 log = logging.getLogger(__name__)
 
 
-def build_standin(cfg, out_dir=None, resume: bool = True):
-    """Build the data, train the warm-up without the committed base and export it; returns the folder."""
+def build_data(cfg) -> float:
+    """Build (or reuse) the perception dataset, every embedded scoring set's splits and the Q-Bench
+    stand-in of ``cfg``; returns the seconds it took."""
     from refine_iqa_lib.data.build import build_perception_dataset
     from refine_iqa_lib.data.qbench_set import build_embedded_qbench
     from refine_iqa_lib.data.scoring_set import is_embedded, load_scoring_split
+
+    t0 = time.perf_counter()
+    build_perception_dataset(cfg, progress=False)
+    for name in dict.fromkeys(list(cfg.scoring.train) + list(cfg.scoring.eval)):
+        if is_embedded(cfg, name):
+            for split in ("train", "val", "test"):
+                load_scoring_split(cfg, name, split)
+    build_embedded_qbench(cfg)
+    return time.perf_counter() - t0
+
+
+def build_standin(cfg, out_dir=None, resume: bool = True):
+    """Build the data, train the warm-up without the committed base and export it; returns the folder."""
     from refine_iqa_lib.training.prebuilt import export_prebuilt
     from refine_iqa_lib.training.run import run_stage
 
@@ -37,14 +51,7 @@ def build_standin(cfg, out_dir=None, resume: bool = True):
     if cfg.warmup.recipe != "pretrain":
         log.warning("[standin] warmup.recipe = %s: the committed base is meant to be the pre-trained stand-in "
                     "(recipe pretrain)", cfg.warmup.recipe)
-    t0 = time.perf_counter()
-    build_perception_dataset(cfg, progress=False)
-    for name in dict.fromkeys(list(cfg.scoring.train) + list(cfg.scoring.eval)):
-        if is_embedded(cfg, name):
-            for split in ("train", "val", "test"):
-                load_scoring_split(cfg, name, split)
-    build_embedded_qbench(cfg)
-    log.info("[standin] data ready in %.0f s", time.perf_counter() - t0)
+    log.info("[standin] data ready in %.0f s", build_data(cfg))
     train_cfg = load_config(cfg, {"warmup.prebuilt": ""})
     run_dir = run_stage(train_cfg, "warmup", run_dir=cfg.work_dir / "runs" / "standin", resume=resume)
     return export_prebuilt(cfg, run_dir, out_dir)
