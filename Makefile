@@ -14,7 +14,7 @@ EXTRAS     ?= test
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: reproduce test venv dry-run clean-results lab bench standin
+.PHONY: reproduce test venv dry-run clean-results lab bench standin findings
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+# Every training the claims need for 3 seeds (the base shared; seed 0 = make reproduce's runs) and
+# the claims over seeds in results/findings/ (refine_iqa_lib/findings.py).
+findings: $(STAMP)
+	$(PY) -m refine_iqa_lib.findings --profile $(PROFILE)
 
 # Re-train the stand-in's pre-training warm-up and write it to warmup.prebuilt (commit the folder);
 # make reproduce adopts it while its key matches (refine_iqa_lib/training/prebuilt.py).
