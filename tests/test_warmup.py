@@ -154,15 +154,15 @@ def test_freeze_vision_keeps_the_tower_and_trains_the_rest(cfg, tmp_path):
     assert stage_fingerprint(frozen, "warmup", "/x", 1)["settings"]["section"]["freeze_vision"] is True
 
 
-def test_group_by_length_switch(cfg):
+def test_group_by_length_switch(cfg, tmp_path):
     """warmup.group_by_length: on (default) = TRL/transformers' length-grouped sampler, off = uniform
     shuffling; in the resume fingerprint only when off."""
     from refine_iqa_lib.training.run import stage_fingerprint
     from refine_iqa_lib.training.warmup import sft_config
 
     assert cfg.warmup.group_by_length is True
-    assert str(sft_config(cfg, Path("/tmp/x")).train_sampling_strategy).endswith("group_by_length")
+    assert str(sft_config(cfg, tmp_path).train_sampling_strategy).endswith("group_by_length")
     mixed = load_config(cfg, {"warmup.group_by_length": False})
-    assert str(sft_config(mixed, Path("/tmp/x")).train_sampling_strategy).endswith("random")
+    assert str(sft_config(mixed, tmp_path).train_sampling_strategy).endswith("random")
     assert "group_by_length" not in stage_fingerprint(cfg, "warmup", "/x", 1)["settings"]["section"]
     assert stage_fingerprint(mixed, "warmup", "/x", 1)["settings"]["section"]["group_by_length"] is False
