@@ -90,7 +90,10 @@ def test_ctrl_c_is_a_clean_stop_and_a_rerun_redoes_the_notebook(tmp_path):
         {"profile": "smoke", "notebooks": [{"notebook": "02_later.ipynb", "seconds": 1.0}]}))
     cmd = [sys.executable, "-m", "refine_iqa_lib.reproduce", "--profile", "smoke", "--notebooks", str(nbs),
            "--set", f"paths.results_dir={results}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets Ctrl-C's default disposition: a shell's background job (``nohup make test &``)
+    # ignores SIGINT, and a Python started with it ignored never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (nbs / "started").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -90,6 +90,14 @@ def test_hint_carries_the_users_overrides(work, capsys):
     assert rc == 1 and f"--set=paths.work_dir={work}" in err and "--set=warmup.enabled=false" in err
 
 
+def _default_sigint():
+    """In the child: Ctrl-C's default disposition, whatever this process inherited (a shell's
+    background job, e.g. ``nohup make test &``, ignores SIGINT, and so would the child's Python)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_names_the_last_complete_checkpoint(work):
     import signal
     import time
@@ -98,7 +106,7 @@ def test_ctrl_c_names_the_last_complete_checkpoint(work):
     cmd = [sys.executable, "-m", "refine_iqa_lib.training.cli", "--stage", "2", *_args(work), "--run-dir", str(run_dir),
            "--set", "stage2.max_steps=200", "--set", "stage2.save_steps=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
     marker = run_dir / "checkpoints" / "checkpoint-1" / "refine_run.json"
     deadline = time.time() + 240
     while not marker.is_file() and time.time() < deadline and proc.poll() is None:
