@@ -20,15 +20,17 @@ merger before and after, and each family's lower SRCC bound. Prints, never asser
 
 Measured (2 Dec 2026, 2 cores, this script; 24 / 12 probe crops per cell; 50-80 s of training
 each): the fixed filters show 11 of 12 families on the validation photograph and 9 of 12 on the
-test photographs; every pretext setting tried lowered both::
+test photographs; the settings tried::
 
     setting (--train, --lr, --steps, --ce)     validation  test
     all,    1e-4, 400, 0.5 (the defaults)        6           6
     all,    3e-4, 600, 0.5                       8           4
     merger, 3e-4, 400, 0.5                       7           7
     blocks, 1e-4, 400, 0   (severity only)       9           7
+    merger, 1e-4,   4, 0.5 (a check run)        12           9
 
-Five training photographs are too few scenes to learn features that a probe can use on other
+Four steps barely move the tower (oversaturate crosses the bar on the validation photograph, the
+test photographs stay at 9); every real training lowered both. Five training photographs are too few scenes to learn features that a probe can use on other
 photographs; the fixed filters generalise better.
 """
 from __future__ import annotations
@@ -49,7 +51,7 @@ from refine_iqa_lib.models import build_tiny_model, load_policy, vision_tower
 FAMILIES = ("none",) + tuple(DISTORTIONS)
 
 
-def _pretext_module(tower, width: int):
+def _pretext_module(tower, width: int, ce: float):
     import torch
 
     class PretextHead(torch.nn.Module):
@@ -59,7 +61,7 @@ def _pretext_module(tower, width: int):
             super().__init__()
             self.tower = tower
             self.head = torch.nn.Linear(2 * width, len(FAMILIES) + len(DISTORTIONS))
-            self.ce = 0.5
+            self.ce = ce
 
         def forward(self, pixel_values, image_grid_thw, family, severity):
             out = self.tower(pixel_values, grid_thw=image_grid_thw)
@@ -90,9 +92,8 @@ def pretext_train(model, processor, args, out_dir: Path) -> float:
             for im, f, s in zip(images, labels["family"], labels["severity"])]
     tower = vision_tower(model)
     for name, p in tower.named_parameters():
-        p.requires_grad_(args.train == "all" or name.startswith({"merger": "merger", "blocks": "blocks"}.get(args.train, "-")))
-    module = _pretext_module(tower, int(tower.merger.mlp[2].out_features))
-    module.ce = args.ce
+        p.requires_grad_(args.train == "all" or name.startswith(args.train))  # "merger." / "blocks."
+    module = _pretext_module(tower, int(tower.merger.mlp[2].out_features), args.ce)
 
     def collate(batch):
         enc = processor.image_processor(images=[b["image"] for b in batch], return_tensors="pt")
