@@ -437,7 +437,8 @@ def _dct_basis(n: int):
     return basis
 
 
-def condition_vision_tower(model, image_std=None):
+def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, anchor_value: float = ANCHOR_VALUE,
+                           merger_gain: float = MERGER_GAIN):
     """Give a randomly initialised Qwen2.5-VL vision tower fixed filters, so that its tokens carry
     the energy, colour and contrast cues the distortion families change.
 
@@ -481,6 +482,10 @@ def condition_vision_tower(model, image_std=None):
     pixelate 0.22 -> 0.81, quantization 0.15 -> 0.77 on test); still below the bar on test:
     oversharpen 0.42, compression 0.50, overexposure 0.52, low contrast 0.59. Costs ~4 ms.
 
+    ``dc_gain``, ``anchor_value``, ``merger_gain`` override :data:`DC_GAIN`, :data:`ANCHOR_VALUE`
+    and :data:`MERGER_GAIN` (the stand-in is built with the defaults; ``benchmarks/
+    probe_design_selection.py`` compares others).
+
     Modifies ``model`` in place and returns it. Needs a tower hidden size ``D`` of at least the
     number of filters, ratios and anchors (127 of the stand-in's 128), a block MLP of at least 24
     units and a language hidden size (merger output) of at least ``D``; raises ``ValueError``
@@ -499,7 +504,7 @@ def condition_vision_tower(model, image_std=None):
     filters = []
     for u in LUMA_FREQUENCIES:
         for v in LUMA_FREQUENCIES:
-            gain = float(np.hypot(u, v)) or DC_GAIN
+            gain = float(np.hypot(u, v)) or float(dc_gain)
             filters.append(gain * np.einsum("c,y,x->cyx", np.asarray(_LUMA) * std, basis[u], basis[v]))
     for colour in _OPPONENTS:
         for u in CHROMA_FREQUENCIES:
@@ -536,8 +541,8 @@ def condition_vision_tower(model, image_std=None):
             block_mlp.gate_proj.bias[j] = RATIO_GATE_BIAS
             block_mlp.up_proj.weight[j, src] = 1.0
             block_mlp.down_proj.weight[dst, j] = 1.0 / open_gate
-        block_mlp.down_proj.bias[d - ANCHOR_CHANNELS:] = ANCHOR_VALUE
-        g, eye = MERGER_GAIN, torch.eye(d)
+        block_mlp.down_proj.bias[d - ANCHOR_CHANNELS:] = float(anchor_value)
+        g, eye = float(merger_gain), torch.eye(d)
         w1, w2 = torch.zeros(4 * d, 4 * d), torch.zeros(out, 4 * d)
         for s in range(4):                                   # the 4 tokens of a 2 x 2 group
             cols = slice(s * d, (s + 1) * d)

@@ -59,7 +59,8 @@ from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "probe_images",
-           "vision_features", "linear_probe", "probe_report", "visible_families", "probe_table"]
+           "vision_features", "linear_probe", "probe_report", "visible_families", "probe_table",
+           "leave_one_photo_out", "selection_score"]
 
 #: Where features can be taken, in the order the tower computes them.
 PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
@@ -320,6 +321,75 @@ def visible_families(table: pd.DataFrame, where: str = "post_merger", threshold:
     if t.empty:
         raise ValueError(f"no probe rows at where={where!r}; the table has {sorted(set(table['where']))}")
     return t.loc[t["srcc_low"] >= threshold, "family"].tolist()
+
+
+def leave_one_photo_out(features, y: pd.DataFrame, families: Sequence[str] | None = None, seed: int = 0,
+                        n_resamples: int = 300, alphas: Sequence[float] = RIDGE_ALPHAS) -> pd.DataFrame:
+    """:func:`linear_probe` with each photograph of ``y`` held out in turn (fitted on the others).
+
+    A design instrument: one validation photograph is too few to choose a tower by (its interval
+    covers item noise, not the next photograph), so a design is compared on every training
+    photograph as well, each held out from a probe fitted on the rest - and the test photographs
+    stay untouched. ``features``, ``y``: as :func:`linear_probe` takes (``y`` needs a ``photo``
+    column, e.g. :func:`probe_images`' labels of the ``"training"`` split). Returns
+    :func:`linear_probe`'s rows with a ``fold`` column naming the held-out photograph (no
+    ``"all"`` rows).
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = pd.DataFrame({"photo": np.repeat(["a", "b", "c"], 24), "family": "blur",
+    ...                   "severity": np.tile(np.arange(6), 12)})
+    >>> x = np.c_[y["severity"] + rng.normal(0, 0.3, 72), rng.normal(size=(72, 2))]
+    >>> t = leave_one_photo_out({"x": x}, y, n_resamples=50)
+    >>> t["fold"].tolist(), bool((t["srcc"] > 0.8).all())
+    (['a', 'b', 'c'], True)
+    """
+    y = _labels(y, "y")
+    if "photo" not in y.columns:
+        raise ValueError("y: expected a 'photo' column naming each picture's photograph (probe_images' labels)")
+    photos = list(dict.fromkeys(y["photo"]))
+    if len(photos) < 2:
+        raise ValueError(f"y holds {len(photos)} photograph(s) {photos}; expected >= 2 to hold one out")
+    sites = _as_sites(features, len(y), "features")
+    rows = []
+    for photo in photos:
+        held = (y["photo"] == photo).to_numpy()
+        t = linear_probe({w: x[~held] for w, x in sites.items()}, y[~held],
+                         {w: x[held] for w, x in sites.items()}, y[held], families=families,
+                         include_all=False, seed=seed, n_resamples=n_resamples, alphas=alphas)
+        rows.append(t.assign(fold=photo))
+    return pd.concat(rows, ignore_index=True)
+
+
+def selection_score(tables: Sequence[pd.DataFrame] | pd.DataFrame, where: str = "post_merger",
+                    threshold: float = VISIBLE_SRCC) -> dict[str, float]:
+    """How a tower design fares over held-out photographs: the criterion fixed before a design is
+    compared (issue 13: settings are chosen by criteria fixed in advance, on held-out data that
+    is not the test split).
+
+    ``tables``: :func:`leave_one_photo_out` rows and/or :func:`linear_probe` rows on the
+    validation photograph (a ``fold`` column, or one fold per table). Returns ``score`` - the
+    number of (family, fold) pairs whose held-out SRCC point estimate reaches ``threshold`` -,
+    ``of`` (the pairs there are), ``tiebreak`` (the mean over families of the worst fold's SRCC)
+    and ``folds``.
+
+    >>> t = pd.DataFrame({"family": ["blur", "noise", "blur", "noise"], "where": "x",
+    ...                   "srcc": [0.9, 0.4, 0.7, 0.6], "fold": ["a", "a", "b", "b"]})
+    >>> selection_score(t, where="x")
+    {'score': 3, 'of': 4, 'tiebreak': 0.55, 'folds': 2}
+    """
+    frames = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
+    parts = []
+    for k, t in enumerate(frames):
+        if not {"family", "where", "srcc"} <= set(t.columns):
+            raise ValueError(f"table {k}: expected linear_probe rows (columns family, where, srcc)")
+        t = t[(t["where"] == where) & (t["family"] != "all")]
+        parts.append(t.assign(fold=t["fold"] if "fold" in t.columns else f"table {k}"))
+    t = pd.concat(parts, ignore_index=True)
+    if t.empty:
+        raise ValueError(f"no probe rows at where={where!r}")
+    wide = t.pivot_table(index="family", columns="fold", values="srcc", aggfunc="first")
+    return {"score": int((wide >= threshold).sum().sum()), "of": int(wide.notna().sum().sum()),
+            "tiebreak": round(float(wide.min(axis=1).mean()), 4), "folds": int(wide.shape[1])}
 
 
 def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
