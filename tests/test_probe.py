@@ -212,3 +212,35 @@ def test_condition_vision_tower_constants_can_be_overridden(tiny_model_dir):
     tower = other.model.visual
     assert torch.all(tower.blocks[0].mlp.down_proj.bias[-ANCHOR_CHANNELS:] == 2.0)
     assert not torch.equal(tower.merger.mlp[0].weight, default["model.visual.merger.mlp.0.weight"])
+
+
+def test_ridge_penalty_is_chosen_by_leaving_photographs_out():
+    # rows cluster by photograph (a per-photograph offset on every feature): the penalty is the one
+    # scikit-learn's grid search over leave-one-group-out folds picks (equal folds, so its mean of
+    # fold MSEs ranks penalties as our summed errors do); one photograph falls back to rows
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+
+    from refine_iqa_lib.evaluation.probe import RIDGE_ALPHAS, _standardise
+
+    rng = np.random.default_rng(3)
+    y_tr = pd.concat([_labels(4, ("blur",), photo=ph) for ph in "abcd"], ignore_index=True)
+    y_te = _labels(4, ("blur",), photo="t")
+    offsets = {ph: rng.normal(0, 2, 12) for ph in "abcdt"}
+
+    def feats(y):
+        return (np.outer(y["severity"], rng.normal(size=12)) * 0.2 + np.stack([offsets[p] for p in y["photo"]])
+                + rng.normal(0, 1, (len(y), 12)))
+
+    x_tr, x_te = feats(y_tr), feats(y_te)
+    t = linear_probe({"x": x_tr}, y_tr, {"x": x_te}, y_te, include_all=False, n_resamples=50).iloc[0]
+    assert t["alpha_cv"] == "photo"
+    xs, _ = _standardise(x_tr, x_te)
+    search = GridSearchCV(Ridge(), {"alpha": list(RIDGE_ALPHAS)}, cv=LeaveOneGroupOut(),
+                          scoring="neg_mean_squared_error").fit(xs, y_tr["severity"], groups=y_tr["photo"])
+    assert t["alpha"] == pytest.approx(search.best_params_["alpha"])
+    by_row = linear_probe({"x": x_tr}, y_tr, {"x": x_te}, y_te, include_all=False, n_resamples=50, group_by=None)
+    assert by_row.iloc[0]["alpha_cv"] == "row"
+    assert by_row.iloc[0]["alpha"] < t["alpha"]  # rows of the same photograph make leave-one-row-out too lenient
+    one = y_tr.assign(photo="a")
+    assert linear_probe({"x": x_tr}, one, {"x": x_te}, y_te, include_all=False, n_resamples=50).iloc[0]["alpha_cv"] == "row"

@@ -20,7 +20,10 @@ The instrument of issue 13's "the stand-in's vision tower must see every distort
 
    Pooling is per image, so the window-attention token order does not matter.
 3. :func:`linear_probe` - per family, a ridge regression (standardised features, ridge penalty
-   chosen by leave-one-out on the training rows) from the features to the severity 0-5, fitted on
+   chosen by leave-one-*photograph*-out on the training rows - the rows of one photograph are
+   clustered, 61 pictures of each crop, so leaving one row out would choose the penalty that
+   recognises the training scenes best; one row at a time only when the rows name a single
+   photograph) from the features to the severity 0-5, fitted on
    the pristine and that family's training pictures and scored by Spearman SRCC on the test
    pictures, with a seeded percentile bootstrap interval over test pictures
    (:func:`refine_iqa_lib.evaluation.statistics.bootstrap_ci`); plus a detection AUC (distorted vs
@@ -70,7 +73,7 @@ SPLITS = ("training", "validation", "test")
 PRISTINE = "none"
 #: A family is visible when the lower end of its held-out SRCC interval reaches this.
 VISIBLE_SRCC = 0.5
-#: Ridge penalties tried (leave-one-out on the training rows picks one, on standardised features).
+#: Ridge penalties tried (leave-one-photograph-out on the training rows picks one, on standardised features).
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 _CROP_SCALE = (0.3, 1.0)  # share of the photograph's shorter side a crop covers
 
@@ -233,6 +236,35 @@ def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[n
     return coef, float(ym - xm @ coef), float(a)
 
 
+def _ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    xm, ym = x.mean(0), y.mean()
+    u, s, vt = np.linalg.svd(x - xm, full_matrices=False)
+    coef = vt.T @ ((s / (s ** 2 + alpha)) * (u.T @ (y - ym)))
+    return coef, float(ym - xm @ coef)
+
+
+def _ridge_group_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: Sequence[float]
+                    ) -> tuple[np.ndarray, float, float]:
+    """Ridge regression with an intercept, penalty chosen by leave-one-group-out squared error
+    (ties: the larger penalty), then refitted on every row."""
+    folds = []
+    for g in dict.fromkeys(groups):
+        held = groups == g
+        xm, ym = x[~held].mean(0), y[~held].mean()
+        u, s, vt = np.linalg.svd(x[~held] - xm, full_matrices=False)
+        folds.append((held, xm, ym, u.T @ (y[~held] - ym), s, vt))
+    best = None
+    for a in alphas:
+        err = 0.0
+        for held, xm, ym, uty, s, vt in folds:
+            coef = vt.T @ ((s / (s ** 2 + a)) * uty)
+            err += float((((x[held] - xm) @ coef + ym - y[held]) ** 2).sum())
+        if best is None or err <= best[0]:
+            best = (err, a)
+    coef, icpt = _ridge_fit(x, y, best[1])
+    return coef, icpt, float(best[1])
+
+
 def _auc(score: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties count one half); NaN without both classes."""
     from scipy.stats import rankdata
@@ -273,7 +305,8 @@ def _as_sites(features, n: int, what: str) -> dict[str, np.ndarray]:
 
 def linear_probe(features_train, y_train: pd.DataFrame, features_test, y_test: pd.DataFrame,
                  families: Sequence[str] | None = None, include_all: bool = True, seed: int = 0,
-                 n_resamples: int = 2000, alphas: Sequence[float] = RIDGE_ALPHAS) -> pd.DataFrame:
+                 n_resamples: int = 2000, alphas: Sequence[float] = RIDGE_ALPHAS,
+                 group_by: str | None = "photo") -> pd.DataFrame:
     """Per family and feature site: ridge probe of severity, scored on held-out pictures.
 
     ``features_*``: ``{site: (n, d) array}`` as :func:`vision_features` returns (or one array,
@@ -284,7 +317,12 @@ def linear_probe(features_train, y_train: pd.DataFrame, features_test, y_test: p
     ``family="all"`` probe uses every row. Returns one row per (family, site): ``srcc`` (Spearman
     of prediction and severity 0-5 on the test rows) with its bootstrap 95 % interval over test
     pictures (``srcc_low``, ``srcc_high``), ``auc`` of a logistic probe (distorted vs pristine,
-    balanced classes), ``alpha`` (the ridge penalty chosen), ``n_train``, ``n_test``.
+    balanced classes), ``alpha`` (the ridge penalty chosen), ``alpha_cv`` (how: ``"photo"`` or
+    ``"row"``), ``n_train``, ``n_test``.
+
+    ``group_by``: the column of ``y_train`` whose values cluster its rows (default ``"photo"``):
+    the penalty is chosen by leaving one group out when a family's training rows hold >= 2 groups,
+    else (or with ``group_by=None``) by exact leave-one-row-out.
     """
     y_train, y_test = _labels(y_train, "y_train"), _labels(y_test, "y_test")
     tr = _as_sites(features_train, len(y_train), "features_train")
@@ -303,16 +341,21 @@ def linear_probe(features_train, y_train: pd.DataFrame, features_test, y_test: p
         if not ((s_tr == 0).any() and (s_tr > 0).any() and (s_te == 0).any() and (s_te > 0).any()):
             raise ValueError(f"family {family!r}: {int(mtr.sum())} training and {int(mte.sum())} test rows with "
                              f"training severities {sorted(set(s_tr))}; expected pristine and distorted pictures on both sides")
+        g_tr = (y_train[group_by].to_numpy()[mtr] if group_by is not None and group_by in y_train.columns
+                else np.zeros(int(mtr.sum())))
+        by_group = len(set(g_tr.tolist())) >= 2
         for w in tr:
             x_tr, x_te = _standardise(tr[w][mtr], te[w][mte])
-            coef, icpt, alpha = _ridge_loo(x_tr, s_tr, alphas)
+            coef, icpt, alpha = (_ridge_group_cv(x_tr, s_tr, g_tr, alphas) if by_group
+                                 else _ridge_loo(x_tr, s_tr, alphas))
             pred = x_te @ coef + icpt
             iv = bootstrap_ci((pred, s_te), "srcc", n_resamples=n_resamples, seed=seed)
             auc = _auc(_logistic_scores(x_tr, s_tr > 0, x_te, seed), s_te > 0)
             rows.append({"family": family, "where": w, "srcc": iv.value, "srcc_low": iv.low, "srcc_high": iv.high,
-                         "auc": auc, "alpha": alpha, "n_train": int(mtr.sum()), "n_test": int(mte.sum())})
+                         "auc": auc, "alpha": alpha, "alpha_cv": "photo" if by_group else "row",
+                         "n_train": int(mtr.sum()), "n_test": int(mte.sum())})
     return pd.DataFrame(rows, columns=["family", "where", "srcc", "srcc_low", "srcc_high", "auc", "alpha",
-                                       "n_train", "n_test"])
+                                       "alpha_cv", "n_train", "n_test"])
 
 
 def visible_families(table: pd.DataFrame, where: str = "post_merger", threshold: float = VISIBLE_SRCC) -> list[str]:
@@ -356,7 +399,7 @@ def leave_one_photo_out(features, y: pd.DataFrame, families: Sequence[str] | Non
         t = linear_probe({w: x[~held] for w, x in sites.items()}, y[~held],
                          {w: x[held] for w, x in sites.items()}, y[held], families=families,
                          include_all=False, seed=seed, n_resamples=n_resamples, alphas=alphas)
-        rows.append(t.assign(fold=photo))
+        rows.append(t.assign(fold=photo))  # the penalty chosen by leaving out the remaining photographs in turn
     return pd.concat(rows, ignore_index=True)
 
 
