@@ -244,3 +244,15 @@ def test_ridge_penalty_is_chosen_by_leaving_photographs_out():
     assert by_row.iloc[0]["alpha"] < t["alpha"]  # rows of the same photograph make leave-one-row-out too lenient
     one = y_tr.assign(photo="a")
     assert linear_probe({"x": x_tr}, one, {"x": x_te}, y_te, include_all=False, n_resamples=50).iloc[0]["alpha_cv"] == "row"
+
+
+def test_probe_images_of_photographs_from_outside_the_embedded_set():
+    rng = np.random.default_rng(0)
+    photos = {"b": rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), "a": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)}
+    images, y = probe_images(seed=1, n_per_cell=3, size=56, photos=photos, families=("blur",))
+    assert len(images) == 3 * 6 and y["photo"].tolist()[::6] == ["a", "b", "a"]
+    assert all(im.shape == (56, 56, 3) for im in images)
+    again, _ = probe_images(seed=1, n_per_cell=3, size=56, photos=photos, families=("blur",))
+    assert all(np.array_equal(u, v) for u, v in zip(images, again))
+    with pytest.raises(ValueError, match="at least one photograph"):
+        probe_images(photos={})

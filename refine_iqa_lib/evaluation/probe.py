@@ -92,8 +92,8 @@ def _square_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.n
 
 
 def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: str = "training",
-                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0
-                 ) -> tuple[list[np.ndarray], pd.DataFrame]:
+                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0,
+                 photos: Mapping[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], pd.DataFrame]:
     """Pictures of one split for the probe: ``n_per_cell`` crops, each pristine and distorted.
 
     Crop ``k`` is cut from photograph ``k mod P`` of the split's ``P`` photographs
@@ -103,9 +103,13 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
     seed). Returns ``(images, labels)``: ``images`` H x W x 3 uint8 arrays and a DataFrame with one
     row per picture (``photo``, ``crop``, ``family`` - :data:`PRISTINE` for severity 0 -,
     ``severity``). Picture ``i`` depends only on ``(seed, split, crop, family, severity)``.
+    ``photos`` (name -> H x W x 3 uint8 array): crop these photographs instead of a split's (in
+    name order; ``split`` is then ignored), e.g. photographs from outside the embedded set.
     """
-    if split not in SPLITS:
+    if photos is None and split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+    if photos is not None and not photos:
+        raise ValueError("photos: expected at least one photograph (name -> H x W x 3 array)")
     if int(n_per_cell) < 1:
         raise ValueError(f"n_per_cell {n_per_cell!r}: expected an int >= 1 (crops per family and severity)")
     if int(size) < 28:
@@ -113,12 +117,16 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
     unknown = [f for f in families if f not in DISTORTIONS]
     if unknown:
         raise ValueError(f"unknown families {unknown}; expected names of DISTORTIONS {DISTORTIONS}")
-    photos = photo_splits(split_seed)[split]
-    split_code = SPLITS.index(split)
+    if photos is None:
+        names, split_code = photo_splits(split_seed)[split], SPLITS.index(split)
+        load = load_photo
+    else:
+        names, split_code = sorted(photos), len(SPLITS)
+        load = lambda name: np.asarray(photos[name], dtype=np.uint8)  # noqa: E731
     images, rows = [], []
     for k in range(int(n_per_cell)):
-        name = photos[k % len(photos)]
-        crop = _square_crop(load_photo(name), int(size), np.random.default_rng([int(seed), split_code, k]))
+        name = names[k % len(names)]
+        crop = _square_crop(load(name), int(size), np.random.default_rng([int(seed), split_code, k]))
         images.append(crop)
         rows.append({"photo": name, "crop": k, "family": PRISTINE, "severity": 0})
         for fi, family in enumerate(families):
