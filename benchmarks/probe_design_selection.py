@@ -105,8 +105,8 @@ class Bench:
         model = copy.deepcopy(self.random)
         return condition_vision_tower(model, **kw)
 
-    def features(self, model, splits=("training", "validation", "test")) -> dict[str, np.ndarray]:
-        return {s: vision_features(model, self.processor, self.pictures[s][0], (SITE,))[SITE] for s in splits}
+    def features(self, model) -> dict[str, np.ndarray]:
+        return {s: vision_features(model, self.processor, pics, (SITE,))[SITE] for s, (pics, _) in self.pictures.items()}
 
     def judge(self, feats, extra=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         """Selection score (LOPO folds + validation), the validation table and the test table.
@@ -149,19 +149,18 @@ def _adopt(rows: list[dict], committed: dict) -> dict | None:
 
 def part_grid(bench: Bench) -> None:
     print("\n== grid: the fixed design's constants (merger gain, DC gain, anchor value)")
-    rows, designs = [], {}
+    rows, tests = [], {}
     for g, dc, av in itertools.product((1.0, 4.0, 16.0), (0.1, 0.25, 1.0), (2.0, 4.0, 8.0)):
         kw = {"merger_gain": g, "dc_gain": dc, "anchor_value": av}
         name = f"gain {g:g}, dc {dc:g}, anchor {av:g}" + ("  (committed)" if kw == COMMITTED else "")
-        score, val, _ = bench.judge(bench.features(bench.tower(**kw)))
+        score, val, tests[name] = bench.judge(bench.features(bench.tower(**kw)))  # test: shown after the choice
         rows.append(_report(name, score, val))
-        designs[name] = kw
     committed = next(r for r in rows if r["design"].endswith("(committed)"))
     chosen = _adopt(rows, committed)
     print(f"rule: adopt a design scoring >= {committed['score'] + 2} with >= {committed['validation_visible']} "
           f"families on validation -> {chosen['design'] if chosen else 'none: the committed design stays'}")
     for r in [committed] + ([chosen] if chosen else []):
-        _, val, test = bench.judge(bench.features(bench.tower(**designs[r["design"]])))
+        test = tests[r["design"]]
         print(f"  {r['design']}: test visible {_visible(test)}/12  SRCC low: {_lows(test)}")
 
 
@@ -223,20 +222,19 @@ def part_pretext(bench: Bench) -> None:
     print(f"scenes: {time.perf_counter() - t0:.0f} s", flush=True)
     committed_score, committed_val, _ = bench.judge(bench.features(bench.tower()))
     results = [_report("fixed filters (committed, no pretext)", committed_score, committed_val)]
-    towers = {}
+    tests = {}  # design -> its test table, shown after the choice
     for train, lr, ce in (("all", 1e-4, 0.5), ("merger", 1e-4, 0.5), ("blocks", 5e-5, 0.0)):
         model = bench.tower()
         with tempfile.TemporaryDirectory() as out:
             seconds = train_tower(model, bench.processor, rows, Path(out), train=train, lr=lr,
                                   steps=bench.args.steps, batch=32, ce=ce, seed=bench.args.seed)
         name = f"pretext {train}, lr {lr:g}, ce {ce:g}, {bench.args.steps} steps ({seconds:.0f} s)"
-        score, val, _ = bench.judge(bench.features(model))
+        score, val, tests[name] = bench.judge(bench.features(model))
         results.append(_report(name, score, val))
-        towers[name] = model
     chosen = _adopt(results[1:], results[0])
     print(f"rule -> {chosen['design'] if chosen else 'none: the fixed filters stay'}")
     if chosen:
-        _, _, test = bench.judge(bench.features(towers[chosen["design"]]))
+        test = tests[chosen["design"]]
         print(f"  {chosen['design']}: test visible {_visible(test)}/12  SRCC low: {_lows(test)}")
 
 

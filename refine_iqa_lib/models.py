@@ -482,7 +482,8 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
     photographs, conditioned 12 and 10 (on test: blur 0.18 -> 0.69, compression -0.09 -> 0.40,
     pixelate 0.07 -> 0.77, quantization 0.03 -> 0.72, as interval lows); still below the bar on
     test: compression 0.40 and overexposure 0.49. ``benchmarks/probe_design_selection.py`` finds
-    no setting of the constants below that does better. Costs ~4 ms.
+    no setting of :data:`DC_GAIN`, :data:`ANCHOR_VALUE` and :data:`MERGER_GAIN` that does better.
+    Costs ~4 ms.
 
     ``dc_gain``, ``anchor_value``, ``merger_gain`` override :data:`DC_GAIN`, :data:`ANCHOR_VALUE`
     and :data:`MERGER_GAIN` (the stand-in is built with the defaults; ``benchmarks/

@@ -225,12 +225,22 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mu) / sd, (test - mu) / sd
 
 
+def _centred_svd(x: np.ndarray, y: np.ndarray):
+    """The pieces every ridge fit here shares: column means, ``y``'s mean, the thin SVD of the
+    centred ``x`` and ``U^T (y - mean)``."""
+    xm, ym = x.mean(0), y.mean()
+    u, s, vt = np.linalg.svd(x - xm, full_matrices=False)
+    return xm, ym, u, s, vt, u.T @ (y - ym)
+
+
+def _ridge_coef(s: np.ndarray, vt: np.ndarray, uty: np.ndarray, alpha: float) -> np.ndarray:
+    return vt.T @ ((s / (s ** 2 + alpha)) * uty)
+
+
 def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, float, float]:
     """Ridge regression with an intercept, penalty chosen by exact leave-one-out error (SVD)."""
-    xm, ym = x.mean(0), y.mean()
-    xc, yc = x - xm, y - ym
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    uty = u.T @ yc
+    xm, ym, u, s, vt, uty = _centred_svd(x, y)
+    yc = y - ym
     best = None
     for a in alphas:
         shrink = s ** 2 / (s ** 2 + a)
@@ -240,37 +250,25 @@ def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[n
         if best is None or loo < best[0]:
             best = (loo, a)
     a = best[1]
-    coef = vt.T @ ((s / (s ** 2 + a)) * uty)
+    coef = _ridge_coef(s, vt, uty, a)
     return coef, float(ym - xm @ coef), float(a)
-
-
-def _ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    xm, ym = x.mean(0), y.mean()
-    u, s, vt = np.linalg.svd(x - xm, full_matrices=False)
-    coef = vt.T @ ((s / (s ** 2 + alpha)) * (u.T @ (y - ym)))
-    return coef, float(ym - xm @ coef)
 
 
 def _ridge_group_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: Sequence[float]
                     ) -> tuple[np.ndarray, float, float]:
     """Ridge regression with an intercept, penalty chosen by leave-one-group-out squared error
     (ties: the larger penalty), then refitted on every row."""
-    folds = []
-    for g in dict.fromkeys(groups):
-        held = groups == g
-        xm, ym = x[~held].mean(0), y[~held].mean()
-        u, s, vt = np.linalg.svd(x[~held] - xm, full_matrices=False)
-        folds.append((held, xm, ym, u.T @ (y[~held] - ym), s, vt))
+    folds = [((held := groups == g),) + _centred_svd(x[~held], y[~held]) for g in dict.fromkeys(groups)]
     best = None
     for a in alphas:
         err = 0.0
-        for held, xm, ym, uty, s, vt in folds:
-            coef = vt.T @ ((s / (s ** 2 + a)) * uty)
-            err += float((((x[held] - xm) @ coef + ym - y[held]) ** 2).sum())
+        for held, xm, ym, _u, s, vt, uty in folds:
+            err += float((((x[held] - xm) @ _ridge_coef(s, vt, uty, a) + ym - y[held]) ** 2).sum())
         if best is None or err <= best[0]:
             best = (err, a)
-    coef, icpt = _ridge_fit(x, y, best[1])
-    return coef, icpt, float(best[1])
+    xm, ym, _u, s, vt, uty = _centred_svd(x, y)
+    coef = _ridge_coef(s, vt, uty, best[1])
+    return coef, float(ym - xm @ coef), float(best[1])
 
 
 def _auc(score: np.ndarray, positive: np.ndarray) -> float:
