@@ -10,6 +10,8 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= tiny
+# pytest-xdist workers for make test (one per core; the smoke notebooks stay together on one)
+TEST_WORKERS ?= 2
 EXTRAS     ?= test
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(EXTRAS)
@@ -32,7 +34,7 @@ reproduce: $(STAMP)
 	$(PY) -m refine_iqa_lib.reproduce --profile $(PROFILE)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # Every training the claims need for 3 seeds (the base shared; seed 0 = make reproduce's runs) and
 # the claims over seeds in results/findings/ (refine_iqa_lib/findings.py).

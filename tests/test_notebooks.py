@@ -27,7 +27,10 @@ def test_stored_clean_with_kernelspec_and_parameters(path):
     assert code.index(params[0]) == 0, "the parameters cell is the first code cell"
 
 
+# The numbered notebooks build on each other's outputs (01's data, 03's Stage-1 run, ...) in the
+# smoke profile's work folder: under pytest-xdist they run in order on one worker.
 @pytest.mark.slow
+@pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_with_smoke_profile(path, tmp_path):
     out = run_notebook(path, tmp_path, "smoke")
