@@ -1,3 +1,5 @@
+import pytest
+
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.runs import default_run_dir
 from refine_iqa_lib.training.launch import build_command, run_stage_subprocess, vllm_server_command
@@ -98,3 +100,28 @@ def test_cpu_threads_reach_accelerate_and_the_environment(tmp_path, capsys):
     assert "--num_cpu_threads_per_process" not in build_command(load_config("paper"), "2", threads=1)
     run_stage_subprocess(cfg, "2", dry_run=True, label="s2_no_pd", threads=1)
     assert capsys.readouterr().out.startswith("[s2_no_pd] $ ")
+
+
+def test_a_finished_run_starts_no_child_unless_it_is_retrained(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from refine_iqa_lib.runs import FINAL_MARKER, final_dir
+
+    cfg = load_config("smoke", {"paths.work_dir": str(tmp_path / "w")})
+    run_dir = default_run_dir(cfg, "1")
+    final_dir(run_dir).mkdir(parents=True)
+
+    class Started(Exception):
+        pass
+
+    def popen(*a, **k):
+        raise Started(a[0])
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises(Started):   # no marker yet: the child is started
+        run_stage_subprocess(cfg, "1")
+    (final_dir(run_dir) / FINAL_MARKER).write_text("{}")
+    assert run_stage_subprocess(cfg, "1") == run_dir          # finished: returned at once
+    assert "is already complete" in capsys.readouterr().out
+    with pytest.raises(Started):   # resume=False retrains, so it always starts the child
+        run_stage_subprocess(cfg, "1", resume=False)

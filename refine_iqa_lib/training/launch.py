@@ -29,7 +29,7 @@ from pathlib import Path
 from refine_iqa_lib.config import Config, ConfigError, accelerate_config_path, load_config, save_config
 from refine_iqa_lib.data.iqa import DATASETS
 from refine_iqa_lib.models import REQUIRED_FILES
-from refine_iqa_lib.runs import STAGES, check_stage, default_run_dir, uses_warmup
+from refine_iqa_lib.runs import FINAL_MARKER, STAGES, check_stage, default_run_dir, is_complete, uses_warmup
 from refine_iqa_lib.training.run import stage_settings
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
     failing job raises ``RuntimeError`` with the exit code and the log's last lines.
     ``label`` prefixes every streamed line (runs started together by :func:`run_concurrently`);
     ``threads`` caps the job's CPU threads (``OMP_NUM_THREADS`` and accelerate's flag).
+    A finished run (``final/refine_final.json``) with ``resume`` is returned without starting a
+    child: the child would only find the marker and stop (the check of
+    :func:`refine_iqa_lib.training.run.run_stage`), after the 8-9 s an ``accelerate launch`` takes
+    to import the stack; ``resume=False`` always starts one (it retrains).
     """
     stage = check_stage(stage)
     cfg = load_config(cfg, overrides) if overrides else cfg
@@ -107,6 +111,10 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
     if dry_run:
         log.info("%s$ %s", prefix, shlex.join(build_command(cfg, stage, run_dir, None, resume, threads)))
         log.info("# %s\n# resolved config:\n%s", stage_settings(cfg, stage), cfg.to_yaml())
+        return run_dir
+    if resume and is_complete(run_dir):
+        log.info("%s[train] stage %s: %s is already complete (final/%s); nothing to do",
+                 prefix, stage, run_dir, FINAL_MARKER)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = save_config(cfg, run_dir.parent / f"{run_dir.name}.launch.yaml")
