@@ -6,9 +6,16 @@ runs :func:`refine_iqa_lib.evaluation.probe.probe_report` on each: ridge probes 
 the training photographs, scored on the validation photograph (where the conditioned design was
 chosen) and on the test photographs. Prints per family the held-out SRCC with severity and its
 bootstrap 95 % interval, the detection AUC, the families visible after the merger (SRCC interval
-at or above ``VISIBLE_SRCC``) and the seconds each step took. Prints, never asserts.
+at or above ``VISIBLE_SRCC``) and the seconds each step took. Then the same probe on
+:func:`refine_iqa_lib.evaluation.probe.pixel_statistics` of the same pictures (no model): a
+family the tower misses but the pixel statistics see is the tower's limit, one that neither sees
+is the photographs'. Prints, never asserts.
+
+``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.data.photos.load_photo_folder`)
+to the probe's training side, for the towers and the pixel statistics alike.
 
     .venv/bin/python benchmarks/probe_vision_tower.py [--n-train 48] [--n-test 24] [--seed 0] [--split test]
+                                                     [--photos-dir DIR]
 """
 from __future__ import annotations
 
@@ -23,8 +30,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
-    PROBE_SITES, VISIBLE_SRCC, probe_report, probe_table, visible_families,
+    PROBE_SITES, VISIBLE_SRCC, linear_probe, pixel_statistics, probe_images, probe_report, probe_table,
+    visible_families,
 )
+from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
 from refine_iqa_lib.models import build_tiny_model  # noqa: E402
 
 
@@ -35,7 +44,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="probe seed (crops, distortion variants, bootstrap)")
     ap.add_argument("--model-seed", type=int, default=0, help="stand-in seed")
     ap.add_argument("--split", choices=("validation", "test", "both"), default="both")
+    ap.add_argument("--photos-dir", default=None, help="a folder of your own photographs for the probe's training side")
     args = ap.parse_args()
+    extra = load_photo_folder(args.photos_dir) if args.photos_dir else None
+    if extra:
+        print(f"probe's training side: the embedded training photographs + {sorted(extra)} from {args.photos_dir}")
 
     import torch
 
@@ -50,13 +63,27 @@ def main() -> None:
             built = time.perf_counter() - t0
             for split in splits:
                 table = probe_report(folder, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-                                     where=PROBE_SITES, test_split=split)
+                                     where=PROBE_SITES, test_split=split, extra_train_photos=extra)
                 seen = visible_families(table, "post_merger")
                 secs = {k: round(v, 1) for k, v in table.attrs["seconds"].items()}
                 print(f"\n== vision_init={vision_init}  held-out {split} photographs {table.attrs['test_photos']}  "
                       f"(build {built:.1f} s, probe {secs})")
                 print(probe_table(table).to_string())
                 print(f"visible after the merger (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
+    t0 = time.perf_counter()
+    img_tr, y_tr = probe_images(args.seed, args.n_train, 112, "training")
+    if extra:
+        img_x, y_x = probe_images(args.seed, args.n_train, 112, photos=extra)
+        img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
+    f_tr = pixel_statistics(img_tr)
+    for split in splits:
+        img_te, y_te = probe_images(args.seed, args.n_test, 112, split)
+        table = linear_probe(f_tr, y_tr, pixel_statistics(img_te), y_te, seed=args.seed)
+        seen = visible_families(table, "pixel_stats")
+        print(f"\n== reference: pixel statistics, no model (evaluation.probe.pixel_statistics)  held-out {split} "
+              f"photographs ({time.perf_counter() - t0:.1f} s so far)")
+        print(probe_table(table).to_string())
+        print(f"visible to the pixel statistics (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
 
 
 if __name__ == "__main__":

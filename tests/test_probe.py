@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
@@ -256,3 +257,69 @@ def test_probe_images_of_photographs_from_outside_the_embedded_set():
     assert all(np.array_equal(u, v) for u, v in zip(images, again))
     with pytest.raises(ValueError, match="at least one photograph"):
         probe_images(photos={})
+
+
+def test_pixel_statistics_move_with_the_distortion_they_describe():
+    """The model-free reference: each statistic rises with the family it was written for, on a
+    photograph crop, and bad input names the picture."""
+    from refine_iqa_lib.data.distortions import distort
+    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.evaluation.probe import PIXEL_STATISTICS, pixel_statistics
+
+    crop = np.array(Image.fromarray(load_photo("astronaut")[:224, :224]).resize((112, 112)))
+    rng = np.random.default_rng(0)
+    variants = {"compression": "jpeg", "overexposure": "rgb_shift", "noise": "gaussian_rgb", "blur": "gaussian"}
+    pics = [crop] + [distort(crop, fam, 5, rng=rng, variant=v) for fam, v in variants.items()]
+    f = pd.DataFrame(pixel_statistics(pics)["pixel_stats"], columns=PIXEL_STATISTICS,
+                     index=["pristine", "compression", "overexposure", "noise", "blur"])
+    assert f.shape == (5, len(PIXEL_STATISTICS)) and np.isfinite(f.to_numpy()).all()
+    assert f.loc["overexposure", "share_white"] > f.loc["pristine", "share_white"] + 0.05   # clipped
+    assert f.loc["overexposure", "luma_q05"] > f.loc["pristine", "luma_q05"] + 0.1         # shadows lifted
+    assert f.loc["noise", "noise_sigma"] > 2 * f.loc["pristine", "noise_sigma"]
+    assert f.loc["blur", "laplacian_var"] < 0.5 * f.loc["pristine", "laplacian_var"]
+    assert f.loc["compression", ["blockiness_h", "blockiness_v"]].mean() > f.loc["pristine", ["blockiness_h", "blockiness_v"]].mean()
+    with pytest.raises(ValueError, match="image 1: expected an H x W x 3 uint8"):
+        pixel_statistics([crop, crop[..., 0]])
+
+
+def _smooth_photo(seed: int, shape=(150, 200)) -> np.ndarray:
+    """A photograph-like picture unlike any embedded one (smooth random blobs)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize(shape[::-1], Image.BICUBIC))
+
+
+def test_photo_folder_names_every_unusable_file(tmp_path):
+    from refine_iqa_lib.data.photos import load_photo, load_photo_folder
+
+    Image.fromarray(_smooth_photo(1)).save(tmp_path / "mine.png")
+    Image.fromarray(_smooth_photo(2)).save(tmp_path / "other.jpg", quality=95)
+    (tmp_path / "notes.txt").write_text("licences: mine.png CC0, other.jpg CC0")   # not a photograph: ignored
+    photos = load_photo_folder(tmp_path)
+    assert sorted(photos) == ["mine", "other"] and photos["mine"].shape == (150, 200, 3)
+    Image.fromarray(_smooth_photo(3, (60, 300))).save(tmp_path / "thin.png")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "other.jpg").read_bytes()[:200])
+    copy = np.asarray(Image.fromarray(load_photo("chelsea")).resize((225, 150)))   # a resized test photograph
+    Image.fromarray(copy).save(tmp_path / "cat.jpg", quality=80)
+    with pytest.raises(ValueError, match="3 of 5 photograph") as e:
+        load_photo_folder(tmp_path)
+    msg = str(e.value)
+    assert "thin.png: 300 x 60 pixels" in msg and "cut.jpg: does not decode" in msg and "'chelsea'" in msg
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no photographs"):
+        load_photo_folder(tmp_path / "empty")
+
+
+def test_probe_report_fits_on_extra_photographs_too(tiny_policy):
+    model, processor = tiny_policy
+    extra = {"mine": _smooth_photo(1), "other": _smooth_photo(2)}
+    kw = dict(seed=0, n_train=2, n_test=1, size=56, where=("post_merger",), families=("blur",), n_resamples=50,
+              model=model, processor=processor)
+    base = probe_report(None, **kw)
+    more = probe_report(None, extra_train_photos=extra, **kw)
+    assert set(more.attrs["train_photos"]) == set(base.attrs["train_photos"]) | {"mine", "other"}
+    blur = lambda t: t[(t["family"] == "blur") & (t["where"] == "post_merger")].iloc[0]  # noqa: E731
+    assert int(blur(more)["n_train"]) == int(blur(base)["n_train"]) * 2   # 2 crops of the 2 photographs per cell
+    assert more.attrs["test_photos"] == base.attrs["test_photos"]
+    with pytest.raises(ValueError, match="names of embedded photographs"):
+        probe_report(None, extra_train_photos={"chelsea": extra["mine"]}, **kw)

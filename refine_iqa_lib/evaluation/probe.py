@@ -62,7 +62,7 @@ from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "probe_images",
-           "vision_features", "linear_probe", "probe_report", "visible_families", "probe_table",
+           "vision_features", "pixel_statistics", "PIXEL_STATISTICS", "linear_probe", "probe_report", "visible_families", "probe_table",
            "leave_one_photo_out", "selection_score"]
 
 #: Where features can be taken, in the order the tower computes them.
@@ -213,6 +213,93 @@ def vision_features(model, processor, images: Sequence, where: Sequence[str] = (
         for h in hooks:
             h.remove()
     return {w: np.concatenate(v) if v else np.zeros((0, 0)) for w, v in pooled.items()}
+
+
+#: The columns of :func:`pixel_statistics`, in order.
+PIXEL_STATISTICS = (
+    "luma_mean", "luma_std", "luma_q01", "luma_q05", "luma_q25", "luma_q50", "luma_q75", "luma_q95", "luma_q99",
+    "share_black", "share_white", "saturation_mean", "saturation_std", "colourfulness",
+    "grad_mean", "grad_q50", "grad_q90", "grad_q99", "laplacian_var", "grad_mean_half", "laplacian_var_half",
+    "highpass_std", "highpass_kurtosis", "noise_sigma", "blockiness_h", "blockiness_v", "flat_share",
+    "grey_levels",
+)
+
+
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+
+
+def pixel_statistics(images: Sequence) -> dict[str, np.ndarray]:
+    """A model-free reference for the probe: classic no-reference statistics of each picture.
+
+    ``{"pixel_stats": (n_images, len(PIXEL_STATISTICS))}``, columns :data:`PIXEL_STATISTICS`,
+    so that :func:`linear_probe` can score them exactly as it scores a tower's features. They say
+    how visible each family is on the given photographs to a linear read-out of simple image
+    statistics, independently of any vision tower: a family a tower misses but these see is the
+    tower's limit; one that neither sees is the photographs'. The list was fixed before it was
+    run and is the textbook set, not chosen per family:
+
+    * luminance (BT.601 luma in [0, 1]): mean, standard deviation, quantiles 1-99 %, the share of
+      pixels at or below 2/255 and at or above 253/255 (clipping);
+    * colour: mean and standard deviation of HSV saturation, Hasler-Suesstrunk colourfulness;
+    * sharpness: gradient magnitude (Sobel) mean and quantiles, the variance of the Laplacian, both
+      again at half resolution; the standard deviation and kurtosis of the residual after a
+      Gaussian blur (sigma 1);
+    * noise: Immerkaer's (1996) estimate, the mean absolute response to the 3 x 3 mask that
+      cancels planes and edges, scaled by sqrt(pi / 2) / 6;
+    * blockiness: the mean absolute difference across 8-pixel block edges over that inside blocks,
+      horizontally and vertically (the JPEG grid, aligned to the picture's origin);
+    * flatness and quantisation: the share of zero horizontal differences, the number of distinct
+      luma levels over 256.
+
+    >>> import numpy as np
+    >>> flat, ramp = np.full((32, 32, 3), 128, np.uint8), np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))
+    >>> f = pixel_statistics([flat, np.dstack([ramp] * 3)])["pixel_stats"]
+    >>> f.shape, round(float(f[0, PIXEL_STATISTICS.index("luma_mean")]), 3), float(f[0, PIXEL_STATISTICS.index("flat_share")])
+    ((2, 28), 0.502, 1.0)
+    >>> bool(f[1, PIXEL_STATISTICS.index("grad_mean")] > f[0, PIXEL_STATISTICS.index("grad_mean")])
+    True
+    """
+    import cv2
+    from scipy.stats import kurtosis
+
+    def sharpness(y: np.ndarray) -> tuple[np.ndarray, float]:
+        gx, gy = cv2.Sobel(y, cv2.CV_64F, 1, 0, ksize=3), cv2.Sobel(y, cv2.CV_64F, 0, 1, ksize=3)
+        return np.hypot(gx, gy), float(cv2.Laplacian(y, cv2.CV_64F).var())
+
+    def blockiness(y: np.ndarray, axis: int) -> float:
+        d = np.abs(np.diff(y, axis=axis))
+        idx = np.arange(d.shape[axis])
+        edge = (idx % 8) == 7                      # the difference between pixels 8k-1 and 8k
+        at = np.take(d, np.flatnonzero(edge), axis=axis).mean() if edge.any() else 0.0
+        inside = np.take(d, np.flatnonzero(~edge), axis=axis).mean()
+        return float((at + 1e-4) / (inside + 1e-4))
+
+    rows = []
+    for i, im in enumerate(images):
+        rgb = np.asarray(im)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"image {i}: expected an H x W x 3 uint8 array, got {rgb.shape} {rgb.dtype}")
+        x = rgb.astype(np.float64) / 255.0
+        y = x @ np.array([0.299, 0.587, 0.114])
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+        sat = hsv[..., 1] / 255.0
+        rg, yb = x[..., 0] - x[..., 1], 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
+        colourful = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+        grad, lap = sharpness(y)
+        half = cv2.resize(y, (max(1, y.shape[1] // 2), max(1, y.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+        grad_half, lap_half = sharpness(half)
+        resid = y - cv2.GaussianBlur(y, (0, 0), 1.0)
+        q = np.quantile(y, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+        levels = np.unique(np.round(y * 255)).size / 256.0
+        rows.append([
+            y.mean(), y.std(), *q, (y <= 2 / 255).mean(), (y >= 253 / 255).mean(), sat.mean(), sat.std(), colourful,
+            grad.mean(), *np.quantile(grad, [0.5, 0.9, 0.99]), lap, grad_half.mean(), lap_half,
+            resid.std(), float(kurtosis(resid, axis=None)) if resid.std() > 0 else 0.0,
+            float(np.sqrt(np.pi / 2) / 6 * np.abs(cv2.filter2D(y, -1, _IMMERKAER)[1:-1, 1:-1]).mean()),
+            blockiness(y, 1), blockiness(y, 0),
+            (np.diff(y, axis=1) == 0).mean(), levels,
+        ])
+    return {"pixel_stats": np.asarray(rows, dtype=np.float64).reshape(len(rows), len(PIXEL_STATISTICS))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,19 +541,30 @@ def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
 def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24, n_test: int = 12,
                  size: int = 112, where: Sequence[str] = ("pre_merger", "post_merger"),
                  families: Sequence[str] = DISTORTIONS, split_seed: int = 0, n_resamples: int = 2000,
-                 batch_size: int = 64, model=None, processor=None, test_split: str = "test") -> pd.DataFrame:
+                 batch_size: int = 64, model=None, processor=None, test_split: str = "test",
+                 extra_train_photos: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Probe a Qwen2.5-VL folder's vision tower: :func:`probe_images` of the training photographs
     (``n_train`` crops per cell) and the test photographs (``n_test``), :func:`vision_features`,
     :func:`linear_probe`. A loaded ``model``/``processor`` may be passed instead of loading
     ``model_dir`` again. ``table.attrs`` records the seconds each step took, the photographs of
     each side and the settings. ``test_split="validation"`` scores on the validation photograph
-    instead: choose settings there, report on the test photographs."""
+    instead: choose settings there, report on the test photographs. ``extra_train_photos``
+    (name -> H x W x 3 uint8, e.g. :func:`refine_iqa_lib.data.photos.load_photo_folder`): more
+    photographs on the probe's training side only, ``n_train`` crops per cell of them too (the
+    penalty is still chosen by leaving one photograph out, now over more of them)."""
     from refine_iqa_lib.models import load_policy
 
     t0 = time.perf_counter()
     if model is None or processor is None:
         model, processor = load_policy(model_dir)
     img_tr, y_tr = probe_images(seed, n_train, size, "training", families, split_seed)
+    if extra_train_photos:
+        embedded = {n for names in photo_splits(split_seed).values() for n in names}
+        clash = sorted(set(extra_train_photos) & embedded)
+        if clash:
+            raise ValueError(f"extra_train_photos {clash}: names of embedded photographs; expected other photographs")
+        img_x, y_x = probe_images(seed, n_train, size, families=families, photos=extra_train_photos)
+        img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
     if test_split not in ("validation", "test"):
         raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
     img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
