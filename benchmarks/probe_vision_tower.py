@@ -9,12 +9,14 @@ bootstrap 95 % interval, the detection AUC, the families visible after the merge
 at or above ``VISIBLE_SRCC``) and the seconds each step took. Then the same probe on
 :func:`refine_iqa_lib.evaluation.probe.pixel_statistics` of the same pictures (no model): a
 family the tower misses but the pixel statistics see is the tower's limit, one that neither sees
-is the photographs'. Prints, never asserts.
+is the photographs'. Full tables for the first probe seed, then one summary over every seed
+(``--seeds``, default 0 1 2: the crops, the distortion variants and the bootstrap change, so the
+count of visible families is itself a measurement with a spread). Prints, never asserts.
 
 ``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.data.photos.load_photo_folder`)
 to the probe's training side, for the towers and the pixel statistics alike.
 
-    .venv/bin/python benchmarks/probe_vision_tower.py [--n-train 48] [--n-test 24] [--seed 0] [--split test]
+    .venv/bin/python benchmarks/probe_vision_tower.py [--n-train 48] [--n-test 24] [--seeds 0 1 2] [--split test]
                                                      [--photos-dir DIR]
 """
 from __future__ import annotations
@@ -37,11 +39,17 @@ from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
 from refine_iqa_lib.models import build_tiny_model  # noqa: E402
 
 
+def _lows(table: pd.DataFrame, where: str) -> dict[str, float]:
+    t = table[(table["where"] == where) & (table["family"] != "all")]
+    return dict(zip(t["family"], t["srcc_low"].round(2)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=48, help="training crops per (family, severity) cell")
     ap.add_argument("--n-test", type=int, default=24, help="held-out crops per cell")
-    ap.add_argument("--seed", type=int, default=0, help="probe seed (crops, distortion variants, bootstrap)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="probe seeds (crops, distortion variants, bootstrap); full tables for the first")
     ap.add_argument("--model-seed", type=int, default=0, help="stand-in seed")
     ap.add_argument("--split", choices=("validation", "test", "both"), default="both")
     ap.add_argument("--photos-dir", default=None, help="a folder of your own photographs for the probe's training side")
@@ -56,34 +64,45 @@ def main() -> None:
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
     splits = ("validation", "test") if args.split == "both" else (args.split,)
+    summary = []
     with tempfile.TemporaryDirectory() as tmp:
-        for vision_init in ("random", "filters"):
+        folders = {v: build_tiny_model(Path(tmp) / v, seed=args.model_seed, arch={"vision_init": v})
+                   for v in ("random", "filters")}
+        for seed in args.seeds:
+            for vision_init, folder in folders.items():
+                for split in splits:
+                    table = probe_report(folder, seed=seed, n_train=args.n_train, n_test=args.n_test,
+                                         where=PROBE_SITES, test_split=split, extra_train_photos=extra)
+                    seen = visible_families(table, "post_merger")
+                    summary.append({"seed": seed, "features": f"tower {vision_init}", "split": split,
+                                    "visible": len(seen), **_lows(table, "post_merger")})
+                    if seed == args.seeds[0]:
+                        secs = {k: round(v, 1) for k, v in table.attrs["seconds"].items()}
+                        print(f"\n== seed {seed}  vision_init={vision_init}  held-out {split} photographs "
+                              f"{table.attrs['test_photos']}  (probe {secs})")
+                        print(probe_table(table).to_string())
+                        print(f"visible after the merger (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
             t0 = time.perf_counter()
-            folder = build_tiny_model(Path(tmp) / vision_init, seed=args.model_seed, arch={"vision_init": vision_init})
-            built = time.perf_counter() - t0
+            img_tr, y_tr = probe_images(seed, args.n_train, 112, "training")
+            if extra:
+                img_x, y_x = probe_images(seed, args.n_train, 112, photos=extra)
+                img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
+            f_tr = pixel_statistics(img_tr)
             for split in splits:
-                table = probe_report(folder, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-                                     where=PROBE_SITES, test_split=split, extra_train_photos=extra)
-                seen = visible_families(table, "post_merger")
-                secs = {k: round(v, 1) for k, v in table.attrs["seconds"].items()}
-                print(f"\n== vision_init={vision_init}  held-out {split} photographs {table.attrs['test_photos']}  "
-                      f"(build {built:.1f} s, probe {secs})")
-                print(probe_table(table).to_string())
-                print(f"visible after the merger (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
-    t0 = time.perf_counter()
-    img_tr, y_tr = probe_images(args.seed, args.n_train, 112, "training")
-    if extra:
-        img_x, y_x = probe_images(args.seed, args.n_train, 112, photos=extra)
-        img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
-    f_tr = pixel_statistics(img_tr)
-    for split in splits:
-        img_te, y_te = probe_images(args.seed, args.n_test, 112, split)
-        table = linear_probe(f_tr, y_tr, pixel_statistics(img_te), y_te, seed=args.seed)
-        seen = visible_families(table, "pixel_stats")
-        print(f"\n== reference: pixel statistics, no model (evaluation.probe.pixel_statistics)  held-out {split} "
-              f"photographs ({time.perf_counter() - t0:.1f} s so far)")
-        print(probe_table(table).to_string())
-        print(f"visible to the pixel statistics (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
+                img_te, y_te = probe_images(seed, args.n_test, 112, split)
+                table = linear_probe(f_tr, y_tr, pixel_statistics(img_te), y_te, seed=seed)
+                seen = visible_families(table, "pixel_stats")
+                summary.append({"seed": seed, "features": "pixel statistics", "split": split,
+                                "visible": len(seen), **_lows(table, "pixel_stats")})
+                if seed == args.seeds[0]:
+                    print(f"\n== seed {seed}  reference: pixel statistics, no model (evaluation.probe.pixel_statistics)  "
+                          f"held-out {split} photographs ({time.perf_counter() - t0:.1f} s so far)")
+                    print(probe_table(table).to_string())
+                    print(f"visible to the pixel statistics (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
+    table = pd.DataFrame(summary).sort_values(["split", "features", "seed"], kind="stable")
+    print(f"\n== every probe seed: families visible (of 12) and each family's SRCC interval low "
+          f"({args.n_train} / {args.n_test} crops per cell; visible = low >= {VISIBLE_SRCC})")
+    print(table.to_string(index=False))
 
 
 if __name__ == "__main__":
