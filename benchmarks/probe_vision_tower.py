@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
     PROBE_SITES, VISIBLE_SRCC, linear_probe, pixel_statistics, probe_images, probe_report, probe_table,
-    visible_families,
+    training_images, visible_families,
 )
 from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
 from refine_iqa_lib.models import build_tiny_model  # noqa: E402
@@ -83,10 +83,7 @@ def main() -> None:
                         print(probe_table(table).to_string())
                         print(f"visible after the merger (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")
             t0 = time.perf_counter()
-            img_tr, y_tr = probe_images(seed, args.n_train, 112, "training")
-            if extra:
-                img_x, y_x = probe_images(seed, args.n_train, 112, photos=extra)
-                img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
+            img_tr, y_tr = training_images(seed, args.n_train, 112, extra_photos=extra)
             f_tr = pixel_statistics(img_tr)
             for split in splits:
                 img_te, y_te = probe_images(seed, args.n_test, 112, split)

@@ -61,9 +61,9 @@ from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
-__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "probe_images",
-           "vision_features", "pixel_statistics", "PIXEL_STATISTICS", "linear_probe", "probe_report", "visible_families", "probe_table",
-           "leave_one_photo_out", "selection_score"]
+__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
+           "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
+           "visible_families", "probe_table", "leave_one_photo_out", "selection_score"]
 
 #: Where features can be taken, in the order the tower computes them.
 PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
@@ -136,6 +136,24 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
                 images.append(distort(crop, family, severity, rng=rng))
                 rows.append({"photo": name, "crop": k, "family": family, "severity": severity})
     return images, pd.DataFrame(rows)
+
+
+def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, families: Sequence[str] = DISTORTIONS,
+                    split_seed: int = 0, extra_photos: Mapping[str, np.ndarray] | None = None
+                    ) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """The probe's training side: :func:`probe_images` of the training photographs, then, if
+    given, of ``extra_photos`` (name -> H x W x 3 uint8, e.g.
+    :func:`refine_iqa_lib.data.photos.load_photo_folder`; ``n_per_cell`` crops per cell of them
+    too). An extra photograph named like an embedded one raises ``ValueError``."""
+    images, labels = probe_images(seed, n_per_cell, size, "training", families, split_seed)
+    if not extra_photos:
+        return images, labels
+    embedded = {n for names in photo_splits(split_seed).values() for n in names}
+    clash = sorted(set(extra_photos) & embedded)
+    if clash:
+        raise ValueError(f"extra photographs {clash}: names of embedded photographs; expected other photographs")
+    more, more_labels = probe_images(seed, n_per_cell, size, families=families, photos=extra_photos)
+    return images + more, pd.concat([labels, more_labels], ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,14 +575,7 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     t0 = time.perf_counter()
     if model is None or processor is None:
         model, processor = load_policy(model_dir)
-    img_tr, y_tr = probe_images(seed, n_train, size, "training", families, split_seed)
-    if extra_train_photos:
-        embedded = {n for names in photo_splits(split_seed).values() for n in names}
-        clash = sorted(set(extra_train_photos) & embedded)
-        if clash:
-            raise ValueError(f"extra_train_photos {clash}: names of embedded photographs; expected other photographs")
-        img_x, y_x = probe_images(seed, n_train, size, families=families, photos=extra_train_photos)
-        img_tr, y_tr = img_tr + img_x, pd.concat([y_tr, y_x], ignore_index=True)
+    img_tr, y_tr = training_images(seed, n_train, size, families, split_seed, extra_train_photos)
     if test_split not in ("validation", "test"):
         raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
     img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
