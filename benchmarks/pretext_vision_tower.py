@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.data.distortions import DISTORTIONS
-from refine_iqa_lib.evaluation.probe import probe_images, probe_report, visible_families
+from refine_iqa_lib.evaluation.probe import probe_images, probe_report, srcc_lows, visible_families
 from refine_iqa_lib.models import build_tiny_model, load_policy, vision_tower
 
 FAMILIES = ("none",) + tuple(DISTORTIONS)
@@ -133,8 +133,7 @@ def _probe(model, processor, args) -> dict[str, pd.DataFrame]:
 
 
 def _lows(table: pd.DataFrame) -> str:
-    t = table[(table["where"] == "post_merger") & (table["family"] != "all")]
-    return " ".join(f"{f}={v:.2f}" for f, v in zip(t["family"], t["srcc_low"]))
+    return " ".join(f"{f}={v:.2f}" for f, v in srcc_lows(table).items())
 
 
 def main() -> None:

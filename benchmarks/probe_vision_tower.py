@@ -33,15 +33,14 @@ import pandas as pd  # noqa: E402
 
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
     PROBE_SITES, VISIBLE_SRCC, linear_probe, pixel_statistics, probe_images, probe_report, probe_table,
-    training_images, visible_families,
+    srcc_lows, training_images, visible_families,
 )
 from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
 from refine_iqa_lib.models import build_tiny_model  # noqa: E402
 
 
 def _lows(table: pd.DataFrame, where: str) -> dict[str, float]:
-    t = table[(table["where"] == where) & (table["family"] != "all")]
-    return dict(zip(t["family"], t["srcc_low"].round(2)))
+    return {f: round(v, 2) for f, v in srcc_lows(table, where).items()}
 
 
 def main() -> None:

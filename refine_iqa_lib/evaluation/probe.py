@@ -63,7 +63,7 @@ from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
            "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
-           "visible_families", "probe_table", "leave_one_photo_out", "selection_score"]
+           "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score"]
 
 #: Where features can be taken, in the order the tower computes them.
 PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
@@ -475,6 +475,18 @@ def visible_families(table: pd.DataFrame, where: str = "post_merger", threshold:
     if t.empty:
         raise ValueError(f"no probe rows at where={where!r}; the table has {sorted(set(table['where']))}")
     return t.loc[t["srcc_low"] >= threshold, "family"].tolist()
+
+
+def srcc_lows(table: pd.DataFrame, where: str = "post_merger") -> dict[str, float]:
+    """Each family's (not ``"all"``) SRCC interval low at ``where``: what :func:`visible_families`
+    compares with :data:`VISIBLE_SRCC`, for printing a design's weak families.
+
+    >>> t = pd.DataFrame({"family": ["blur", "all"], "where": "x", "srcc_low": [0.61, 0.2]})
+    >>> srcc_lows(t, "x")
+    {'blur': 0.61}
+    """
+    t = table[(table["where"] == where) & (table["family"] != "all")]
+    return {str(f): float(v) for f, v in zip(t["family"], t["srcc_low"])}
 
 
 def leave_one_photo_out(features, y: pd.DataFrame, families: Sequence[str] | None = None, seed: int = 0,
