@@ -14,10 +14,12 @@ is the photographs'. Full tables for the first probe seed, then one summary over
 count of visible families is itself a measurement with a spread). Prints, never asserts.
 
 ``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.data.photos.load_photo_folder`)
-to the probe's training side, for the towers and the pixel statistics alike.
+to the probe's training side, for the towers and the pixel statistics alike. ``--test-photos-dir
+DIR`` adds a held-out side ``own``: the same probes scored on your photographs, which no design
+choice has seen (``probe_report(..., test_photos=)``).
 
     .venv/bin/python benchmarks/probe_vision_tower.py [--n-train 48] [--n-test 24] [--seeds 0 1 2] [--split test]
-                                                     [--photos-dir DIR]
+                                                     [--photos-dir DIR] [--test-photos-dir DIR]
 """
 from __future__ import annotations
 
@@ -52,8 +54,13 @@ def main() -> None:
     ap.add_argument("--model-seed", type=int, default=0, help="stand-in seed")
     ap.add_argument("--split", choices=("validation", "test", "both"), default="both")
     ap.add_argument("--photos-dir", default=None, help="a folder of your own photographs for the probe's training side")
+    ap.add_argument("--test-photos-dir", default=None,
+                    help="a folder of your own photographs to score the probes on as well (held-out side 'own')")
     args = ap.parse_args()
     extra = load_photo_folder(args.photos_dir) if args.photos_dir else None
+    own = load_photo_folder(args.test_photos_dir) if args.test_photos_dir else None
+    if own:
+        print(f"held-out side 'own': {sorted(own)} from {args.test_photos_dir}")
     if extra:
         print(f"probe's training side: the embedded training photographs + {sorted(extra)} from {args.photos_dir}")
 
@@ -62,7 +69,7 @@ def main() -> None:
     torch.set_num_threads(1)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
-    splits = ("validation", "test") if args.split == "both" else (args.split,)
+    splits = (("validation", "test") if args.split == "both" else (args.split,)) + (("own",) if own else ())
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         folders = {v: build_tiny_model(Path(tmp) / v, seed=args.model_seed, arch={"vision_init": v})
@@ -71,7 +78,8 @@ def main() -> None:
             for vision_init, folder in folders.items():
                 for split in splits:
                     table = probe_report(folder, seed=seed, n_train=args.n_train, n_test=args.n_test,
-                                         where=PROBE_SITES, test_split=split, extra_train_photos=extra)
+                                         where=PROBE_SITES, test_split="test" if split == "own" else split,
+                                         extra_train_photos=extra, test_photos=own if split == "own" else None)
                     seen = visible_families(table, "post_merger")
                     summary.append({"seed": seed, "features": f"tower {vision_init}", "split": split,
                                     "visible": len(seen), **_lows(table, "post_merger")})
@@ -85,7 +93,8 @@ def main() -> None:
             img_tr, y_tr = training_images(seed, args.n_train, 112, extra_photos=extra)
             f_tr = pixel_statistics(img_tr)
             for split in splits:
-                img_te, y_te = probe_images(seed, args.n_test, 112, split)
+                img_te, y_te = (probe_images(seed, args.n_test, 112, "test", photos=own) if split == "own"
+                                else probe_images(seed, args.n_test, 112, split))
                 table = linear_probe(f_tr, y_tr, pixel_statistics(img_te), y_te, seed=seed)
                 seen = visible_families(table, "pixel_stats")
                 summary.append({"seed": seed, "features": "pixel statistics", "split": split,

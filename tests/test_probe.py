@@ -323,3 +323,21 @@ def test_probe_report_fits_on_extra_photographs_too(tiny_policy):
     assert more.attrs["test_photos"] == base.attrs["test_photos"]
     with pytest.raises(ValueError, match="names of embedded photographs"):
         probe_report(None, extra_train_photos={"chelsea": extra["mine"]}, **kw)
+
+
+def test_probe_report_scores_on_own_held_out_photographs(tiny_policy):
+    model, processor = tiny_policy
+    mine = {"mine": _smooth_photo(1), "other": _smooth_photo(2)}
+    kw = dict(seed=0, n_train=2, n_test=2, size=56, where=("post_merger",), families=("blur",), n_resamples=50,
+              model=model, processor=processor)
+    table = probe_report(None, test_photos=mine, **kw)
+    assert table.attrs["test_split"] == "own" and table.attrs["test_photos"] == ["mine", "other"]
+    assert "mine" not in table.attrs["train_photos"]
+    blur = table[(table["family"] == "blur") & (table["where"] == "post_merger")].iloc[0]
+    assert int(blur["n_test"]) == 2 * 6          # 2 crops x (pristine + 5 severities)
+    # the same photographs on the training side are cut elsewhere than on the held-out side
+    train_side, _ = probe_images(seed=0, n_per_cell=1, size=56, photos=mine, families=("blur",))
+    test_side, _ = probe_images(seed=0, n_per_cell=1, size=56, split="test", photos=mine, families=("blur",))
+    assert not np.array_equal(train_side[0], test_side[0])
+    with pytest.raises(ValueError, match="also on the probe's training side"):
+        probe_report(None, test_photos=mine, extra_train_photos={"mine": mine["mine"]}, **kw)

@@ -104,9 +104,12 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
     row per picture (``photo``, ``crop``, ``family`` - :data:`PRISTINE` for severity 0 -,
     ``severity``). Picture ``i`` depends only on ``(seed, split, crop, family, severity)``.
     ``photos`` (name -> H x W x 3 uint8 array): crop these photographs instead of a split's (in
-    name order; ``split`` is then ignored), e.g. photographs from outside the embedded set.
+    name order), e.g. photographs from outside the embedded set; ``split`` then names the side
+    they are on (``"training"``: the probe is fitted on them, ``"validation"`` / ``"test"``: held
+    out) and only seeds their crops and variants, so the same photographs on two sides are cut
+    differently.
     """
-    if photos is None and split not in SPLITS:
+    if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {SPLITS}")
     if photos is not None and not photos:
         raise ValueError("photos: expected at least one photograph (name -> H x W x 3 array)")
@@ -121,7 +124,7 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
         names, split_code = photo_splits(split_seed)[split], SPLITS.index(split)
         load = load_photo
     else:
-        names, split_code = sorted(photos), len(SPLITS)
+        names, split_code = sorted(photos), len(SPLITS) + SPLITS.index(split)   # "training": len(SPLITS), as before
         load = lambda name: np.asarray(photos[name], dtype=np.uint8)  # noqa: E731
     images, rows = [], []
     for k in range(int(n_per_cell)):
@@ -572,7 +575,8 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
                  size: int = 112, where: Sequence[str] = ("pre_merger", "post_merger"),
                  families: Sequence[str] = DISTORTIONS, split_seed: int = 0, n_resamples: int = 2000,
                  batch_size: int = 64, model=None, processor=None, test_split: str = "test",
-                 extra_train_photos: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+                 extra_train_photos: Mapping[str, np.ndarray] | None = None,
+                 test_photos: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Probe a Qwen2.5-VL folder's vision tower: :func:`probe_images` of the training photographs
     (``n_train`` crops per cell) and the test photographs (``n_test``), :func:`vision_features`,
     :func:`linear_probe`. A loaded ``model``/``processor`` may be passed instead of loading
@@ -581,7 +585,10 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     instead: choose settings there, report on the test photographs. ``extra_train_photos``
     (name -> H x W x 3 uint8, e.g. :func:`refine_iqa_lib.data.photos.load_photo_folder`): more
     photographs on the probe's training side only, ``n_train`` crops per cell of them too (the
-    penalty is still chosen by leaving one photograph out, now over more of them)."""
+    penalty is still chosen by leaving one photograph out, now over more of them). ``test_photos``
+    (the same kind of mapping): score on these photographs instead of ``test_split``'s
+    (``n_test`` crops per cell; ``attrs["test_split"]`` is then ``"own"``) - photographs the
+    tower's design was never judged on. A name on both sides raises ``ValueError``."""
     from refine_iqa_lib.models import load_policy
 
     t0 = time.perf_counter()
@@ -590,7 +597,14 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     img_tr, y_tr = training_images(seed, n_train, size, families, split_seed, extra_train_photos)
     if test_split not in ("validation", "test"):
         raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
-    img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
+    if test_photos is not None:
+        clash = sorted(set(test_photos) & set(y_tr["photo"]))
+        if clash:
+            raise ValueError(f"test photographs {clash}: also on the probe's training side; expected other photographs")
+        img_te, y_te = probe_images(seed, n_test, size, "test", families, split_seed, photos=test_photos)
+        test_split = "own"
+    else:
+        img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
     t1 = time.perf_counter()
     f_tr = vision_features(model, processor, img_tr, where, batch_size)
     f_te = vision_features(model, processor, img_te, where, batch_size)
