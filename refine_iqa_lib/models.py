@@ -437,8 +437,12 @@ def _dct_basis(n: int):
     return basis
 
 
+#: Which random parts of the blocks :func:`condition_vision_tower` silences (zero output weights).
+QUIET_CHOICES = ("none", "attention", "blocks")
+
+
 def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, anchor_value: float = ANCHOR_VALUE,
-                           merger_gain: float = MERGER_GAIN):
+                           merger_gain: float = MERGER_GAIN, quiet: str = "none"):
     """Give a randomly initialised Qwen2.5-VL vision tower fixed filters, so that its tokens carry
     the energy, colour and contrast cues the distortion families change.
 
@@ -489,7 +493,10 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
 
     ``dc_gain``, ``anchor_value``, ``merger_gain`` override :data:`DC_GAIN`, :data:`ANCHOR_VALUE`
     and :data:`MERGER_GAIN` (the stand-in is built with the defaults; ``benchmarks/
-    probe_design_selection.py`` compares others).
+    probe_design_selection.py`` compares others). ``quiet`` (:data:`QUIET_CHOICES`) zeroes the
+    output projection of every block's random attention (``"attention"``), and also block 1's
+    random MLP (``"blocks"``), so that no random mixing is added to the residual stream; the
+    default ``"none"`` leaves them random.
 
     Modifies ``model`` in place and returns it. Needs a tower hidden size ``D`` of at least the
     number of filters, ratios and anchors (127 of the stand-in's 128), a block MLP of at least 24
@@ -502,6 +509,8 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
     tower = getattr(getattr(model, "model", model), "visual", None)
     if tower is None or not hasattr(tower, "merger"):
         raise TypeError(f"{type(model).__name__}: expected a Qwen2.5-VL model with .model.visual")
+    if quiet not in QUIET_CHOICES:
+        raise ValueError(f"quiet {quiet!r}: expected one of {QUIET_CHOICES}")
     weight = tower.patch_embed.proj.weight                       # (D, 3, T, P, P)
     d, channels, frames, p, _ = weight.shape
     std = np.asarray(image_std if image_std is not None else _clip_std(), dtype=float)
@@ -561,6 +570,14 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
             w2[d:d + n_energy, j * d:j * d + n_energy] = h * eye[:n_energy, :n_energy]
         mlp[0].weight.copy_(w1.to(mlp[0].weight.dtype)); mlp[0].bias.zero_()
         mlp[2].weight.copy_(w2.to(mlp[2].weight.dtype)); mlp[2].bias.zero_()
+        if quiet in ("attention", "blocks"):
+            for block in tower.blocks:
+                block.attn.proj.weight.zero_()
+                block.attn.proj.bias.zero_()
+        if quiet == "blocks":
+            for block in tower.blocks[1:]:
+                block.mlp.down_proj.weight.zero_()
+                block.mlp.down_proj.bias.zero_()
     return model
 
 

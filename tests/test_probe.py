@@ -213,6 +213,15 @@ def test_condition_vision_tower_constants_can_be_overridden(tiny_model_dir):
     tower = other.model.visual
     assert torch.all(tower.blocks[0].mlp.down_proj.bias[-ANCHOR_CHANNELS:] == 2.0)
     assert not torch.equal(tower.merger.mlp[0].weight, default["model.visual.merger.mlp.0.weight"])
+    # quiet: the blocks' random attention (and block 1's MLP) add nothing to the residual stream
+    quiet = condition_vision_tower(load_policy(tiny_model_dir)[0], quiet="blocks").model.visual
+    assert all(torch.count_nonzero(b.attn.proj.weight) == 0 for b in quiet.blocks)
+    assert torch.count_nonzero(quiet.blocks[1].mlp.down_proj.weight) == 0
+    assert torch.equal(quiet.blocks[0].mlp.down_proj.weight, default["model.visual.blocks.0.mlp.down_proj.weight"])
+    attention = condition_vision_tower(load_policy(tiny_model_dir)[0], quiet="attention").model.visual
+    assert torch.count_nonzero(attention.blocks[1].mlp.down_proj.weight) > 0
+    with pytest.raises(ValueError, match="quiet 'loud'"):
+        condition_vision_tower(load_policy(tiny_model_dir)[0], quiet="loud")
 
 
 def test_ridge_penalty_is_chosen_by_leaving_photographs_out():

@@ -538,13 +538,15 @@ def selection_score(tables: Sequence[pd.DataFrame] | pd.DataFrame, where: str = 
     ``tables``: :func:`leave_one_photo_out` rows and/or :func:`linear_probe` rows on the
     validation photograph (a ``fold`` column, or one fold per table). Returns ``score`` - the
     number of (family, fold) pairs whose held-out SRCC point estimate reaches ``threshold`` -,
-    ``of`` (the pairs there are), ``tiebreak`` (the mean over families of the worst fold's SRCC)
-    and ``folds``.
+    ``of`` (the pairs there are), ``tiebreak`` (the mean over families of the worst fold's SRCC),
+    ``weakest`` (the mean over folds of the weakest family's SRCC: what "every family visible"
+    turns on, and unlike ``score`` never at a ceiling) and ``mean`` (the mean SRCC over every
+    pair) and ``folds``.
 
     >>> t = pd.DataFrame({"family": ["blur", "noise", "blur", "noise"], "where": "x",
     ...                   "srcc": [0.9, 0.4, 0.7, 0.6], "fold": ["a", "a", "b", "b"]})
     >>> selection_score(t, where="x")
-    {'score': 3, 'of': 4, 'tiebreak': 0.55, 'folds': 2}
+    {'score': 3, 'of': 4, 'tiebreak': 0.55, 'weakest': 0.5, 'mean': 0.65, 'folds': 2}
     """
     frames = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
     parts = []
@@ -558,7 +560,8 @@ def selection_score(tables: Sequence[pd.DataFrame] | pd.DataFrame, where: str = 
         raise ValueError(f"no probe rows at where={where!r}")
     wide = t.pivot_table(index="family", columns="fold", values="srcc", aggfunc="first")
     return {"score": int((wide >= threshold).sum().sum()), "of": int(wide.notna().sum().sum()),
-            "tiebreak": round(float(wide.min(axis=1).mean()), 4), "folds": int(wide.shape[1])}
+            "tiebreak": round(float(wide.min(axis=1).mean()), 4), "weakest": round(float(wide.min(axis=0).mean()), 4),
+            "mean": round(float(np.nanmean(wide.to_numpy())), 4), "folds": int(wide.shape[1])}
 
 
 def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
