@@ -53,6 +53,13 @@ oversharpen 0.84)::
                              adopted (a design would need 73 of 72: the criterion is at its ceiling)
     committed, on test       9/12: compression 0.33, overexposure 0.35, underexposure 0.50 (lows)
     pretext on dead leaves   all 69 / merger 70 / blocks 69 (validation 10 / 10 / 12) -> none adopted
+    quiet (second rule; 3 probe seeds x 6 folds; 2 Dec 2026, 2:37 alone on 2 cores)
+                             weakest / mean SRCC / validation visible: committed 0.597 / 0.812 / 11.33,
+                             attention 0.584 / 0.805 / 11.00, blocks 0.584 / 0.805 / 11.00 -> none
+                             adopted (a design needed weakest >= 0.647); after the choice, test
+                             visible per seed 9 / 10 / 11 (committed), 10 / 10 / 11 (attention),
+                             10 / 10 / 10 (blocks), grace_hopper 11 / 11 / 10, 11 / 10 / 9, 11 / 10 / 9:
+                             the random attention is not what fades the faint cues
     probe + grace_hopper     validation 12/12, test 10/12 (underexposure 0.50 -> 0.76;
                              compression 0.36, overexposure 0.18)
     probe + grace_hopper, quokka (imgaug 0.4.0), luispedro (mahotas 1.4.19), with --extra-photos:
