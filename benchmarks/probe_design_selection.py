@@ -123,22 +123,30 @@ class Bench:
         model = copy.deepcopy(self.random)
         return condition_vision_tower(model, **kw)
 
-    def features(self, model) -> dict[str, np.ndarray]:
-        return {s: vision_features(model, self.processor, pics, (SITE,))[SITE] for s, (pics, _) in self.pictures.items()}
+    def features(self, model, pictures=None) -> dict[str, np.ndarray]:
+        pictures = pictures if pictures is not None else self.pictures
+        return {s: vision_features(model, self.processor, pics, (SITE,))[SITE] for s, (pics, _) in pictures.items()}
 
     def judge(self, feats, extra=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         """Selection score (LOPO folds + validation), the validation table and the test table.
         ``extra``: (features, labels) added to the probe's training rows (never held out)."""
-        y_tr = self.pictures["training"][1]
-        x_tr = feats["training"]
-        lopo = leave_one_photo_out({SITE: x_tr}, y_tr, seed=self.args.seed)
-        if extra is not None:
-            x_tr = np.concatenate([x_tr, extra[0]])
-            y_tr = pd.concat([y_tr, extra[1]], ignore_index=True)
-        tables = {s: linear_probe({SITE: x_tr}, y_tr, {SITE: feats[s]}, self.pictures[s][1], include_all=False,
-                                  seed=self.args.seed, n_resamples=2000).assign(fold=s)
-                  for s in ("validation", "test")}
-        return selection_score([lopo, tables["validation"]], where=SITE), tables["validation"], tables["test"]
+        score, tables = judge_sides(feats, self.pictures, self.args.seed, extra)
+        return score, tables["validation"], tables["test"]
+
+
+def judge_sides(feats, pictures, seed: int, extra=None) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The selection score (the training photographs held out in turn + the validation photograph)
+    and a probe table for every held-out side of ``pictures`` (all but ``"training"``)."""
+    y_tr = pictures["training"][1]
+    x_tr = feats["training"]
+    lopo = leave_one_photo_out({SITE: x_tr}, y_tr, seed=seed)
+    if extra is not None:
+        x_tr = np.concatenate([x_tr, extra[0]])
+        y_tr = pd.concat([y_tr, extra[1]], ignore_index=True)
+    tables = {s: linear_probe({SITE: x_tr}, y_tr, {SITE: feats[s]}, pictures[s][1], include_all=False,
+                              seed=seed, n_resamples=2000).assign(fold=s)
+              for s in pictures if s != "training"}
+    return selection_score([lopo, tables["validation"]], where=SITE), tables
 
 
 def _visible(table: pd.DataFrame) -> int:
@@ -277,14 +285,7 @@ def part_quiet(bench: Bench) -> None:
                     "test": probe_images(seed, bench.args.n_test, 112, "test"),
                     "own": probe_images(seed, bench.args.n_test, 112, "test", photos=own)}
         for design in QUIET_DESIGNS:
-            model = bench.tower(quiet=design)
-            feats = {k: vision_features(model, bench.processor, pics, (SITE,))[SITE] for k, (pics, _) in pictures.items()}
-            y_tr = pictures["training"][1]
-            lopo = leave_one_photo_out({SITE: feats["training"]}, y_tr, seed=seed)
-            tables = {k: linear_probe({SITE: feats["training"]}, y_tr, {SITE: feats[k]}, pictures[k][1],
-                                      include_all=False, seed=seed, n_resamples=2000).assign(fold=k)
-                      for k in ("validation", "test", "own")}
-            score = selection_score([lopo, tables["validation"]], where=SITE)
+            score, tables = judge_sides(bench.features(bench.tower(quiet=design), pictures), pictures, seed)
             per_seed.append({"design": design, "seed": seed, "weakest": score["weakest"], "mean": score["mean"],
                              "score": score["score"], "validation_visible": _visible(tables["validation"])})
             held += [{"design": design, "seed": seed, "side": k, "visible": _visible(tables[k]),
