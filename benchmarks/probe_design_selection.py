@@ -94,7 +94,7 @@ from refine_iqa_lib.data.distortions import distort  # noqa: E402
 from refine_iqa_lib.data.photos import load_photo  # noqa: E402
 from refine_iqa_lib.data.scoring_set import photo_splits  # noqa: E402
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
-    VISIBLE_SRCC, leave_one_photo_out, linear_probe, probe_images, selection_score, vision_features,
+    VISIBLE_SRCC, held_out_images, leave_one_photo_out, linear_probe, probe_images, selection_score, vision_features,
 )
 from refine_iqa_lib.io import open_image  # noqa: E402
 from refine_iqa_lib.models import (  # noqa: E402
@@ -283,7 +283,7 @@ def part_quiet(bench: Bench) -> None:
         pictures = {"training": probe_images(seed, bench.args.n_train, 112, "training"),
                     "validation": probe_images(seed, bench.args.n_test, 112, "validation"),
                     "test": probe_images(seed, bench.args.n_test, 112, "test"),
-                    "own": probe_images(seed, bench.args.n_test, 112, "test", photos=own)}
+                    "own": held_out_images(seed, bench.args.n_test, 112, photos=own)[:2]}
         for design in QUIET_DESIGNS:
             score, tables = judge_sides(bench.features(bench.tower(quiet=design), pictures), pictures, seed)
             per_seed.append({"design": design, "seed": seed, "weakest": score["weakest"], "mean": score["mean"],

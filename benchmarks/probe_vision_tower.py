@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
-    PROBE_SITES, VISIBLE_SRCC, linear_probe, pixel_statistics, probe_images, probe_report, probe_table,
+    PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, pixel_statistics, probe_report, probe_table,
     srcc_lows, training_images, visible_families,
 )
 from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
@@ -93,8 +93,8 @@ def main() -> None:
             img_tr, y_tr = training_images(seed, args.n_train, 112, extra_photos=extra)
             f_tr = pixel_statistics(img_tr)
             for split in splits:
-                img_te, y_te = (probe_images(seed, args.n_test, 112, "test", photos=own) if split == "own"
-                                else probe_images(seed, args.n_test, 112, split))
+                img_te, y_te, _ = held_out_images(seed, args.n_test, 112, "test" if split == "own" else split,
+                                                  photos=own if split == "own" else None)
                 table = linear_probe(f_tr, y_tr, pixel_statistics(img_te), y_te, seed=seed)
                 seen = visible_families(table, "pixel_stats")
                 summary.append({"seed": seed, "features": "pixel statistics", "split": split,

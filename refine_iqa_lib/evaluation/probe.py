@@ -61,7 +61,7 @@ from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
-__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
+__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images", "held_out_images",
            "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
            "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score"]
 
@@ -157,6 +157,19 @@ def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, famili
         raise ValueError(f"extra photographs {clash}: names of embedded photographs; expected other photographs")
     more, more_labels = probe_images(seed, n_per_cell, size, families=families, photos=extra_photos)
     return images + more, pd.concat([labels, more_labels], ignore_index=True)
+
+
+def held_out_images(seed: int = 0, n_per_cell: int = 12, size: int = 112, split: str = "test",
+                    families: Sequence[str] = DISTORTIONS, split_seed: int = 0,
+                    photos: Mapping[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], pd.DataFrame, str]:
+    """The probe's held-out side: :func:`probe_images` of ``split``'s photographs (``"validation"``
+    or ``"test"``), or of your own ``photos`` (name -> H x W x 3 uint8) cut as a held-out side;
+    returns ``(images, labels, side)`` with ``side`` = ``split``, or ``"own"`` for ``photos``."""
+    if split not in ("validation", "test"):
+        raise ValueError(f"split {split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
+    if photos is not None:
+        return (*probe_images(seed, n_per_cell, size, "test", families, split_seed, photos=photos), "own")
+    return (*probe_images(seed, n_per_cell, size, split, families, split_seed), split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,14 +613,10 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     img_tr, y_tr = training_images(seed, n_train, size, families, split_seed, extra_train_photos)
     if test_split not in ("validation", "test"):
         raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
-    if test_photos is not None:
-        clash = sorted(set(test_photos) & set(y_tr["photo"]))
-        if clash:
-            raise ValueError(f"test photographs {clash}: also on the probe's training side; expected other photographs")
-        img_te, y_te = probe_images(seed, n_test, size, "test", families, split_seed, photos=test_photos)
-        test_split = "own"
-    else:
-        img_te, y_te = probe_images(seed, n_test, size, test_split, families, split_seed)
+    clash = sorted(set(test_photos or ()) & set(y_tr["photo"]))
+    if clash:
+        raise ValueError(f"test photographs {clash}: also on the probe's training side; expected other photographs")
+    img_te, y_te, test_split = held_out_images(seed, n_test, size, test_split, families, split_seed, test_photos)
     t1 = time.perf_counter()
     f_tr = vision_features(model, processor, img_tr, where, batch_size)
     f_te = vision_features(model, processor, img_te, where, batch_size)
