@@ -61,8 +61,8 @@ from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
-__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images", "held_out_images",
-           "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
+__all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
+           "held_out_images", "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
            "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score"]
 
 #: Where features can be taken, in the order the tower computes them.
