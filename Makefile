@@ -5,6 +5,7 @@
 # torch: the CPU build by default. GPU users choose their own build, e.g.
 #   make reproduce TORCH_SPEC="torch==2.6.0" PROFILE=paper
 # (or pre-install torch in .venv and set TORCH_SPEC="" to leave it as it is).
+# Every other package is pinned by requirements-lock.txt (pip constraints); `make lock` regenerates it.
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -15,17 +16,19 @@ TEST_WORKERS ?= 2
 EXTRAS     ?= test
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(EXTRAS)
+LOCK       := requirements-lock.txt
 
-.PHONY: reproduce test venv dry-run clean-results lab bench standin findings
+.PHONY: reproduce test venv dry-run clean-results lab bench standin findings lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Re-install when the project's dependencies change.
-$(STAMP): pyproject.toml | $(PY)
+# Re-install when the project's dependencies or the lock change; the lock pins every package but
+# torch (and what torch itself requires), which TORCH_SPEC chooses.
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,6 +57,16 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+# Regenerate requirements-lock.txt from a venv created from nothing (then regenerate and commit the
+# committed outputs with it: make standin, make reproduce, make findings).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then .lock-venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"; fi
+	.lock-venv/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	.lock-venv/bin/python -m refine_iqa_lib.environment lock
+	rm -rf .lock-venv
 
 clean-results:
 	rm -rf results/work results/executed

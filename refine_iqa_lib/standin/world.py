@@ -198,10 +198,9 @@ def load_photo(pid: str) -> np.ndarray:
 
 @lru_cache(maxsize=512)
 def _load_object(oid: str) -> tuple[np.ndarray, np.ndarray]:
-    from refine_iqa_lib.io import open_image
-
     row = _entry(oid, "object")
-    rgba = np.asarray(open_image(PICTURES / row["file"]).convert("RGBA"), dtype=np.uint8)
+    with Image.open(PICTURES / row["file"]) as im:  # a committed RGBA file: its alpha is the object's mask
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
     rgb, alpha = np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
     rgb.setflags(write=False)
     alpha.setflags(write=False)
