@@ -55,5 +55,6 @@ lab: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
+# keeps the committed executed notebooks of the tiny run (results/executed/tiny/)
 clean-results:
-	rm -rf results/work results/executed
+	rm -rf results/work $(filter-out results/executed/tiny,$(wildcard results/executed/*))
