@@ -131,10 +131,11 @@ class WarmupConfig:
     min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
     scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks); recipe labels only
     # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
-    # pre-training samples of refine_iqa_lib.data.pretrain (issue 13: no MOS, no Stage-1 sample)
+    # pre-training samples of refine_iqa_lib.data.pretrain (no MOS, no Stage-1 sample: a base must not
+    # have seen the labels it is then trained and tested on)
     recipe: str = "labels"
     # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
-    # model.tiny_arch.vision_init "filters" survives it (issue 13); off = every parameter trains
+    # model.tiny_arch.vision_init "filters" survives it; off = every parameter trains
     freeze_vision: bool = False
     # batches of similar prompt length (transformers' group_by_length: little padding); false =
     # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
@@ -149,7 +150,7 @@ class WarmupConfig:
 
 @dataclass
 class PretrainConfig:
-    """Stand-in pre-training data (issue 13; refine_iqa_lib.data.pretrain): the analogue of
+    """Stand-in pre-training data (refine_iqa_lib.data.pretrain; not in the paper): the analogue of
     Qwen2.5-VL's pre-training and instruction tuning, on training-side pictures and tasks other than
     the tested ones. Nothing reads it unless ``write_pretrain_dataset`` is called."""
 
