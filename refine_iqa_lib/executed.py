@@ -12,7 +12,8 @@ run to run and nothing else:
 * widgets: the widget state (``metadata.widgets``, random model ids) and widget views are dropped,
   each output keeping its text form (a static notebook cannot run a widget anyway);
 * identities: memory addresses (``at 0x7f...``) and pandas Styler ids (``T_3fa2c``);
-* paths: the repository folder becomes ``.`` and the Python installation ``<python>``;
+* paths: the repository folder becomes ``.`` and the Python installation ``<python>``; papermill's
+  input and output paths outside the repository keep only the file name;
 * layout: consecutive stream outputs of one name are merged (how the kernel split them is timing).
 
 Execution counts, numbers, tables and figures are kept as they are. :func:`figure_gaps` lists what
@@ -123,7 +124,8 @@ def normalise_notebook(nb: dict) -> dict:
             pm.pop(key, None)
         for key in ("input_path", "output_path"):
             if isinstance(pm.get(key), str):
-                pm[key] = normalise_text(pm[key])
+                path = normalise_text(pm[key])
+                pm[key] = Path(path).name if Path(path).is_absolute() else path  # outside the repository
     for i, cell in enumerate(nb.get("cells", [])):
         cmeta = cell.get("metadata", {})
         cmeta.pop("execution", None)

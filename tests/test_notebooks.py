@@ -1,6 +1,7 @@
 """Notebook hygiene; every numbered notebook executed with the smoke profile, its executed copy
-normalised to the same bytes on a second run; notebooks 05-09 re-run cell by cell in one kernel, as
-a reader does; and the committed executed notebooks (profile tiny) holding their figures."""
+normalised to the same bytes on a second run; every cell of notebooks 05-09 run twice in one kernel,
+as a reader runs a cell again; and the committed executed notebooks (profile tiny) holding their
+figures."""
 import json
 
 import nbformat
@@ -67,9 +68,11 @@ def test_runs_with_smoke_profile(path, smoke_executed):
 
 
 def rerun_in_one_kernel(path, profile: str = "smoke", timeout: int = 600) -> nbformat.NotebookNode:
-    """Execute ``path`` in one kernel the way a reader re-runs it in JupyterLab: every code cell
-    twice in a row, then the whole notebook once more from the top. The parameters cell is set to
-    ``profile``. A failing cell raises ``AssertionError`` naming the cell, the pass and the error."""
+    """Execute ``path`` in one kernel with every code cell run twice in a row, the way a reader runs
+    a cell again in JupyterLab. (Running the whole notebook twice would not catch a cell that
+    shadows a name it uses, such as a dict named like a module imported in an earlier cell: the
+    second pass re-imports it first.) The parameters cell is set to ``profile``. A failing cell
+    raises ``AssertionError`` naming the cell and the error."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -79,14 +82,13 @@ def rerun_in_one_kernel(path, profile: str = "smoke", timeout: int = 600) -> nbf
     assert "parameters" in params.metadata.get("tags", [])
     params.source = f"profile = {profile!r}\noverrides = {{}}"
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
-    order = [(i, c, "twice in a row") for i, c in cells for _ in range(2)] + [(i, c, "second pass") for i, c in cells]
     with client.setup_kernel():
-        for i, cell, when in order:
-            try:
-                client.execute_cell(cell, i)
-            except CellExecutionError as e:
-                raise AssertionError(f"{path.name}: code cell {cells.index((i, cell)) + 1} failed when run {when}:\n"
-                                     f"{e}") from None
+        for n, (i, cell) in enumerate(cells, 1):
+            for run in ("first", "second"):
+                try:
+                    client.execute_cell(cell, i)
+                except CellExecutionError as e:
+                    raise AssertionError(f"{path.name}: code cell {n} failed on its {run} run:\n{e}") from None
     return nb
 
 
@@ -108,7 +110,7 @@ def test_rerun_catches_a_cell_that_breaks_on_its_second_run(tmp_path):
     ])
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     nbformat.write(nb, path)
-    with pytest.raises(AssertionError, match="code cell 3 failed when run twice in a row"):
+    with pytest.raises(AssertionError, match="code cell 3 failed on its second run"):
         rerun_in_one_kernel(path)
 
 
