@@ -68,5 +68,6 @@ lock:
 	.lock-venv/bin/python -m refine_iqa_lib.environment lock
 	rm -rf .lock-venv
 
+# keeps the committed executed notebooks of the tiny run (results/executed/tiny/)
 clean-results:
-	rm -rf results/work results/executed
+	rm -rf results/work $(filter-out results/executed/tiny,$(wildcard results/executed/*))

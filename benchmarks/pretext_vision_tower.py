@@ -1,7 +1,7 @@
 """Can a pretext objective make the stand-in's vision tower see more families than its fixed filters?
 
-Issue 13, part 1 asks for a tower on which a linear probe sees all 12 distortion families, by "a
-pretext objective, a better-conditioned architecture of the same class, or both".
+The aim is a tower on which a linear probe sees all 12 distortion families, reached by a pretext
+objective, a better-conditioned architecture of the same class, or both.
 ``models.condition_vision_tower`` is the architecture; this script measures the pretext.
 
 It builds the stand-in with the conditioned tower (``vision_init: filters``, in a temporary folder),

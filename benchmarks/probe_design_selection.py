@@ -1,6 +1,6 @@
 """Which vision-tower design lets a linear probe see the most families on photographs it was not fitted on?
 
-Issue 13, part 1 asks for a stand-in tower on which a linear probe sees all 12 distortion families.
+The aim is a stand-in tower on which a linear probe sees all 12 distortion families.
 The committed tower (``models.condition_vision_tower``, the defaults) shows 11 of 12 on the one
 validation photograph and 9 of 12 on the two test photographs. One validation photograph is too
 few to choose a design by, so this script compares designs by a criterion fixed before any was run:

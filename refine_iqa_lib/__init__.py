@@ -4,7 +4,9 @@ The folders follow the pipeline: :mod:`.data` (distortions, Refine-Perception, I
 :mod:`.method` (Eq. 1-8: rewards, advantages, teacher forcing, scoring) -> :mod:`.training`
 (TRL trainers, the training CLI and the launcher) -> :mod:`.evaluation` (evaluators, tables,
 figures). The small shared base: :mod:`.config`, :mod:`.models`, :mod:`.prompts`,
-:mod:`.generation`, :mod:`.runs`, :mod:`.io`, :mod:`.artifacts`.
+:mod:`.generation`, :mod:`.runs`, :mod:`.io`, :mod:`.artifacts`. Around the notebooks:
+:mod:`.reproduce` (runs them headless), :mod:`.executed` (their executed copies as committed) and
+:mod:`.notebook` (the evaluation notebooks' first cells).
 
 The library logs through :mod:`logging` (``logging.getLogger(__name__)``). Like transformers, it
 gives its root logger ``refine_iqa_lib`` one handler of its own, writing plain messages at INFO to

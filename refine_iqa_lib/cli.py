@@ -184,9 +184,9 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
 
     from refine_iqa_lib.environment import package_versions
     from refine_iqa_lib.evaluation.qbench import evaluate_qbench, qbench_result_path
-    from refine_iqa_lib.evaluation.scoring_eval import (evaluate_scoring, method_name, our_table, result_dir,
-                                                        scoring_result_path)
-    from refine_iqa_lib.evaluation.tables import EVALUATED_SECTION
+    from refine_iqa_lib.evaluation.results import result_dir
+    from refine_iqa_lib.evaluation.scoring_eval import evaluate_scoring, method_name, scoring_result_path
+    from refine_iqa_lib.evaluation.tables import EVALUATED_SECTION, our_table
     from refine_iqa_lib.generation import GREEDY_FIELDS
     from refine_iqa_lib.io import repo_relative, write_json
     from refine_iqa_lib.models import check_model_dir, load_policy

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from refine_iqa_lib.io import REPO_ROOT, write_text
+from refine_iqa_lib.method.rewards import PAPER_REWARDS, REQUIRED_REWARDS, REWARDS, reward_names
 
 PROFILE_DIR = Path(__file__).parent / "configs" / "profiles"
 ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
@@ -130,10 +131,11 @@ class WarmupConfig:
     min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
     scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks); recipe labels only
     # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
-    # pre-training samples of refine_iqa_lib.data.pretrain (issue 13: no MOS, no Stage-1 sample)
+    # pre-training samples of refine_iqa_lib.data.pretrain (no MOS, no Stage-1 sample: a base must not
+    # have seen the labels it is then trained and tested on)
     recipe: str = "labels"
     # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
-    # model.tiny_arch.vision_init "filters" survives it (issue 13); off = every parameter trains
+    # model.tiny_arch.vision_init "filters" survives it; off = every parameter trains
     freeze_vision: bool = False
     # batches of similar prompt length (transformers' group_by_length: little padding); false =
     # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
@@ -148,7 +150,7 @@ class WarmupConfig:
 
 @dataclass
 class PretrainConfig:
-    """Stand-in pre-training data (issue 13; refine_iqa_lib.data.pretrain): the analogue of
+    """Stand-in pre-training data (refine_iqa_lib.data.pretrain; not in the paper): the analogue of
     Qwen2.5-VL's pre-training and instruction tuning, on training-side pictures and tasks other than
     the tested ones. Nothing reads it unless ``write_pretrain_dataset`` is called."""
 
@@ -191,8 +193,11 @@ class StageConfig:
     use_pm: bool = True                   # policy-gradient modification (Eq. 6), Stage-2
     answer_eps: float = 0.5               # Eq. 1
     adv_eps: float = 0.02                 # Eq. 6
-    lambdas: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # Eq. 5
-    variant: str = "paper"                # paper | authors (reference-facts §1)
+    # reward name -> weight (method.rewards.REWARDS); each stage section's default is the paper's
+    # (PAPER_REWARDS: Eq. 5 with lambda = 1). Listed here, a profile's entries are added to the
+    # default (a dict merges); pd trains only with use_pd (the w/o-PD ablation switch).
+    rewards: dict = field(default_factory=dict)
+    variant: str = "paper"                # paper (the paper's equations) | authors (the authors' released code)
     init_from: str = "previous"           # previous stage's weights, or "base"
     init_path: str = ""                   # explicit initial weights (overrides init_from)
     pd_reference: str = "forced"          # forced (Eq. 4, one pass) | sampled (authors: G no-think samples)
@@ -206,6 +211,16 @@ class StageConfig:
     eval_samples: int = 32                # pictures in the fixed validation subset
     keep_best: bool = False               # keep <run>/best/: the weights with the best validation SRCC
     seed: int = 0
+
+    @property
+    def lambdas(self) -> tuple[float, float, float]:
+        """Eq. 5's ``(λ1, λ2, λ3)``: the weights of ``answer``, ``format`` and ``pd`` (0 for one not listed)."""
+        return tuple(float(self.rewards.get(n, 0.0)) for n in ("answer", "format", "pd"))
+
+    def active_rewards(self) -> dict[str, float]:
+        """The rewards this stage trains with, name -> weight, in the listed order: ``rewards`` without
+        ``pd`` when ``use_pd`` is off (the w/o-PD ablation)."""
+        return {n: float(w) for n, w in self.rewards.items() if n != "pd" or self.use_pd}
 
 
 @dataclass
@@ -268,8 +283,9 @@ class Config:
     scoring: ScoringDataConfig = field(default_factory=ScoringDataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False))
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(mode="no_think", use_pd=False, use_pm=False,
+                                                                    rewards=dict(PAPER_REWARDS["1"])))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think", rewards=dict(PAPER_REWARDS["2"])))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -366,7 +382,7 @@ def _build(cls, data: dict, where: str = ""):
             cur = getattr(base, f.name)
             val = data[f.name]
             if dataclasses.is_dataclass(cur) and isinstance(val, dict):
-                kwargs[f.name] = _build(type(cur), {**asdict(cur), **val}, key)
+                kwargs[f.name] = _build(type(cur), _deep_merge(asdict(cur), val), key)
             elif isinstance(cur, dict) and isinstance(val, dict):  # free-form mapping: merge
                 kwargs[f.name] = _convert(_deep_merge(cur, val), hints[f.name], key)
             else:
@@ -522,9 +538,6 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("*.loss_type", _one_of(LOSS_TYPES), f"one of {', '.join(LOSS_TYPES)}"),
     ("*.answer_eps", _pos, "> 0"),
     ("*.adv_eps", _pos, "> 0"),
-    ("*.lambdas", lambda v: len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                 and x == x and abs(x) != float("inf") for x in v),
-     "a list of 3 finite numbers (Eq. 5's lambda_1..3)"),
     ("*.variant", _one_of(("paper", "authors")), "one of paper, authors"),
     ("*.init_from", _one_of(("previous", "base")), "one of previous, base"),
     ("*.pd_reference", _one_of(("forced", "sampled")), "one of forced, sampled"),
@@ -595,6 +608,37 @@ def custom_labels(cfg: Config, name: str) -> dict:
     return out
 
 
+def check_stage_rewards(cfg: Config, stage: str) -> None:
+    """Check ``stage<n>.rewards``: known names (:data:`refine_iqa_lib.method.rewards.REWARDS`) with
+    finite weights, the stage's required rewards (:data:`~refine_iqa_lib.method.rewards.REQUIRED_REWARDS`),
+    and ``pd`` listed when ``use_pd`` is on (only in think mode); ``ConfigError`` naming the key otherwise.
+
+    >>> load_config("smoke", ["stage2.rewards.accuracy=1"])
+    Traceback (most recent call last):
+    ...
+    refine_iqa_lib.config.ConfigError: --set stage2.rewards.accuracy=1: stage2.rewards: unknown reward 'accuracy'; known rewards: ['answer', 'format', 'grounding', 'mcq', 'pd', 'stage1']
+    """
+    key = f"stage{stage}.rewards"
+    section = getattr(cfg, f"stage{stage}")
+    rewards = section.rewards
+    for name, weight in rewards.items():
+        if name not in REWARDS:
+            raise ConfigError(f"{key}: unknown reward {name!r}; known rewards: {reward_names()}", f"{key}.{name}")
+        if (not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight != weight
+                or abs(weight) == float("inf")):
+            raise ConfigError(f"{key}.{name} = {weight!r}: expected a finite number (the reward's weight)", f"{key}.{name}")
+    missing = [n for n in REQUIRED_REWARDS[stage] if n not in rewards]
+    if missing:
+        raise ConfigError(f"{key} = {rewards}: expected {list(REQUIRED_REWARDS[stage])} among them (a rollout is "
+                          f"correct when both are 1; weight 0 keeps one out of the sum), missing {missing}", key)
+    if section.use_pd and "pd" not in rewards:
+        raise ConfigError(f"stage{stage}.use_pd = true but {key} lists no pd; add pd with its weight (Eq. 5's "
+                          f"lambda_3) or set stage{stage}.use_pd=false", f"stage{stage}.use_pd")
+    if section.use_pd and section.mode != "think":
+        raise ConfigError(f"stage{stage}.use_pd = true in {section.mode} mode: the PD reward compares a think with "
+                          f"no-think; expected stage{stage}.mode=think or stage{stage}.use_pd=false", f"stage{stage}.use_pd")
+
+
 def check_values(cfg: Config) -> None:
     """Raise :class:`ConfigError` (with ``key``) for the first value of ``cfg`` that cannot work,
     naming the key, the value and the rule (:data:`VALUE_RULES`); also ``model.max_pixels >=
@@ -618,6 +662,8 @@ def check_values(cfg: Config) -> None:
                 good = False
             if not good:
                 raise ConfigError(f"{k} = {value!r}: expected {rule}", k)
+    for stage in ("1", "2"):
+        check_stage_rewards(cfg, stage)
     for name in cfg.scoring.custom:
         custom_labels(cfg, name)
     if cfg.model.max_pixels < cfg.model.min_pixels:

@@ -3,7 +3,7 @@
     python -m refine_iqa_lib.findings --profile tiny [--seeds 0 1 2] [--set key=value ...] [--out DIR]
 
 ``make reproduce`` runs one seed; a verdict from one seed cannot tell a mechanism from the luck of
-one run. This command (issue 13, part 5):
+one run. This command:
 
 1. builds (or reuses) the profile's data and base in its ``paths.work_dir`` - the perception
    dataset, the scoring splits, the Q-Bench stand-in and, for the stand-in, its warm-up (the

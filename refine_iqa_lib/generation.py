@@ -2,7 +2,7 @@
 
 transformers fills every generation field left at ``None`` from the checkpoint's own
 ``generation_config.json``; Qwen2.5-VL-Instruct releases ship sampling defaults and
-``repetition_penalty: 1.05`` (reference-facts §4). :func:`greedy_config` therefore sets every field
+``repetition_penalty: 1.05`` (checked with transformers 5.23). :func:`greedy_config` therefore sets every field
 that could change a greedy search to its neutral value, so that what a checkpoint's folder says
 never changes an evaluation (tested with a stand-in saved with ``do_sample: true``,
 ``repetition_penalty: 1.3``, ``temperature: 0.1``, ``top_k: 1``).

@@ -2,8 +2,11 @@
 
 ``make reproduce`` calls ``python -m refine_iqa_lib.reproduce --profile tiny``. Each notebook
 ``notebooks/NN_*.ipynb`` is executed with its ``parameters`` cell set to the profile (and any
-``--set`` overrides); executed copies go to ``results/executed/<profile>/``. On a failure the
-runner stops, names the notebook and the failing cell's error, and exits non-zero.
+``--set`` overrides); executed copies go to ``results/executed/<profile>/``, their volatile fields
+(timestamps, durations, progress bars, widget state, absolute paths) normalised by
+:func:`refine_iqa_lib.executed.normalise_file`, so that a run whose numbers agree writes the same
+bytes: the ``tiny`` copies are committed. On a failure the runner stops, names the notebook and
+the failing cell's error, and exits non-zero.
 
 Ctrl-C is a clean stop: the kernel is interrupted (killed if it does not stop within
 :data:`INTERRUPT_GRACE_S`) and shut down, the partial executed copy is marked interrupted (a
@@ -33,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from refine_iqa_lib.config import REPO_ROOT, ConfigError, load_config, parse_overrides
+from refine_iqa_lib.executed import normalise_file
 from refine_iqa_lib.io import repo_relative, write_json, write_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -186,7 +190,8 @@ def mark_interrupted(nb_path: Path, out: Path, when: str) -> str:
 
 def run_notebook(path: Path, out_dir: Path, profile: str, overrides: dict | None = None,
                  kernel_name: str = "python3", timeout: int | None = None) -> Path:
-    """Execute one notebook with papermill; return the executed copy's path.
+    """Execute one notebook with papermill; return the executed copy's path (normalised, also when
+    a cell failed).
 
     Papermill runs in a worker thread; Ctrl-C in this (main) thread stops the kernel
     (:func:`_stop_kernel`), marks the partial copy (:func:`mark_interrupted`) and raises
@@ -227,6 +232,8 @@ def run_notebook(path: Path, out_dir: Path, profile: str, overrides: dict | None
         if env_before is None:
             os.environ.pop("TQDM_MININTERVAL", None)
     err = outcome.get("error")
+    if out.is_file() and (err is None or isinstance(err, pm.PapermillExecutionError)):
+        normalise_file(out)
     if isinstance(err, pm.PapermillExecutionError):
         raise _failure_from(err, path) from None
     if err is not None:

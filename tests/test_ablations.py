@@ -8,6 +8,7 @@ import pytest
 
 from refine_iqa_lib.config import load_config, parse_overrides
 from refine_iqa_lib.evaluation import ablations as ab
+from refine_iqa_lib.evaluation import results
 from refine_iqa_lib.evaluation import scoring_eval as ev
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib.io import write_json
@@ -61,7 +62,7 @@ def test_run_ablations_trains_missing_reference_runs_first(cfg, monkeypatch):
         return run_dir
 
     monkeypatch.setattr(launch, "run_stage_subprocess", fake)
-    monkeypatch.setattr(ev, "ensure_base_model", lambda c: calls.append(("base", None, ())))
+    monkeypatch.setattr(results, "ensure_base_model", lambda c: calls.append(("base", None, ())))
     tables_ = ab.run_ablations(cfg, evaluate=False)
     assert calls[0] == ("base", None, ()) and [c[0] for c in calls[1:3]] == ["1", "2"]  # Stage-1, Stage-2
     assert [c[2] for c in calls[3:]] == [tuple(ab.ablation_overrides(n)) for n in ab.ABLATIONS]

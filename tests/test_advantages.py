@@ -61,7 +61,7 @@ def test_zero_spread_groups():
 
 def test_authors_variant():
     ones = np.ones(8)
-    # the authors' all-equal, all-wrong group gets -2e-5 / 1e-4 = -0.2 (reference-facts §1)
+    # the authors' all-equal, all-wrong group gets -2e-5 / 1e-4 = -0.2 (the authors' released code)
     np.testing.assert_allclose(refine_advantages(ones, np.zeros(8, bool), variant="authors"), -0.2)
     assert np.all(refine_advantages(ones * 2, np.ones(8, bool), variant="authors") == 0)
     r = np.array([1.0, 0.0, 1.0, 0.0])

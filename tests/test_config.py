@@ -83,8 +83,8 @@ def test_accelerate_configs_ship_with_the_package():
     ("stage2.max_steps", 0, "expected -1 (train num_train_epochs) or >= 1"),
     ("stage2.max_steps", -5, "expected -1"),
     ("stage2.num_train_epochs", 0, "expected > 0"),
-    ("stage2.lambdas", [1.0, 1.0], "expected a list of 3 finite numbers"),
-    ("stage2.lambdas", [1, "a", 1], "expected a list of 3 finite numbers"),
+    ("stage2.rewards.format", "a", "expected a finite number (the reward's weight)"),
+    ("stage2.rewards.pd", True, "expected a finite number (the reward's weight)"),
     ("stage2.temperature", 0, "expected > 0"),
     ("stage2.top_p", 0, "expected in (0, 1]"),
     ("stage2.top_p", 1.5, "expected in (0, 1]"),
@@ -140,3 +140,43 @@ def test_set_error_shows_the_override_as_typed_and_a_bad_profile_value_names_the
     with pytest.raises(ConfigError, match="model.max_pixels = 100: expected >= model.min_pixels"):
         load_config("smoke", {"model.max_pixels": 100})
     assert load_config("smoke", {"perception.test_size": 0}).perception.test_size == 0  # a build without a test split
+
+
+def test_stage_rewards_list_names_and_weights_merged_onto_the_papers():
+    cfg = load_config("smoke")
+    assert cfg.stage1.rewards == {"stage1": 1.0, "format": 1.0}
+    assert cfg.stage2.rewards == {"answer": 1.0, "format": 1.0, "pd": 1.0} and cfg.stage2.lambdas == (1.0, 1.0, 1.0)
+    cfg = load_config("smoke", ["stage2.rewards.pd=0.5", "stage2.rewards.mcq=0"])  # listed names join the default
+    assert cfg.stage2.rewards == {"answer": 1.0, "format": 1.0, "pd": 0.5, "mcq": 0.0}
+    assert cfg.stage2.lambdas == (1.0, 1.0, 0.5) and cfg.stage1.rewards == {"stage1": 1.0, "format": 1.0}
+    off = load_config("smoke", {"stage2.use_pd": False})                  # the w/o-PD ablation switch
+    assert list(off.stage2.active_rewards()) == ["answer", "format"] and "pd" in off.stage2.rewards
+
+
+@pytest.mark.parametrize("over, fragment", [
+    ({"stage2.rewards.accuracy": 1.0}, "stage2.rewards: unknown reward 'accuracy'; known rewards: "
+                                       "['answer', 'format', 'grounding', 'mcq', 'pd', 'stage1']"),
+    ({"stage1.rewards.pd": 1.0, "stage1.use_pd": True}, "stage1.use_pd = true in no_think mode"),
+    ({"stage1.use_pd": True}, "stage1.use_pd = true but stage1.rewards lists no pd"),
+])
+def test_unknown_or_impossible_rewards_fail_at_load(over, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", over)
+    assert fragment in str(e.value)
+
+
+def test_a_profile_without_a_required_reward_fails_naming_it(tmp_path):
+    from refine_iqa_lib.config import PROFILE_DIR
+    import yaml
+
+    data = yaml.safe_load((PROFILE_DIR / "smoke.yaml").read_text())
+    data["stage1"]["rewards"] = {"grounding": 1.0}
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(str(path))  # merged onto the paper's: stage1 and format are still there
+    assert cfg.stage1.rewards == {"stage1": 1.0, "format": 1.0, "grounding": 1.0}
+    from refine_iqa_lib.config import check_stage_rewards
+
+    cfg.stage1.rewards = {"grounding": 1.0}
+    with pytest.raises(ConfigError, match=r"expected \['stage1', 'format'\] among them .* missing \['stage1', 'format'\]"):
+        check_stage_rewards(cfg, "1")

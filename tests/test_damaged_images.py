@@ -10,6 +10,7 @@ import pytest
 from refine_iqa_lib import generation
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import perception, qbench
+from refine_iqa_lib.evaluation import results as res
 from refine_iqa_lib.evaluation import scoring_eval as ev
 from refine_iqa_lib.io import ImageReadError, check_images, open_image, read_json
 from refine_iqa_lib.training.data import DatasetCheckError, check_images_load
@@ -92,7 +93,7 @@ def test_evaluate_scoring_can_score_the_rest_and_list_the_unreadable(cfg, damage
 
 def test_perception_and_qbench_stop_before_the_model(cfg, damaged_images, monkeypatch):
     rows = pd.DataFrame({"image": damaged_images["good"] + damaged_images["bad"]})
-    monkeypatch.setattr(ev, "load_eval_model", _no_model)
+    monkeypatch.setattr(res, "load_eval_model", _no_model)
     monkeypatch.setattr(perception, "perception_test_samples", lambda c, d=None: rows)
     monkeypatch.setattr(qbench, "load_qbench_questions", lambda c: rows)
     with pytest.raises(ImageReadError, match="perception test images: 6 of 8 image files unreadable"):
@@ -107,7 +108,7 @@ def test_qbench_skip_mode_answers_the_rest(cfg, damaged_images, monkeypatch):
                         "answer": "Yes", "answer_index": 0, "type_name": "yes_no", "concern_name": "technical"}
                        for i, p in enumerate(good + bad)])
     monkeypatch.setattr(qbench, "load_qbench_questions", lambda c: qs)
-    monkeypatch.setattr(ev, "eval_model_path", lambda c, n: Path("/models/x"))
+    monkeypatch.setattr(res, "eval_model_path", lambda c, n: Path("/models/x"))
     monkeypatch.setattr(generation, "greedy_generate", lambda m, p, images, prompts, **kw: ["A"] * len(images))
     skip = load_config(cfg, {"eval.skip_unreadable": True})
     rec = qbench.evaluate_qbench(skip, "s2", modes=["no_think"], loaded=("model", "processor"))[0]

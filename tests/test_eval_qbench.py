@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.evaluation import qbench as qb
 from refine_iqa_lib import generation
-from refine_iqa_lib.evaluation import scoring_eval as ev
+from refine_iqa_lib.evaluation.results import predictions_dir
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib.io import read_json, read_jsonl
 
@@ -84,7 +84,7 @@ def test_evaluate_qbench_on_the_embedded_set_writes_the_schema(cfg, tiny_policy)
         assert set(disk["accuracy"]) == set(qb.ACCURACY_KEYS)
         assert disk["ci"]["accuracy"]["overall"]["n"] == disk["n"] and disk["ci_method"]["unit"] == "question"
         assert all(v is None or 0.0 <= v <= 1.0 for v in disk["accuracy"].values())
-        preds = read_jsonl(ev.predictions_dir(cfg, "qbench") / f"base__{rec['mode']}.jsonl")
+        preds = read_jsonl(predictions_dir(cfg, "qbench") / f"base__{rec['mode']}.jsonl")
         assert len(preds) == len(questions)
     long = tables.load_results(cfg.results_dir, "smoke")
     t4 = tables.build_table(4, long, "smoke")

@@ -1,4 +1,4 @@
-"""Scoring evaluation (Table 3): model registry, result files in the tables' schema, NaN handling."""
+"""Scoring evaluation (Table 3): named models, result files in the tables' schema, NaN handling."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from refine_iqa_lib.config import load_config
+from refine_iqa_lib.evaluation import results as res
 from refine_iqa_lib.evaluation import scoring_eval as ev
 from refine_iqa_lib.evaluation import tables
 from refine_iqa_lib import runs
@@ -38,8 +39,8 @@ def test_model_registry_names_and_folders(cfg):
 
 def test_missing_run_says_how_to_make_it(cfg):
     with pytest.raises(FileNotFoundError, match="Stage-1"):
-        ev.eval_model_path(cfg, "s1")
-    assert list(ev.available_models(cfg)) == ["base"]
+        res.eval_model_path(cfg, "s1")
+    assert list(res.available_models(cfg)) == ["base"]
 
 
 def test_weights_dir_needs_the_final_marker(tmp_path):
@@ -77,7 +78,7 @@ def test_evaluate_scoring_writes_the_tables_schema(cfg, tiny_policy):
         assert on_disk["method"] in ("prob", "num") and on_disk["profile"] == "smoke"
         assert on_disk["n"] + on_disk["n_nan"] == on_disk["n_images"] <= cfg.eval.max_samples
         assert on_disk["plcc_kind"] == "raw"
-        preds = pd.read_csv(ev.predictions_dir(cfg, "scoring") / f"{path.stem}.csv")
+        preds = pd.read_csv(res.predictions_dir(cfg, "scoring") / f"{path.stem}.csv")
         assert len(preds) == on_disk["n_images"] and {"image", "mos", "pred"} <= set(preds.columns)
         if rec["method"] == "prob":  # Eq. 8 lies in (0.5, 4.5) and always exists
             assert on_disk["n_nan"] == 0 and preds["pred"].between(0.5, 4.5).all()
@@ -121,7 +122,7 @@ def test_unparsable_answers_get_the_fallback_score_by_default(cfg, tiny_policy, 
     assert rec["unparsable"] == "fallback" and rec["fallback_prediction"] == ev.FALLBACK_PREDICTION == 2.5
     assert rec["n"] == n and rec["n_nan"] == 0  # every image counts
     assert rec["n_unparsable"] == failed and rec["parse_failure_rate"] == pytest.approx(failed / n)
-    preds = pd.read_csv(ev.predictions_dir(cfg, "scoring") / "base__koniq__no_think__num.csv")
+    preds = pd.read_csv(res.predictions_dir(cfg, "scoring") / "base__koniq__no_think__num.csv")
     assert preds.loc[preds["pred"].isna(), "pred_used"].eq(2.5).all() and preds["pred_used"].notna().all()
     from refine_iqa_lib.evaluation.metrics import srcc
     assert rec["srcc"] == pytest.approx(srcc(preds["pred_used"], preds["mos"]))
@@ -156,14 +157,14 @@ def test_overwrite_false_reuses_only_results_newer_than_the_weights(cfg):
         recs = ev.evaluate_scoring(cfg, "s2", modes=["think"], methods=["prob"], overwrite=False)
         assert recs[0]["srcc"] == 0.4                         # read back, no model needed
         os.utime(path, (500_000, 500_000))                    # the weights are newer than the result
-        assert not ev.is_current(cfg, path, "s2")
+        assert not res.is_current(cfg, path, "s2")
     finally:
         shutil.rmtree(final.parent)
         path.unlink()
 
 
 def test_write_record_turns_nan_into_null(tmp_path):
-    path = ev.write_record(tmp_path / "r.json", {"srcc": float("nan"), "acc": {"a": np.float64("nan"), "b": 0.5},
+    path = res.write_record(tmp_path / "r.json", {"srcc": float("nan"), "acc": {"a": np.float64("nan"), "b": 0.5},
                                                  "n": np.int64(3)})
     text = path.read_text()
     assert "NaN" not in text
@@ -171,13 +172,13 @@ def test_write_record_turns_nan_into_null(tmp_path):
 
 
 def test_our_table_adds_scale_notes_and_writes_files(cfg):
-    df = ev.our_table(cfg, 3)
+    df = tables.our_table(cfg, 3)
     ours = df[df["source"] != "paper"]
     assert len(ours) == 2 and ours["note"].str.contains("embedded synthetic stand-in").all()
     assert ours["note"].str.contains("not in scoring.eval").all()
     for ext in ("csv", "md", "tex"):
         assert (cfg.results_dir / "tables" / f"table3_smoke.{ext}").is_file()
-    assert "not evaluated" not in ev.scale_notes(load_config("paper"), 3)
+    assert "not evaluated" not in tables.scale_notes(load_config("paper"), 3)
 
 
 def test_greedy_generate_is_deterministic_and_batch_independent(tiny_policy):
@@ -201,7 +202,7 @@ def test_open_image_errors_name_the_file(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.png"):
         open_image(bad)
-    assert not math.isnan(ev.clean_number(1.5))
+    assert not math.isnan(res.clean_number(1.5))
 
 
 def test_think_scoring_generates_once_for_both_methods(cfg, tiny_policy, monkeypatch):

@@ -1,4 +1,4 @@
-"""Base informativeness (issue 13 part 4): the table's schema, intervals and targets from the values."""
+"""Base informativeness: the table's schema, intervals and targets from the values."""
 from __future__ import annotations
 
 import numpy as np

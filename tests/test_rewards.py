@@ -294,17 +294,59 @@ GOOD_BAD = {
 
 
 def test_registry_names_resolve_and_are_stable():
-    assert set(R.REWARD_FUNCS) == set(GOOD_BAD)
-    for name, fn in R.REWARD_FUNCS.items():
-        assert fn.__name__ == name
+    assert set(R.REWARDS) == set(GOOD_BAD) | {"pd"}
+    for name in GOOD_BAD:
+        assert R.build_reward(name).__name__ == name
         assert [f.__name__ for f in R.get_reward_funcs([name])] == [name]
+        assert R.REWARDS[name].equation
+    assert R.REWARDS["answer"].equation == "Eq. 1" and R.REWARDS["pd"].equation.startswith("Eq. 2-4")
     assert [f.__name__ for f in R.get_reward_funcs("answer,format")] == ["answer", "format"]
-    assert R.make_answer_reward(0.3, "authors").__name__ == "answer"
-    assert R.make_format_reward("think").__name__ == "format"
-    with pytest.raises(ValueError, match="valid names"):
+    assert R.build_reward("answer", eps=0.3, variant="authors").eps == 0.3
+    with pytest.raises(ValueError, match=r"known rewards: \['answer', 'format', 'grounding', 'mcq', 'pd', 'stage1'\]"):
         R.get_reward_funcs(["answer", "acc"])
     with pytest.raises(ValueError, match="variant"):
         R.get_reward_funcs(["answer"], variant="x")
+    with pytest.raises(ValueError, match=r"reward 'pd' needs \['policy', 'processor'\]"):
+        R.build_reward("pd", eps=0.5)
+
+
+def test_built_rewards_pickle_and_compute_the_same_after():
+    import pickle
+
+    good, bad, cols = GOOD_BAD["answer"]
+    reward = R.build_reward("answer", eps=0.5, variant="paper")
+    back = pickle.loads(pickle.dumps(reward))
+    kwargs = {k: [v] * len(good + bad) for k, v in cols.items()}
+    assert back.__name__ == "answer" and back(good + bad, **kwargs) == reward(good + bad, **kwargs)
+    for name in GOOD_BAD:
+        assert pickle.loads(pickle.dumps(R.build_reward(name, mode="think"))).__name__ == name
+
+
+def test_registering_a_reward():
+    @R.register_reward("toy_length", "not in the paper")
+    class ToyLength(R.Reward):
+        def __init__(self, mode, limit: int = 10):
+            self.mode, self.limit = mode, limit
+
+        def __call__(self, completions, **columns):
+            return [float(len(R.completion_to_text(c)) <= self.limit) for c in completions]
+
+    try:
+        assert "toy_length" in R.reward_names() and ToyLength.equation == "not in the paper"
+        toy = R.build_reward("toy_length", mode="think", eps=0.5)  # given only what its constructor names
+        assert (toy.mode, toy.limit, toy.__name__) == ("think", 10, "toy_length")
+        assert toy(["short", "much longer than ten"]) == [1.0, 0.0]
+        with pytest.raises(ValueError, match=r"needs \['mode'\]"):
+            R.build_reward("toy_length")
+        with pytest.raises(ValueError, match="already registered"):
+            R.register_reward("toy_length", "x", ToyLength)
+        with pytest.raises(ValueError, match="lower-case"):
+            R.register_reward("Toy Length", "x", ToyLength)
+        with pytest.raises(TypeError, match="a closure does not"):
+            R.register_reward("toy_fn", "x", lambda completions, **kw: [1.0] * len(completions))
+    finally:
+        R.unregister_reward("toy_length")
+    assert "toy_length" not in R.REWARDS
 
 
 @pytest.mark.parametrize("name", sorted(GOOD_BAD))
@@ -318,7 +360,7 @@ def test_each_reward_on_good_and_bad_completions(name, conversational):
     kwargs = {k: [v] * n for k, v in cols.items()}
     kwargs.update(prompts=[[{"role": "user", "content": "q"}]] * n, completion_ids=[[1]] * n,
                   trainer_state=None, log_extra=None, log_metric=None)
-    out = R.get_reward_funcs([name])[0](completions=completions, **kwargs)
+    out = R.build_reward(name)(completions=completions, **kwargs)
     assert len(out) == n and all(isinstance(v, float) for v in out)
     assert all(v > 0.5 for v in out[:len(good)]), out
     assert all(v < 0.5 for v in out[len(good):]), out
@@ -326,24 +368,24 @@ def test_each_reward_on_good_and_bad_completions(name, conversational):
 
 def test_adapter_errors_name_the_missing_column():
     with pytest.raises(ValueError, match="'mos'"):
-        R.REWARD_FUNCS["answer"](["<answer>1</answer>"])
+        R.AnswerReward()(["<answer>1</answer>"])
     with pytest.raises(ValueError, match="mode"):
-        R.REWARD_FUNCS["format"](["<answer>1</answer>"])
+        R.FormatReward()(["<answer>1</answer>"])
     with pytest.raises(ValueError, match="valid tasks"):
-        R.stage1_reward(["<answer>1</answer>"], task=["caption"])
+        R.Stage1Reward()(["<answer>1</answer>"], task=["caption"])
     with pytest.raises(ValueError, match="bbox"):
-        R.stage1_reward(["<answer>1</answer>"], task=["grounding"], answer=["x"], options=[["x"]])
+        R.Stage1Reward()(["<answer>1</answer>"], task=["grounding"], answer=["x"], options=[["x"]])
     with pytest.raises(ValueError, match="2 values for 1"):
-        R.REWARD_FUNCS["answer"](["<answer>1</answer>"], mos=[1.0, 2.0])
+        R.AnswerReward()(["<answer>1</answer>"], mos=[1.0, 2.0])
 
 
 def test_stage1_router_mixed_batch_and_format_mode_column():
-    out = R.stage1_reward(
+    out = R.Stage1Reward()(
         ["<answer>B</answer>", "<answer>[0, 0, 10, 5]</answer>", "<answer>A</answer>"],
         task=["type_severity", "grounding", "object"], answer=["noise", None, "cat"],
         options=[["blur", "noise"], None, ["dog", "cat"]], bbox=[None, [0, 0, 10, 10], None])
     assert out == [1.0, 0.5, 0.0]
-    fmt = R.make_format_reward()(["<answer>1</answer>", "<answer>1</answer>"], mode=["no_think", "think"])
+    fmt = R.FormatReward()(["<answer>1</answer>", "<answer>1</answer>"], mode=["no_think", "think"])
     assert fmt == [1.0, 0.0]
 
 

@@ -19,7 +19,7 @@ from refine_iqa_lib.data.scoring_set import (
     koniq_raw_from_mos, load_scoring_split, mos_from_koniq_raw, resolve_iqa_root, synthetic_mos,
 )
 
-#: Seven families, blur and noise among them (issue 13 asks for >= 6).
+#: Seven families, blur and noise among them (the MOS model must span at least six).
 FAMILIES = ["blur", "noise", "compression", "underexposure", "overexposure", "low_contrast", "desaturate"]
 #: The 30-picture smoke build (severity map) as made by the code before ``scoring.embedded_mos`` existed
 #: (commit f493a51): sha256 over the CSV / README bytes and the decoded PNG pixels (robust to PNG

@@ -287,3 +287,38 @@ def test_a_grpo_step_moves_the_policy(work, fresh_policy):
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())}
     layers = [n for n in before if ".layers." in n and "visual" not in n]
     assert layers and set(layers) <= changed, sorted(set(layers) - changed)[:5]
+
+
+def test_a_reward_registered_by_name_trains_a_stage2_step(work, fresh_policy):
+    """The worked example of adding a reward: a class registered under a name, listed with its
+    weight in ``stage2.rewards``, is built by the trainer, enters TRL's weighted sum and is logged
+    as ``rewards/<name>/mean``."""
+    from refine_iqa_lib.method.rewards import Reward, completion_to_text, register_reward, unregister_reward
+
+    @register_reward("toy_brevity", "not in the paper")
+    class ToyBrevity(Reward):
+        """1 for completions shorter than ``limit`` characters."""
+
+        def __init__(self, mode: str, limit: int = 30):
+            self.mode, self.limit = mode, limit
+
+        def __call__(self, completions, **columns):
+            return [float(len(completion_to_text(c)) < self.limit) for c in completions]
+
+    try:
+        cfg = _cfg(work, **{"stage2.max_steps": 1, "stage2.save_steps": 100, "stage2.use_pd": False,
+                            "stage2.rewards.toy_brevity": 0.5})
+        model, processor = fresh_policy
+        refine = RefineSettings.from_stage(cfg.stage2, "2")
+        trainer = RefineGRPOTrainer(model=model, args=grpo_config(cfg, "2", work / "toy"),
+                                    train_dataset=_one_row_dataset(cfg), processing_class=processor, refine=refine)
+        assert trainer.reward_func_names == ["answer", "format", "toy_brevity"]
+        assert trainer.reward_weights.tolist() == [1.0, 1.0, 0.5]
+        _fixed_generation(trainer, COMPLETIONS)              # only "<answer>3.4</answer>" is under 30 characters
+        trainer.train()
+        logged = trainer.state.log_history[0]
+        assert logged["rewards/toy_brevity/mean"] == pytest.approx(0.25)
+        assert (logged["rewards/answer/mean"], logged["rewards/format/mean"]) == (0.75, 0.75)   # MOS 3.4
+        assert logged["reward"] == pytest.approx(0.75 + 0.75 + 0.5 * 0.25)  # the toy entered the sum with its weight
+    finally:
+        unregister_reward("toy_brevity")

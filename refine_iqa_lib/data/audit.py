@@ -1,7 +1,7 @@
 """Split audits by pixel content: no picture may sit on both sides of a train/test split.
 
 File names are no evidence (public IQA splits are known to share images under different names,
-e.g. a KADID train/test list sharing 1,844 images; reference-facts §3), so every image is decoded
+e.g. a KADID train/test list sharing 1,844 images), so every image is decoded
 and hashed: :func:`content_hash` is the BLAKE2b digest of the decoded RGB pixels and the size.
 :func:`audit_splits` compares two collections of images and names every overlap; the dataset
 builds call it and fail on an overlap, and the evaluation notebooks show it for every dataset they

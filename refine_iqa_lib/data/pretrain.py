@@ -1,4 +1,4 @@
-"""Stand-in pre-training data (issue 13): what a general vision-language model knows before Refine-IQA.
+"""Stand-in pre-training data (not in the paper): what a general vision-language model knows before Refine-IQA.
 
 The paper starts from Qwen2.5-VL-7B-Instruct, which was pre-trained and instruction-tuned on
 general pictures and tasks before the authors touched it. The offline stand-in starts random;

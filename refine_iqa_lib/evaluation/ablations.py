@@ -94,7 +94,7 @@ def ablation_table_of_definitions() -> pd.DataFrame:
 
 def _ensure_reference_runs(cfg: Config) -> None:
     """Train the warm-up / Stage-1 / Stage-2 runs the ablations start from or compare to, if missing."""
-    from refine_iqa_lib.evaluation.scoring_eval import ensure_base_model
+    from refine_iqa_lib.evaluation.results import ensure_base_model
     from refine_iqa_lib.runs import default_run_dir, weights_dir
     from refine_iqa_lib.training.launch import run_stage_subprocess
 
@@ -130,7 +130,8 @@ def train_ablations(cfg: Config, names: Sequence[str] | None = None, resume: boo
 def evaluate_ablations(cfg: Config, models: Sequence[str] | None = None, overwrite: bool = True) -> list[dict]:
     """No-think evaluations of Tables 5-6 (:data:`EVALUATIONS`) for ``models`` whose weights exist."""
     from refine_iqa_lib.evaluation.qbench import evaluate_qbench
-    from refine_iqa_lib.evaluation.scoring_eval import available_models, evaluate_scoring, load_eval_model
+    from refine_iqa_lib.evaluation.results import available_models, load_eval_model
+    from refine_iqa_lib.evaluation.scoring_eval import evaluate_scoring
 
     datasets = [d for d in cfg.scoring.eval if d in TABLE56_DATASETS]
     records: list[dict] = []
@@ -147,7 +148,7 @@ def evaluate_ablations(cfg: Config, models: Sequence[str] | None = None, overwri
 
 def ablation_tables(cfg: Config, write: bool = True) -> dict[int, pd.DataFrame]:
     """Tables 5 and 6 (paper rows beside ours) from the results written so far."""
-    from refine_iqa_lib.evaluation.scoring_eval import our_table
+    from refine_iqa_lib.evaluation.tables import our_table
 
     return {n: our_table(cfg, n, write=write) for n in (5, 6)}
 

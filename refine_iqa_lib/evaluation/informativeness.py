@@ -1,4 +1,4 @@
-"""How informative a base is before Refine-IQA touches it (issue 13, part 4).
+"""How informative a base is before Refine-IQA touches it.
 
 The paper's base (Qwen2.5-VL-7B-Instruct) already describes distortions better than chance, finds
 distorted regions roughly, scores quality with a moderate correlation and answers in the numeric
@@ -178,7 +178,7 @@ def _model_folder(cfg: Config, model_name_or_path) -> Path:
     path = Path(os.fspath(model_name_or_path))
     if path.is_dir():
         return path
-    from refine_iqa_lib.evaluation.scoring_eval import eval_model_path
+    from refine_iqa_lib.evaluation.results import eval_model_path
     from refine_iqa_lib.runs import normalise_model_name
 
     return eval_model_path(cfg, normalise_model_name(str(model_name_or_path)))
@@ -193,7 +193,8 @@ def base_informativeness(cfg: Config, model_name_or_path="base", split: str = "v
     allowed, ``train`` too but then the rows describe training pictures). ``loaded``: an already
     loaded ``(model, processor)``."""
     from refine_iqa_lib.evaluation.perception import perception_items, perception_test_samples, predict_perception
-    from refine_iqa_lib.evaluation.scoring_eval import load_eval_model, load_scoring_set, predict_scores
+    from refine_iqa_lib.evaluation.results import load_eval_model
+    from refine_iqa_lib.evaluation.scoring_eval import load_scoring_set, predict_scores
     from refine_iqa_lib.evaluation.statistics import bootstrap_ci, interval_record
     from refine_iqa_lib.io import repo_relative
 

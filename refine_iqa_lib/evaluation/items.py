@@ -1,7 +1,7 @@
 """Per-item values read back from the evaluators' prediction files, matched by item id across models:
 the inputs of every paired difference (the Advantage rows of Tables 1-2, the claims table).
 
-The files live under ``<work_dir>/eval/`` (:func:`refine_iqa_lib.evaluation.scoring_eval.predictions_dir`):
+The files live under ``<work_dir>/eval/`` (:func:`refine_iqa_lib.evaluation.results.predictions_dir`):
 
 * ``perception/<model>__images.csv`` - one row per (image, task): ``image_id``, ``category``,
   ``task`` (``description`` / ``grounding``), ``value`` (1/0 described right, or the IoU);

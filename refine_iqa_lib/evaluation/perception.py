@@ -217,7 +217,7 @@ def perception_metrics(pred: pd.DataFrame, seed: int = 0, n_resamples: int = 200
 
 def perception_result_path(cfg: Config, model: str) -> Path:
     """``results/<profile>/perception/<model>.json``."""
-    from refine_iqa_lib.evaluation.scoring_eval import result_dir
+    from refine_iqa_lib.evaluation.results import result_dir
 
     return result_dir(cfg, "perception") / f"{model}.json"
 
@@ -227,8 +227,8 @@ def evaluate_perception(cfg: Config, model: str = "s1", loaded=None, overwrite: 
     """Evaluate ``model`` on the perception test split (no-think, no-reference); write and return
     the record. ``loaded``: an already loaded ``(model, processor)``. ``overwrite=False`` reads back
     a record written after the model's weights (notebook 05 reuses notebook 03's)."""
-    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, is_current, load_eval_model,
-                                                        predictions_dir, usable_images, write_record)
+    from refine_iqa_lib.evaluation.results import (ci_method, eval_model_path, is_current, load_eval_model,
+                                                   predictions_dir, usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative, write_text
     from refine_iqa_lib.runs import normalise_model_name
 

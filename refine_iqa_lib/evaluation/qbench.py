@@ -198,7 +198,7 @@ def load_qbench_questions(cfg: Config) -> pd.DataFrame:
 
 def qbench_result_path(cfg: Config, model: str, mode: str) -> Path:
     """``results/<profile>/qbench/<model>__<mode>.json``."""
-    from refine_iqa_lib.evaluation.scoring_eval import result_dir
+    from refine_iqa_lib.evaluation.results import result_dir
     from refine_iqa_lib.runs import result_stem
 
     return result_dir(cfg, "qbench") / f"{result_stem(model)}__{check_mode(mode)}.json"
@@ -209,8 +209,8 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``;
     ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``)."""
-    from refine_iqa_lib.evaluation.scoring_eval import (ci_method, eval_model_path, is_current, load_eval_model,
-                                                        predictions_dir, usable_images, write_record)
+    from refine_iqa_lib.evaluation.results import (ci_method, eval_model_path, is_current, load_eval_model,
+                                                   predictions_dir, usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
     from refine_iqa_lib.runs import normalise_model_name
 

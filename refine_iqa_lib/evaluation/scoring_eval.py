@@ -1,13 +1,8 @@
-"""Quality-scoring evaluation (Table 3, and the scoring columns of Tables 5-6), plus the pieces
-every evaluator shares: loading a named model's weights and writing result files. Generation is
-:mod:`refine_iqa_lib.generation`'s; sub-sampling is :func:`refine_iqa_lib.io.subsample`.
+"""Quality-scoring evaluation: Table 3, and the scoring columns of Tables 5-6. Named models and
+result files are :mod:`refine_iqa_lib.evaluation.results`'; generation is
+:mod:`refine_iqa_lib.generation`'s; sub-sampling is :func:`refine_iqa_lib.io.subsample`; the tables
+are built by :mod:`refine_iqa_lib.evaluation.tables`.
 
-Model names (``base``, ``s1``, ``s2`` and the ablations) and the folders they mean are defined in
-:mod:`refine_iqa_lib.runs`; :func:`eval_model_path` checks that a name's weights exist and says
-how to make them when they do not.
-
-Scoring
--------
 :func:`evaluate_scoring` scores an IQA test set with one model in each requested ``mode``
 (``think`` / ``no_think``) and ``method`` (``prob`` = Eq. 8's expectation over the integer
 digit, one forward pass; ``numeric`` = generate and parse the number), computes SRCC and PLCC
@@ -44,11 +39,9 @@ correlations used (the fallback filled in; empty when dropped).
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,158 +50,23 @@ from refine_iqa_lib.config import Config
 from refine_iqa_lib.data.iqa import get_info
 from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
-from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD, bootstrap_ci
-from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
+from refine_iqa_lib.evaluation.results import (
+    ci_method, eval_model_path, is_current, load_eval_model, predictions_dir, repo_relative_root, result_dir,
+    usable_images, write_record,
+)
+from refine_iqa_lib.evaluation.statistics import bootstrap_ci
+from refine_iqa_lib.io import read_json, repo_relative, subsample, write_text
 from refine_iqa_lib.method.scoring import score_images
-from refine_iqa_lib.models import load_policy, resolve_model_path
 from refine_iqa_lib.prompts import check_mode
-from refine_iqa_lib.runs import (FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, result_stem, uses_warmup,
-                                 weights_dir)
+from refine_iqa_lib.runs import normalise_model_name, result_stem
+
+__all__ = ["METHOD_SPELLING", "FALLBACK_PREDICTION", "method_name", "scoring_result_path", "load_scoring_set",
+           "predict_scores", "prediction_used", "scoring_intervals", "evaluate_scoring"]
 
 #: Input spelling of a scoring method -> spelling in result files.
 METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}
-#: Result kinds (sub-folders of ``results/<profile>/``).
-RESULT_KINDS = ("scoring", "perception", "qbench")
 #: Score given to an unparsable numeric answer with ``eval.unparsable: fallback``: the midpoint of [0, 5).
 FALLBACK_PREDICTION = 2.5
-
-
-# --------------------------------------------------------------------------------------------
-# named models
-
-
-def eval_model_path(cfg: Config, name: str) -> Path:
-    """The weights folder of model ``name``; raise ``FileNotFoundError`` saying how to make it.
-    An ``evaluated:<folder>`` name has no folder of its own: pass the folder to the evaluator."""
-    name = normalise_model_name(name)
-    if is_evaluated(name):
-        raise ValueError(f"model {name!r} is an evaluated folder, not a run of this project; pass its "
-                         "folder (model_path=...) and the loaded model (loaded=...) to the evaluator")
-    if name == "base" and not uses_warmup(cfg):
-        return resolve_model_path(cfg)  # builds the stand-in, or checks the real model's folder
-    folder = model_paths(cfg)[name]
-    found = weights_dir(folder)
-    if found is None:
-        how = {"base": "the warm-up (notebook 02, or `python -m refine_iqa_lib.training.launch --stage warmup`)",
-               "s1": "Stage-1 (notebook 03, or `python -m refine_iqa_lib.training.launch --stage 1`)",
-               "s2": "Stage-2 (notebook 04, or `python -m refine_iqa_lib.training.launch --stage 2`)"}.get(
-            name, "the ablation run (notebook 08, refine_iqa_lib.evaluation.ablations.run_ablation)")
-        raise FileNotFoundError(f"{folder}: no finished run for model {name!r} (expected final/ with its "
-                                f"completion marker); run {how} first")
-    return found
-
-
-def available_models(cfg: Config, names: Iterable[str] | None = None) -> dict[str, Path]:
-    """The subset of ``names`` (default: all) whose weights exist, name -> folder."""
-    out = {}
-    for name in names or model_paths(cfg):
-        try:
-            out[normalise_model_name(name)] = eval_model_path(cfg, name)
-        except FileNotFoundError:
-            continue
-    return out
-
-
-def ensure_base_model(cfg: Config) -> Path:
-    """The ``base`` weights, running the stand-in's warm-up through the launcher if they are missing.
-
-    For a real model (or with the warm-up disabled) this is just :func:`eval_model_path`.
-    """
-    try:
-        return eval_model_path(cfg, "base")
-    except FileNotFoundError:
-        if not uses_warmup(cfg):
-            raise
-    from refine_iqa_lib.training.launch import run_stage_subprocess  # evaluation runs the stand-in's warm-up
-
-    run_stage_subprocess(cfg, "warmup", run_dir=model_paths(cfg)["base"])
-    return eval_model_path(cfg, "base")
-
-
-def load_eval_model(cfg: Config, name: str, model_path: str | os.PathLike | None = None):
-    """``(model, processor)`` for model ``name`` (or the folder ``model_path``), in eval mode, on
-    the GPU when there is one."""
-    import torch
-
-    path = model_path if model_path is not None else eval_model_path(cfg, name)
-    device = "cuda" if torch.cuda.is_available() else None
-    dtype = cfg.model.dtype if device else "float32"
-    return load_policy(path, dtype=dtype, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
-                       device=device)
-
-
-# --------------------------------------------------------------------------------------------
-# result files
-
-
-def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, dict]:
-    """Decode every image of ``df["image"]`` before any model work (:func:`refine_iqa_lib.io.check_images`).
-
-    Unreadable or missing files stop the evaluation with an error naming them, or, with
-    ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image, reason}, ...]})``
-    is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
-    from refine_iqa_lib.io import check_images
-
-    bad = check_images(df["image"], desc=f"checking {what}").require(what, cfg.eval.skip_unreadable)
-    if not cfg.eval.skip_unreadable:
-        return df, {}
-    gone = {b["image"] for b in bad}
-    return df[~df["image"].astype(str).isin(gone)].reset_index(drop=True), {"unreadable": bad}
-
-
-def is_current(cfg: Config, record: Path, name: str, model_path=None) -> bool:
-    """Whether a result file exists and was written after the weights it evaluates (their
-    completion marker, or ``config.json`` for a model folder without one): what ``overwrite=False``
-    reuses, so a notebook can read back what an earlier notebook of the same run computed, and a
-    retrained model is never judged by an old file."""
-    record = Path(record)
-    if not record.is_file():
-        return False
-    try:
-        folder = Path(model_path) if model_path is not None else eval_model_path(cfg, name)
-    except FileNotFoundError:
-        return False
-    stamp = next((f for f in (folder / FINAL_MARKER, folder / "config.json") if f.is_file()), None)
-    return stamp is not None and record.stat().st_mtime >= stamp.stat().st_mtime
-
-
-def result_dir(cfg: Config, kind: str) -> Path:
-    """``results/<profile>/<kind>`` (``kind``: scoring, perception or qbench)."""
-    if kind not in RESULT_KINDS:
-        raise ValueError(f"unknown result kind {kind!r}; expected one of {RESULT_KINDS}")
-    return cfg.results_dir / cfg.profile / kind
-
-
-def predictions_dir(cfg: Config, kind: str) -> Path:
-    """``<work_dir>/eval/<kind>``: per-sample predictions (bulky, git-ignored)."""
-    return cfg.work_dir / "eval" / kind
-
-
-def clean_number(v: Any) -> Any:
-    """JSON-safe number: NaN/inf -> None (the tables read None as missing); dicts cleaned all the way down."""
-    if isinstance(v, dict):
-        return {k: clean_number(vv) for k, vv in v.items()}
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return v if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def repo_relative_root(root: str) -> str:
-    """A dataset root as result files record it: ``embedded`` stays, a folder is made
-    repository-relative where it lies inside the repository."""
-    return root if not root or root == "embedded" else repo_relative(root)
-
-
-def write_record(path: Path, record: dict) -> Path:
-    """Write a result record atomically (NaN written as null)."""
-    return write_json(path, clean_number(dict(record)))
-
-
-# --------------------------------------------------------------------------------------------
-# scoring
 
 
 def method_name(method: str) -> str:
@@ -250,12 +108,6 @@ def predict_scores(model, processor, images: Sequence[Any], mode: str, method: s
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "digit_probs"} for r in rows])
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
     return out
-
-
-def ci_method(cfg: Config, unit: str) -> dict:
-    """How a record's intervals were computed (the ``ci_method`` entry of every result file)."""
-    return {"method": CI_METHOD, "level": float(cfg.eval.ci_level), "resamples": int(cfg.eval.ci_resamples),
-            "seed": int(cfg.seed), "unit": unit}
 
 
 def prediction_used(pred: np.ndarray, unparsable: str = "fallback") -> tuple[np.ndarray, float | None]:
@@ -354,48 +206,3 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
             records.append(rec)
     return records
-
-
-# --------------------------------------------------------------------------------------------
-# tables
-
-
-def scale_notes(cfg: Config, n: int) -> str:
-    """Why our rows of Table ``n`` differ from the paper's setting at this profile (data stand-ins,
-    datasets not evaluated)."""
-    from refine_iqa_lib.evaluation.tables import T3_DATASETS, T56_DATASETS
-
-    notes = []
-    if n in (1, 2) and cfg.perception.source == "embedded":
-        notes.append("embedded synthetic perception test split (not Refine-Perception-20K)")
-    if n in (3, 5, 6):
-        wanted = list(T3_DATASETS.values()) if n == 3 else list(T56_DATASETS.values())
-        embedded = [d for d in wanted if d in cfg.scoring.eval and str(cfg.scoring.roots.get(d, "")) == "embedded"]
-        absent = [d for d in wanted if d not in cfg.scoring.eval]
-        if embedded:
-            notes.append(f"{', '.join(embedded)}: embedded synthetic stand-in (data.scoring_set), not the real set")
-        if absent:
-            notes.append(f"not evaluated at profile {cfg.profile!r} (not in scoring.eval): {', '.join(absent)}")
-    if n in (4, 5, 6) and cfg.eval.qbench_root == "embedded":
-        notes.append("interpreting = synthetic Q-Bench stand-in (data.qbench_set), not Q-Bench")
-    if cfg.eval.max_samples:
-        notes.append(f"at most {cfg.eval.max_samples} test items per set (eval.max_samples)")
-    return "; ".join(notes)
-
-
-def our_table(cfg: Config, n: int, write: bool = True):
-    """Table ``n`` (1-6) from ``results/<profile>/`` beside the paper's rows
-    (:func:`refine_iqa_lib.evaluation.tables.build_table`), with :func:`scale_notes` added to our
-    rows and the Advantage rows' paired intervals from ``<work_dir>/eval``; written to
-    ``results/tables/table<n>_<profile>.{csv,md,tex}`` when ``write``."""
-    from refine_iqa_lib.evaluation.tables import build_table, write_table
-
-    df = build_table(n, cfg.results_dir, profile=cfg.profile, predictions=cfg.work_dir / "eval")
-    extra = scale_notes(cfg, n)
-    if extra:
-        ours = df["source"] != "paper"
-        df.loc[ours, "note"] = ["; ".join(filter(None, [str(v) if isinstance(v, str) else "", extra]))
-                                for v in df.loc[ours, "note"]]
-    if write:
-        write_table(df, f"table{n}_{cfg.profile}", cfg.results_dir / "tables")
-    return df

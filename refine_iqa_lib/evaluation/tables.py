@@ -5,7 +5,7 @@ ours are read from the JSON files the evaluators write. :func:`build_table` retu
 row of the paper's table, a ``paper`` row and (where this project can produce it) an
 ``ours (<profile>)`` row; a row we cannot produce carries a ``note`` saying why, and an ``ours``
 row with missing result files names them in its ``note``. :func:`write_table` writes CSV,
-Markdown and LaTeX.
+Markdown and LaTeX; :func:`our_table` does both for a configuration (what notebooks 05-08 call).
 
 Result files (the schema evaluators write; one file per evaluation, fractions in [0, 1])
 ----------------------------------------------------------------------------------------------
@@ -66,6 +66,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from refine_iqa_lib.config import Config
 from refine_iqa_lib.io import read_json, write_text
 from refine_iqa_lib.runs import EVALUATED_PREFIX, is_evaluated
 
@@ -596,3 +597,40 @@ def write_all_tables(ours, profile: str, out_dir: str | Path = "results/tables",
     long = _as_long(ours, profile)
     return {n: write_table(build_table(n, long, profile, runs, predictions=predictions), f"table{n}_{profile}", out_dir)
             for n in range(1, 7)}
+
+
+def scale_notes(cfg: Config, n: int) -> str:
+    """Why our rows of Table ``n`` differ from the paper's setting at this profile (data stand-ins,
+    datasets not evaluated)."""
+    notes = []
+    if n in (1, 2) and cfg.perception.source == "embedded":
+        notes.append("embedded synthetic perception test split (not Refine-Perception-20K)")
+    if n in (3, 5, 6):
+        wanted = list(T3_DATASETS.values()) if n == 3 else list(T56_DATASETS.values())
+        embedded = [d for d in wanted if d in cfg.scoring.eval and str(cfg.scoring.roots.get(d, "")) == "embedded"]
+        absent = [d for d in wanted if d not in cfg.scoring.eval]
+        if embedded:
+            notes.append(f"{', '.join(embedded)}: embedded synthetic stand-in (data.scoring_set), not the real set")
+        if absent:
+            notes.append(f"not evaluated at profile {cfg.profile!r} (not in scoring.eval): {', '.join(absent)}")
+    if n in (4, 5, 6) and cfg.eval.qbench_root == "embedded":
+        notes.append("interpreting = synthetic Q-Bench stand-in (data.qbench_set), not Q-Bench")
+    if cfg.eval.max_samples:
+        notes.append(f"at most {cfg.eval.max_samples} test items per set (eval.max_samples)")
+    return "; ".join(notes)
+
+
+def our_table(cfg: Config, n: int, write: bool = True):
+    """Table ``n`` (1-6) of a configuration: :func:`build_table` from ``results/<profile>/`` beside the
+    paper's rows, with :func:`scale_notes` added to our rows and the Advantage rows' paired intervals
+    from ``<work_dir>/eval``; written to ``results/tables/table<n>_<profile>.{csv,md,tex}`` when
+    ``write``. What notebooks 05-08 show."""
+    df = build_table(n, cfg.results_dir, profile=cfg.profile, predictions=cfg.work_dir / "eval")
+    extra = scale_notes(cfg, n)
+    if extra:
+        ours = df["source"] != "paper"
+        df.loc[ours, "note"] = ["; ".join(filter(None, [str(v) if isinstance(v, str) else "", extra]))
+                                for v in df.loc[ours, "note"]]
+    if write:
+        write_table(df, f"table{n}_{cfg.profile}", cfg.results_dir / "tables")
+    return df

@@ -22,7 +22,7 @@ in the mean can leave ~1e-17) counts as zero, and then (paper variant):
 
 So an all-equal group always gets finite advantages with ``|A| ≤ 1``. The authors' code avoids
 the division by zero with ``std + 1e-4`` and an offset of 2e-5, so its all-equal, all-wrong
-group gets ``−2e-5 / 1e-4 = −0.2`` (reference-facts §1).
+group gets ``−2e-5 / 1e-4 = −0.2``.
 """
 from __future__ import annotations
 

@@ -29,16 +29,26 @@ between the last ``</answer>`` and the nearest ``<answer>`` before it. A complet
 overflow to infinity (``1e999``) are no score. The first number of the answer block is the score,
 so the authors' layout ``Score: 3.46`` needs no special case.
 
-**TRL adapters.** :data:`REWARD_FUNCS` maps a stable name (``answer``, ``format``, ``mcq``,
-``grounding``, ``stage1``) to a function in TRL's reward convention
-``f(completions, **columns) -> list[float | None]``; :func:`get_reward_funcs` builds them by name
-with the run's parameters. The PD reward needs the policy and lives in :mod:`refine_iqa_lib.method.teacher_forcing`.
+**The reward registry.** :data:`REWARDS` maps a stable name to a callable class in TRL's reward
+convention ``reward(completions, **columns) -> list[float | None]``, with the equation that defines
+it: ``answer`` (Eq. 1), ``format`` (Eq. 5's r_fmt), ``pd`` (Eq. 2-4 gated by Eq. 5; it needs the live
+policy and lives in :mod:`refine_iqa_lib.method.teacher_forcing`), and Stage-1's ``stage1``
+(routing by task to ``mcq`` or ``grounding``). A profile's ``stage<n>.rewards`` lists names and
+weights (:data:`PAPER_REWARDS` by default); the trainer builds each with :func:`build_reward`.
+Adding one: a class decorated with :func:`register_reward` (its constructor asks, by parameter
+name, for any of :data:`REWARD_CONTEXT`), then its name and weight in the profile. TRL logs each
+as ``rewards/<name>/mean``. Instances hold plain settings only, so they pickle (the PD reward
+holds the trainer's live policy).
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 import re
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,9 +59,9 @@ __all__ = [
     "answer_block_span", "extract_answer", "extract_think", "score_span", "parse_score",
     "answer_reward", "format_reward", "is_correct", "correct_mask", "mode_reward", "pd_weights", "pd_reward", "final_reward",
     "mcq_choice", "mcq_reward", "parse_box", "iou", "grounding_reward",
-    "completion_to_text", "make_answer_reward", "make_format_reward", "make_mcq_reward",
-    "make_grounding_reward", "make_stage1_reward", "stage1_reward", "REWARD_FUNCS",
-    "get_reward_funcs", "STAGE1_TASKS",
+    "completion_to_text", "Reward", "RewardEntry", "REWARDS", "REWARD_CONTEXT", "PAPER_REWARDS", "REQUIRED_REWARDS",
+    "register_reward", "unregister_reward", "reward_names", "check_reward_names", "build_reward",
+    "AnswerReward", "FormatReward", "MCQReward", "GroundingReward", "Stage1Reward", "get_reward_funcs", "STAGE1_TASKS",
 ]
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -547,93 +557,223 @@ def _column(kwargs: dict, name: str, n: int, reward: str) -> list:
     return values
 
 
-def _named(name: str) -> Callable[[Callable], Callable]:
-    def deco(fn: Callable) -> Callable:
-        fn.__name__ = fn.__qualname__ = name
-        return fn
-    return deco
+class Reward:
+    """Base of the registered rewards: a callable class in TRL's reward convention,
+    ``reward(completions, **columns) -> list[float | None]`` (one value per completion; ``None`` =
+    no reward for that completion). Instances hold only plain settings, so they pickle.
+    :func:`register_reward` sets the class attributes ``name`` and ``equation``."""
+
+    name: str = ""
+    equation: str = ""
+
+    def __call__(self, completions, **columns) -> list[float | None]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({settings})"
 
 
-def make_answer_reward(eps: float = 0.5, variant: str = "paper") -> Callable[..., list[float]]:
+@dataclass(frozen=True)
+class RewardEntry:
+    """One registered reward: its stable ``name`` (TRL logs ``rewards/<name>/mean``), where the paper
+    defines it (``equation``) and the class, or ``"module:Class"`` imported when first built (the PD
+    reward lives in :mod:`refine_iqa_lib.method.teacher_forcing`, which imports this module)."""
+
+    name: str
+    equation: str
+    target: Any
+
+    def resolve(self) -> type:
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return self.target
+
+
+_REGISTRY: dict[str, RewardEntry] = {}
+#: Reward name -> :class:`RewardEntry`: every reward a profile's ``stage<n>.rewards`` may name.
+REWARDS: Mapping[str, RewardEntry] = MappingProxyType(_REGISTRY)
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+#: What a reward's constructor may ask for, by parameter name; the trainer passes each one the
+#: constructor names (:func:`build_reward`), from the stage's settings.
+REWARD_CONTEXT = {
+    "eps": "Eq. 1's tolerance (stage<n>.answer_eps)",
+    "variant": "paper | authors (stage<n>.variant)",
+    "mode": "the stage's prompt mode: think | no_think (stage<n>.mode)",
+    "reference": "the PD reference: forced | sampled (stage<n>.pd_reference)",
+    "raw_every": "ungated PD of every rollout every k steps (stage<n>.pd_raw_every)",
+    "policy": "a zero-argument callable returning the live (unwrapped) policy",
+    "processor": "a zero-argument callable returning its processor",
+}
+
+#: The paper's rewards and weights per stage (Eq. 5's λ1 = λ2 = λ3 = 1): the defaults of
+#: ``stage1.rewards`` and ``stage2.rewards``.
+PAPER_REWARDS = {"1": {"stage1": 1.0, "format": 1.0}, "2": {"answer": 1.0, "format": 1.0, "pd": 1.0}}
+#: Rewards a stage's list must hold: Eq. 6 (and the logged share of correct rollouts) calls a rollout
+#: correct when its task reward and its format reward are both 1 (weight 0 keeps one out of the sum).
+REQUIRED_REWARDS = {"1": ("stage1", "format"), "2": ("answer", "format")}
+
+
+def register_reward(name: str, equation: str, target: Any = None, *, replace: bool = False):
+    """Register a reward class under ``name`` (a decorator when ``target`` is omitted).
+
+    ``name`` is what profiles list and what TRL logs (``rewards/<name>/mean``): lower case, digits
+    and ``_``, and stable. ``equation`` says where the paper defines it (or ``"not in the paper"``).
+    ``target`` is the class, or ``"module:Class"``. A taken name raises unless ``replace``.
+
+    >>> @register_reward("short", "not in the paper")
+    ... class Short(Reward):
+    ...     def __call__(self, completions, **columns):
+    ...         return [float(len(completion_to_text(c)) <= 20) for c in completions]
+    >>> build_reward("short")(["<answer>3</answer>", "x" * 30]), REWARDS["short"].equation
+    ([1.0, 0.0], 'not in the paper')
+    >>> unregister_reward("short")
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError(f"reward name {name!r}: expected lower-case letters, digits and _ (e.g. 'answer')")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"reward {name!r} is already registered ({_REGISTRY[name].target!r}); "
+                         "pass replace=True to replace it")
+
+    def add(cls):
+        if not isinstance(cls, (type, str)):
+            raise TypeError(f"reward {name!r}: expected a class (a callable class pickles; a closure does not), "
+                            f"got {cls!r}")
+        if isinstance(cls, type):
+            cls.name, cls.equation = name, equation
+        _REGISTRY[name] = RewardEntry(name, equation, cls)
+        return cls
+
+    return add if target is None else add(target)
+
+
+def unregister_reward(name: str) -> None:
+    """Remove ``name`` from the registry (a test's toy reward, say)."""
+    _REGISTRY.pop(name, None)
+
+
+def reward_names() -> list[str]:
+    """The registered reward names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def check_reward_names(names: Iterable[str]) -> list[str]:
+    """``names`` as a list; an unknown one raises ``ValueError`` listing the known ones.
+
+    >>> check_reward_names(["answer", "accuracy"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown reward 'accuracy'; known rewards: ['answer', 'format', 'grounding', 'mcq', 'pd', 'stage1']
+    """
+    names = list(names)
+    for name in names:
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown reward {name!r}; known rewards: {reward_names()}")
+    return names
+
+
+def build_reward(name: str, **context) -> Callable[..., list[float | None]]:
+    """An instance of the reward registered as ``name``, its constructor given the entries of
+    ``context`` it names (:data:`REWARD_CONTEXT`); the instance's ``__name__`` is ``name`` (TRL's
+    name for it). A constructor parameter without a default that ``context`` lacks raises.
+
+    >>> build_reward("answer", eps=0.3, mode="think")
+    AnswerReward(eps=0.3, variant='paper')
+    """
+    cls = _REGISTRY[check_reward_names([name])[0]].resolve()
+    params = inspect.signature(cls).parameters.values()
+    missing = [p.name for p in params if p.default is p.empty and p.name not in context
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        raise ValueError(f"reward {name!r} needs {missing} to be built; given: {sorted(context)}")
+    reward = cls(**{p.name: context[p.name] for p in params if p.name in context})
+    if getattr(reward, "__name__", None) != name:
+        reward.__name__ = name
+    return reward
+
+
+@register_reward("answer", "Eq. 1")
+class AnswerReward(Reward):
     """TRL reward ``answer`` (Eq. 1); needs the ``mos`` column.
 
-    >>> f = make_answer_reward(0.5)
-    >>> f.__name__, f(["<answer>3.0</answer>", "<answer>4.0</answer>"], mos=[3.4, 3.4])
-    ('answer', [1.0, 0.0])
-    """
-    check_variant(variant)
-
-    @_named("answer")
-    def answer(completions, **kwargs) -> list[float]:
-        mos = _column(kwargs, "mos", len(completions), "answer")
-        return [answer_reward(parse_score(completion_to_text(c)), m, eps, variant)
-                for c, m in zip(completions, mos)]
-    return answer
-
-
-def make_format_reward(mode: str | None = None) -> Callable[..., list[float]]:
-    """TRL reward ``format``: the mode comes from the ``mode`` column, else from ``mode`` here.
-
-    >>> make_format_reward("no_think")(["<answer>3</answer>", "3"])
+    >>> AnswerReward(0.5)(["<answer>3.0</answer>", "<answer>4.0</answer>"], mos=[3.4, 3.4])
     [1.0, 0.0]
     """
-    if mode is not None:
-        check_mode(mode)
 
-    @_named("format")
-    def format_(completions, **kwargs) -> list[float]:
+    def __init__(self, eps: float = 0.5, variant: str = "paper"):
+        self.eps, self.variant = float(eps), check_variant(variant)
+
+    def __call__(self, completions, **kwargs) -> list[float]:
+        mos = _column(kwargs, "mos", len(completions), "answer")
+        return [answer_reward(parse_score(completion_to_text(c)), m, self.eps, self.variant)
+                for c, m in zip(completions, mos)]
+
+
+@register_reward("format", "Eq. 5 (r_fmt)")
+class FormatReward(Reward):
+    """TRL reward ``format``: the mode comes from the ``mode`` column, else from ``mode`` here.
+
+    >>> FormatReward("no_think")(["<answer>3</answer>", "3"])
+    [1.0, 0.0]
+    """
+
+    def __init__(self, mode: str | None = None):
+        self.mode = None if mode is None else check_mode(mode)
+
+    def __call__(self, completions, **kwargs) -> list[float]:
         n = len(completions)
         if kwargs.get("mode") is not None:
             modes = _column(kwargs, "mode", n, "format")
-        elif mode is not None:
-            modes = [mode] * n
+        elif self.mode is not None:
+            modes = [self.mode] * n
         else:
-            raise ValueError("reward 'format' needs a 'mode' column or make_format_reward(mode=...)")
+            raise ValueError("reward 'format' needs a 'mode' column or FormatReward(mode=...)")
         return [format_reward(completion_to_text(c), m) for c, m in zip(completions, modes)]
-    return format_
 
 
-def make_mcq_reward() -> Callable[..., list[float]]:
+@register_reward("mcq", "Stage-1 multiple choice (not numbered)")
+class MCQReward(Reward):
     """TRL reward ``mcq``; needs the ``answer`` and ``options`` columns."""
-    @_named("mcq")
-    def mcq(completions, **kwargs) -> list[float]:
+
+    def __call__(self, completions, **kwargs) -> list[float]:
         n = len(completions)
         answers = _column(kwargs, "answer", n, "mcq")
         options = kwargs.get("options")
         if options is None or len(options) != n:
             raise ValueError(f"reward 'mcq' needs an 'options' column with {n} option lists")
         return [mcq_reward(completion_to_text(c), a, o) for c, a, o in zip(completions, answers, options)]
-    return mcq
 
 
-def make_grounding_reward() -> Callable[..., list[float]]:
+@register_reward("grounding", "Stage-1 grounding IoU (not numbered)")
+class GroundingReward(Reward):
     """TRL reward ``grounding`` (IoU); needs the ``bbox`` column."""
-    @_named("grounding")
-    def grounding(completions, **kwargs) -> list[float]:
+
+    def __call__(self, completions, **kwargs) -> list[float]:
         n = len(completions)
         boxes = kwargs.get("bbox")
         if boxes is None or len(boxes) != n:
             raise ValueError(f"reward 'grounding' needs a 'bbox' column with {n} boxes")
         return [grounding_reward(completion_to_text(c), b) for c, b in zip(completions, boxes)]
-    return grounding
 
 
 #: Stage-1 task names (the ``task`` column) and the reward each one gets.
 STAGE1_TASKS = {"type_severity": "mcq", "type": "mcq", "severity": "mcq", "object": "mcq", "grounding": "grounding"}
 
 
-def make_stage1_reward() -> Callable[..., list[float]]:
+@register_reward("stage1", "Stage-1 multi-task reward (mcq or grounding by task; not numbered)")
+class Stage1Reward(Reward):
     """TRL reward ``stage1``: routes every sample by its ``task`` column (the multiple-choice tasks
     ``type``, ``severity``, ``type_severity`` and ``object`` -> :func:`mcq_reward`, ``grounding`` ->
     :func:`grounding_reward`).
 
-    >>> f = make_stage1_reward()
-    >>> f(["<answer>B</answer>", "<answer>[0, 0, 10, 10]</answer>"], task=["object", "grounding"],
-    ...   answer=["cat", None], options=[["dog", "cat"], None], bbox=[None, [0, 0, 10, 20]])
+    >>> Stage1Reward()(["<answer>B</answer>", "<answer>[0, 0, 10, 10]</answer>"], task=["object", "grounding"],
+    ...                answer=["cat", None], options=[["dog", "cat"], None], bbox=[None, [0, 0, 10, 20]])
     [1.0, 0.5]
     """
-    @_named("stage1")
-    def stage1(completions, **kwargs) -> list[float]:
+
+    def __call__(self, completions, **kwargs) -> list[float]:
         n = len(completions)
         tasks = _column(kwargs, "task", n, "stage1")
         out = []
@@ -652,43 +792,21 @@ def make_stage1_reward() -> Callable[..., list[float]]:
             else:
                 out.append(grounding_reward(text, kwargs["bbox"][i]))
         return out
-    return stage1
 
 
-stage1_reward = make_stage1_reward()
-
-_FACTORIES: dict[str, Callable[[dict], Callable]] = {
-    "answer": lambda p: make_answer_reward(p["eps"], p["variant"]),
-    "format": lambda p: make_format_reward(p["mode"]),
-    "mcq": lambda p: make_mcq_reward(),
-    "grounding": lambda p: make_grounding_reward(),
-    "stage1": lambda p: make_stage1_reward(),
-}
-
-#: Name -> reward function (TRL convention) with default parameters.
-REWARD_FUNCS: dict[str, Callable] = {
-    name: factory({"eps": 0.5, "variant": "paper", "mode": None}) for name, factory in _FACTORIES.items()
-}
+# The PD reward needs the live policy; it is defined with the teacher forcing it runs.
+register_reward("pd", "Eq. 2-4, gated by Eq. 5", "refine_iqa_lib.method.teacher_forcing:PDReward")
 
 
 def get_reward_funcs(names: str | Iterable[str], eps: float = 0.5, variant: str = "paper",
                      mode: str | None = None) -> list[Callable]:
-    """Reward functions by name (a list or a comma-separated string), built with these parameters.
+    """Rule-based rewards by name (a list or a comma-separated string), built with these settings
+    (:func:`build_reward`).
 
     >>> [f.__name__ for f in get_reward_funcs("answer, format", mode="think")]
     ['answer', 'format']
-    >>> get_reward_funcs(["accuracy"])
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown reward 'accuracy'; valid names: ['answer', 'format', 'grounding', 'mcq', 'stage1']
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    params = {"eps": eps, "variant": check_variant(variant), "mode": None if mode is None else check_mode(mode)}
-    out = []
-    for name in names:
-        if name not in _FACTORIES:
-            raise ValueError(f"unknown reward {name!r}; valid names: {sorted(_FACTORIES)}")
-        out.append(_FACTORIES[name](params))
-    return out
-
+    context = {"eps": eps, "variant": check_variant(variant), "mode": None if mode is None else check_mode(mode)}
+    return [build_reward(name, **context) for name in check_reward_names(names)]

@@ -1,5 +1,5 @@
 """A committed warm-up output: the pre-trained stand-in, shipped so that ``make reproduce`` need not
-re-train it (issue 13, part 5; **not in the paper**).
+re-train it (**not in the paper**).
 
 The paper's base is downloaded, not trained. The stand-in's analogue of that download is a
 warm-up run (:mod:`refine_iqa_lib.training.warmup`, ``recipe: pretrain``) whose output is committed

@@ -1,4 +1,4 @@
-"""Regenerate the committed pre-trained stand-in (``make standin``; issue 13, part 5)::
+"""Regenerate the committed pre-trained stand-in (``make standin``)::
 
     python -m refine_iqa_lib.training.standin --profile tiny [--set key=value ...] [--out DIR]
 

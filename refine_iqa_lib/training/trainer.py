@@ -3,13 +3,17 @@
 No RL loop is written here: generation, the clipped policy-gradient loss, optimisation,
 checkpointing and distribution are TRL's / transformers'. The subclass changes three things.
 
-1. **Rewards** (built from :class:`RefineSettings`, passed to TRL with ``reward_weights``):
+1. **Rewards**: the stage's ``rewards`` (name -> weight), each built by name from the registry
+   (:func:`refine_iqa_lib.method.rewards.build_reward`) and passed to TRL with ``reward_weights``.
+   The paper's (:data:`~refine_iqa_lib.method.rewards.PAPER_REWARDS`):
 
    * Stage-1: ``stage1`` (routes each sample by its ``task`` column: multiple choice or IoU) and
      ``format`` (no-think layout), weights ``[λ1, λ2]``;
    * Stage-2: ``answer`` (Eq. 1), ``format`` and ``pd`` (Eq. 2-4, *gated*: 0 unless
      ``r_ans = r_fmt = 1``), weights ``[λ1, λ2, λ3]``. TRL's weighted sum of the three columns is
-     then exactly Eq. 5. Without PD (ablation) only ``answer`` and ``format``.
+     then exactly Eq. 5. Without PD (``use_pd=False``, the ablation) only ``answer`` and ``format``.
+
+   Any other registered reward listed with its weight is added to TRL's sum.
 
    The PD reward needs the *live* policy: it is a
    :class:`refine_iqa_lib.method.teacher_forcing.PDReward` holding the trainer's current model.
@@ -70,9 +74,9 @@ from trl.trainer.utils import RepeatSampler
 from refine_iqa_lib.io import append_jsonl
 from refine_iqa_lib.method.advantages import eq6_eps, grpo_advantages, refine_advantages
 from refine_iqa_lib.method.rewards import (
-    answer_reward, completion_to_text, correct_mask, extract_think, get_reward_funcs, parse_score,
+    PAPER_REWARDS, REQUIRED_REWARDS, answer_reward, build_reward, check_reward_names, completion_to_text, correct_mask,
+    extract_think, parse_score,
 )
-from refine_iqa_lib.method.teacher_forcing import PDReward
 from refine_iqa_lib.prompts import check_mode, check_variant
 
 __all__ = ["RefineSettings", "RefineGRPOTrainer", "NonFiniteLossError", "NaNGuardCallback", "GuardedStepMixin",
@@ -101,7 +105,7 @@ class RefineSettings:
     variant: str = "paper"
     answer_eps: float = 0.5
     adv_eps: float = 0.02
-    lambdas: tuple = (1.0, 1.0, 1.0)
+    rewards: dict | None = None          # name -> weight; None = the paper's for the stage (PAPER_REWARDS)
     pd_reference: str = "forced"         # forced | sampled
     no_think_every: int = 0              # 0 = never sample no-think answers for the metric
     pd_raw_every: int = 1                # ungated PD of every rollout (metrics) every k steps; 0 = never
@@ -115,13 +119,18 @@ class RefineSettings:
         check_variant(self.variant)
         if self.pd_reference not in ("forced", "sampled"):
             raise ValueError(f"pd_reference {self.pd_reference!r}: expected 'forced' or 'sampled'")
-        self.lambdas = tuple(float(x) for x in self.lambdas)
-        if len(self.lambdas) != 3:
-            raise ValueError(f"lambdas {self.lambdas}: expected three weights [λ1, λ2, λ3] (Eq. 5)")
+        listed = PAPER_REWARDS[self.stage] if self.rewards is None else self.rewards
+        self.rewards = {str(n): float(w) for n, w in listed.items()}
+        check_reward_names(self.rewards)
+        missing = [n for n in REQUIRED_REWARDS[self.stage] if n not in self.rewards]
+        if missing:
+            raise ValueError(f"Stage-{self.stage} rewards {self.rewards}: missing {missing} (Eq. 6's correct rollout)")
         if self.stage == "1" and self.use_pd:
             raise ValueError("the PD reward is a Stage-2 (scoring) reward; set stage1.use_pd=false")
         if self.use_pd and self.mode != "think":
             raise ValueError("the PD reward compares think with no-think; it needs mode='think'")
+        if self.use_pd and "pd" not in self.rewards:
+            raise ValueError(f"use_pd is on but the rewards {self.rewards} list no pd")
 
     @classmethod
     def from_stage(cls, stage_cfg, stage: str, advantages_dir: str | os.PathLike | None = None) -> "RefineSettings":
@@ -132,12 +141,17 @@ class RefineSettings:
                    **{n: getattr(stage_cfg, n) for n in names if hasattr(stage_cfg, n)})
 
     def reward_names(self) -> list[str]:
-        if self.stage == "1":
-            return ["stage1", "format"]
-        return ["answer", "format"] + (["pd"] if self.use_pd else [])
+        """The rewards that train, in the listed order: ``rewards`` without ``pd`` unless ``use_pd``."""
+        return [n for n in self.rewards if n != "pd" or self.use_pd]
 
     def reward_weights(self) -> list[float]:
-        return list(self.lambdas[: len(self.reward_names())])
+        return [self.rewards[n] for n in self.reward_names()]
+
+    @property
+    def task_reward(self) -> str:
+        """The reward whose value is 1 for a right answer (``stage1`` / ``answer``); with ``format``
+        it defines a correct rollout (Eq. 5's gate, Eq. 6)."""
+        return REQUIRED_REWARDS[self.stage][0]
 
     @property
     def eq6_eps(self) -> float:
@@ -273,7 +287,7 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
     the per-step metrics the paper's figures need. See the module docstring.
 
     ``refine``: a :class:`RefineSettings`. Reward functions are built from it (do not pass
-    ``reward_funcs``); ``args.reward_weights`` is set from its λ. Dataset columns used: ``prompt``,
+    ``reward_funcs``); ``args.reward_weights`` is set from its weights. Dataset columns used: ``prompt``,
     ``images``, and per stage ``task``/``answer``/``options``/``bbox``/``mode`` (Stage-1) or ``mos``,
     ``mode``, ``id``, ``prompt_text``, ``no_think_text`` (Stage-2).
     """
@@ -295,14 +309,14 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
 
     # ------------------------------------------------------------------ rewards
     def _build_reward_funcs(self) -> list:
+        """The settings' rewards, each built by name from the registry with the stage's context
+        (:data:`refine_iqa_lib.method.rewards.REWARD_CONTEXT`); the task reward also logs the figures'
+        per-step metrics."""
         r = self.refine
-        names = ["stage1", "format"] if r.stage == "1" else ["answer", "format"]
-        funcs = get_reward_funcs(names, eps=r.answer_eps, variant=r.variant, mode=r.mode)
-        funcs[0] = self._with_step_metrics(funcs[0])
-        if r.use_pd:
-            funcs.append(PDReward(lambda: self.model, lambda: self.processing_class, eps=r.answer_eps, variant=r.variant,
-                                  reference=r.pd_reference, raw_every=r.pd_raw_every))
-        return funcs
+        context = {"eps": r.answer_eps, "variant": r.variant, "mode": r.mode, "reference": r.pd_reference,
+                   "raw_every": r.pd_raw_every, "policy": lambda: self.model, "processor": lambda: self.processing_class}
+        funcs = [build_reward(name, **context) for name in r.reward_names()]
+        return [self._with_step_metrics(f) if name == r.task_reward else f for name, f in zip(r.reward_names(), funcs)]
 
     def _with_step_metrics(self, task_reward):
         """The task reward (``answer`` / ``stage1``), also logging the figures' per-step metrics
@@ -372,7 +386,7 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
         names = self.reward_func_names
         rpf = rpf.to(device)
         rewards = torch.nan_to_num((rpf * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1), nan=0.0).double()
-        task_col = names.index("answer") if "answer" in names else names.index("stage1")
+        task_col = names.index(self.refine.task_reward)
         correct = correct_mask(rpf[:, task_col], rpf[:, names.index("format")])
         if self.refine.use_pm:
             adv_all = refine_advantages(rewards.view(-1, G), correct.view(-1, G), eps=self.refine.eq6_eps,

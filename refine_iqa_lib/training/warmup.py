@@ -17,7 +17,7 @@ Data (:func:`warmup_dataset`), chosen by ``warmup.recipe``:
   the perception dataset is not built). Think texts are a few words: for the embedded scoring set
   the distortion it carries (``"severe noise"``, ``"clean"``, from its ``embedded_metadata.csv``),
   otherwise a quality word from the MOS; for Stage-1 samples the distortion category. This trains
-  the base on the very labels Stages 1 and 2 then train on (issue 13: a base must not).
+  the base on the very labels Stages 1 and 2 then train on, which a base must not have seen.
 * ``pretrain``: ``max_steps × batch_size`` samples drawn (seeded, with replacement) from the
   stand-in pre-training set of :func:`refine_iqa_lib.data.pretrain.write_pretrain_dataset` (built
   or reused in ``<work_dir>/pretrain``; tasks name_object, object_box, global_distortion,
@@ -26,11 +26,11 @@ Data (:func:`warmup_dataset`), chosen by ``warmup.recipe``:
   not used. ``kind`` is ``<task>/<mode>``; the ``pretrain`` section joins the resume fingerprint
   (the recipe enters it only when it is not the default, so earlier runs still resume).
 
-Recipe (reference-facts §5, measured on this machine): AdamW lr 1e-3, betas (0.9, 0.95), no weight
+Recipe (measured on this project's 2-core machine): AdamW lr 1e-3, betas (0.9, 0.95), no weight
 decay, 20 linear warm-up steps then cosine decay to 0.1× (``warmup.min_lr_ratio``), gradient
 clipping 1.0, all parameters, loss on the completion (assistant) tokens only (TRL's
 ``completion_only_loss`` for prompt-completion data), batch 16, ``warmup.max_steps`` steps (300 at
-tiny; reference-facts §5 used 500). Batches are grouped by length (transformers'
+tiny; the recipe was measured with 500). Batches are grouped by length (transformers'
 ``group_by_length`` on a ``length`` column): Stage-1 prompts are about twice as long as scoring
 prompts, and a mixed batch would pad every row to the longest. ``warmup.group_by_length: false``
 shuffles uniformly instead, so that each batch mixes the tasks (the pretrain recipe's four tasks
