@@ -36,6 +36,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from refine_iqa_lib.io import DEFAULT_PIXEL_LIMIT
+
 __all__ = ["main", "expand_inputs", "IMAGE_SUFFIXES", "model_hash", "evaluate_folder"]
 
 log = logging.getLogger(__name__)
@@ -126,10 +128,15 @@ def _score(args) -> int:
     if not images:
         print("error: no inputs to score (give image files, folders, CSV files or --labels)", file=sys.stderr)
         return EXIT_ERROR
+    from refine_iqa_lib.io import ImageRules
+
+    rules = ImageRules(pixel_limit=args.pixel_limit, exif_orientation=not args.raw_orientation)
     # with the rows on stdout, progress lines and warnings go to stderr (the library logs to stdout)
     with contextlib.redirect_stdout(sys.stderr if not args.out else sys.stdout):
+        log.info("scoring %d input(s) with %s (%s, %s)", len(images), args.model, args.mode, args.method)
         scorer = Scorer(args.model, mode=args.mode, method=args.method, batch_size=args.batch_size,
-                        device=args.device, max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+                        device=args.device, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+                        rules=rules)
         rows = scorer.score(images)
     failed = [r for r in rows if r["error"] is not None]
     if args.out:
@@ -188,7 +195,7 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
                                                         scoring_result_path)
     from refine_iqa_lib.evaluation.tables import EVALUATED_SECTION
     from refine_iqa_lib.generation import GREEDY_FIELDS
-    from refine_iqa_lib.io import repo_relative, write_json
+    from refine_iqa_lib.io import repo_relative, using_image_rules, write_json
     from refine_iqa_lib.models import check_model_dir, load_policy
     from refine_iqa_lib.runs import evaluated_name, result_stem
 
@@ -201,9 +208,10 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
     dtype = cfg.model.dtype if device else "float32"
     loaded = load_policy(folder, dtype=dtype, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
                          device=device)
-    scoring = evaluate_scoring(cfg, name, datasets=datasets, modes=modes, methods=methods, loaded=loaded,
-                               model_path=folder)
-    qb = evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder) if qbench else []
+    with using_image_rules(cfg):  # every picture opened by the config's images rules
+        scoring = evaluate_scoring(cfg, name, datasets=datasets, modes=modes, methods=methods, loaded=loaded,
+                                   model_path=folder)
+        qb = evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder) if qbench else []
     run_config = {
         "model": name, "model_folder": repo_relative(folder), "model_hash": model_hash(folder),
         "profile": cfg.profile, "seed": cfg.seed, "datasets": datasets, "qbench": bool(qbench),
@@ -215,6 +223,7 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
         "eval": {"max_samples": cfg.eval.max_samples, "logistic_plcc": cfg.eval.logistic_plcc,
                  "qbench_root": cfg.eval.qbench_root, "qbench_split": cfg.eval.qbench_split,
                  "skip_unreadable": cfg.eval.skip_unreadable},
+        "images": {"exif_orientation": cfg.images.exif_orientation, "pixel_limit": cfg.images.pixel_limit},
         "roots": {d: str(cfg.scoring.roots.get(d, "")) for d in datasets},
         "versions": {k: v for k, v in package_versions().items() if v != "not installed"},
         "results": [repo_relative(scoring_result_path(cfg, name, r["dataset"], r["mode"], r["method"])) for r in scoring]
@@ -232,7 +241,8 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
 def _evaluate(args) -> int:
     from refine_iqa_lib.config import load_config
 
-    sets = list(args.sets) + ([f"paths.results_dir={args.out_dir}"] if args.out_dir else [])
+    sets = (list(args.sets) + ([f"paths.results_dir={args.out_dir}"] if args.out_dir else [])
+            + (["images.exif_orientation=false"] if args.raw_orientation else []))
     cfg = load_config(args.profile, sets)
     got = evaluate_folder(cfg, args.model, datasets=args.datasets, qbench=args.qbench, modes=args.modes,
                           methods=args.methods, device=args.device)
@@ -258,6 +268,16 @@ def _fmt(v) -> str:
 # the tool
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of pixels") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least 1 pixel")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="refine-iqa", description="Refine-IQA: score, evaluate, build, train, reproduce.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -281,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--lower-is-better", action="store_true", help="the labels' MOS is a distortion score")
     sc.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when there is one)")
     sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sc.add_argument("--raw-orientation", action="store_true",
+                    help="score the pixels as stored; by default a picture with an EXIF orientation tag "
+                         "(a phone photograph stored sideways) is turned upright first")
+    sc.add_argument("--pixel-limit", type=_positive_int, default=DEFAULT_PIXEL_LIMIT, metavar="N",
+                    help=f"pictures with more pixels are refused (a row says so) before decoding "
+                         f"(default {DEFAULT_PIXEL_LIMIT:,})")
 
     ev = sub.add_parser("evaluate", help="Tables 3-4 for any local Qwen2.5-VL checkpoint folder",
                         description="Score the IQA test sets (and Q-Bench) with a checkpoint folder; the rows "
@@ -296,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: eval.methods")
     ev.add_argument("--out-dir", default=None, help="results folder (default: paths.results_dir)")
     ev.add_argument("--device", default=None)
+    ev.add_argument("--raw-orientation", action="store_true",
+                    help="use the pixels as stored, ignoring EXIF orientation (= --set images.exif_orientation=false)")
 
     for name, (module, text) in DELEGATED.items():
         sub.add_parser(name, help=f"{text} (= python -m {module}; see refine-iqa {name} --help)", add_help=False)

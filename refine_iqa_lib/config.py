@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from refine_iqa_lib.io import REPO_ROOT, write_text
+from refine_iqa_lib.io import DEFAULT_PIXEL_LIMIT, REPO_ROOT, write_text
 
 PROFILE_DIR = Path(__file__).parent / "configs" / "profiles"
 ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
@@ -240,6 +240,15 @@ class LoraConfig:
 
 
 @dataclass
+class ImagesConfig:
+    """How every picture is opened (:func:`refine_iqa_lib.io.open_image`): scoring, evaluation,
+    training data and the dataset builds alike."""
+
+    exif_orientation: bool = True         # turn phone photographs upright by their EXIF tag; false = raw pixels
+    pixel_limit: int = DEFAULT_PIXEL_LIMIT  # pictures with more pixels are refused, by name, before decoding
+
+
+@dataclass
 class EvalConfig:
     """Evaluation settings (Tables 1-4)."""
 
@@ -272,6 +281,7 @@ class Config:
     stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think"))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     # ---- derived locations (absolute) -------------------------------------------------------
@@ -545,6 +555,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
      "a non-empty list of module names (e.g. q_proj, v_proj)"),
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
+    ("images.pixel_limit", _ge(1), ">= 1 pixel"),
     ("eval.batch_size", _ge(1), ">= 1"),
     ("eval.max_samples", _ge(0), ">= 0 (0 = all)"),
     ("eval.qbench_max_samples", _ge(0), ">= 0 (0 = eval.max_samples)"),

@@ -58,7 +58,7 @@ from refine_iqa_lib.data.iqa import get_info
 from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD, bootstrap_ci
-from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
+from refine_iqa_lib.io import read_json, repo_relative, subsample, using_image_rules, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy, resolve_model_path
 from refine_iqa_lib.prompts import check_mode
@@ -144,12 +144,14 @@ def load_eval_model(cfg: Config, name: str, model_path: str | os.PathLike | None
 def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, dict]:
     """Decode every image of ``df["image"]`` before any model work (:func:`refine_iqa_lib.io.check_images`).
 
-    Unreadable or missing files stop the evaluation with an error naming them, or, with
-    ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image, reason}, ...]})``
-    is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
-    from refine_iqa_lib.io import check_images
+    Missing, unreadable or refused files (refused by the rules of ``cfg.images``: pixel limit,
+    aspect ratio, pixel values; the reason names the limit) stop the evaluation with an error naming
+    them, or, with ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image,
+    reason}, ...]})`` is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
+    from refine_iqa_lib.io import ImageRules, check_images
 
-    bad = check_images(df["image"], desc=f"checking {what}").require(what, cfg.eval.skip_unreadable)
+    bad = check_images(df["image"], desc=f"checking {what}", rules=ImageRules.from_config(cfg)).require(
+        what, cfg.eval.skip_unreadable)
     if not cfg.eval.skip_unreadable:
         return df, {}
     gone = {b["image"] for b in bad}
@@ -312,47 +314,48 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
         todo = [t for t in todo if t not in done]
     if not todo:
         return records
-    sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
-    bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
-    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
-    path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
-    # numeric before prob in each mode: think-mode Eq. 8 reads its think from the numeric pass's greedy
-    # completions (same prompt, same budget) instead of generating them a second time
-    todo.sort(key=lambda t: (t[0], t[1], t[2] != "num"))
-    for dataset, (df, split) in sets.items():
-        df, unreadable = bad[dataset]
-        made: dict[str, list[str]] = {}
-        for ds, mode, method in todo:
-            if ds != dataset:
-                continue
-            got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None)
-            if method == "num" and mode == "think":
-                made[mode] = got["text"].astype(str).tolist()
-            pred = got["score"].to_numpy(dtype=float)
-            used, fallback = prediction_used(pred, cfg.eval.unparsable)
-            mos = df["mos"].to_numpy(dtype=float)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # degenerate sets give NaN, recorded below
-                rep = correlation_report(used, mos, logistic=cfg.eval.logistic_plcc)
-            failed = int((~np.isfinite(pred)).sum())
-            rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
-                   "parse_failure_rate": failed / len(pred) if len(pred) else None, "n_unparsable": failed,
-                   "unparsable": cfg.eval.unparsable, "fallback_prediction": fallback,
-                   "ci": scoring_intervals(cfg, used, mos, rep["plcc_kind"]), "ci_method": ci_method(cfg, "image"),
-                   "profile": cfg.profile, "split": split, "n_images": int(len(df)),
-                   "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
-                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
-                                             or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
-                   "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
-                   "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
-                   **unreadable}
-            out = scoring_result_path(cfg, name, dataset, mode, method)
-            write_record(out, rec)
-            preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],
-                              axis=1).assign(pred_used=used)
-            write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
-            records.append(rec)
+    with using_image_rules(cfg):  # every picture opened by the config's images rules
+        sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
+        bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
+        policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
+        path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
+        # numeric before prob in each mode: think-mode Eq. 8 reads its think from the numeric pass's greedy
+        # completions (same prompt, same budget) instead of generating them a second time
+        todo.sort(key=lambda t: (t[0], t[1], t[2] != "num"))
+        for dataset, (df, split) in sets.items():
+            df, unreadable = bad[dataset]
+            made: dict[str, list[str]] = {}
+            for ds, mode, method in todo:
+                if ds != dataset:
+                    continue
+                got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
+                                     cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None)
+                if method == "num" and mode == "think":
+                    made[mode] = got["text"].astype(str).tolist()
+                pred = got["score"].to_numpy(dtype=float)
+                used, fallback = prediction_used(pred, cfg.eval.unparsable)
+                mos = df["mos"].to_numpy(dtype=float)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # degenerate sets give NaN, recorded below
+                    rep = correlation_report(used, mos, logistic=cfg.eval.logistic_plcc)
+                failed = int((~np.isfinite(pred)).sum())
+                rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
+                       "parse_failure_rate": failed / len(pred) if len(pred) else None, "n_unparsable": failed,
+                       "unparsable": cfg.eval.unparsable, "fallback_prediction": fallback,
+                       "ci": scoring_intervals(cfg, used, mos, rep["plcc_kind"]), "ci_method": ci_method(cfg, "image"),
+                       "profile": cfg.profile, "split": split, "n_images": int(len(df)),
+                       "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
+                       "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
+                                                 or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
+                       "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
+                       "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
+                       **unreadable}
+                out = scoring_result_path(cfg, name, dataset, mode, method)
+                write_record(out, rec)
+                preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],
+                                  axis=1).assign(pred_used=used)
+                write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
+                records.append(rec)
     return records
 
 
