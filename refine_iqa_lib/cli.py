@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.io import DEFAULT_PIXEL_LIMIT
 
 __all__ = ["main", "expand_inputs", "IMAGE_SUFFIXES", "model_hash", "evaluate_folder"]
@@ -244,6 +245,9 @@ def _evaluate(args) -> int:
     sets = (list(args.sets) + ([f"paths.results_dir={args.out_dir}"] if args.out_dir else [])
             + (["images.exif_orientation=false"] if args.raw_orientation else []))
     cfg = load_config(args.profile, sets)
+    log.info("evaluating %s (profile %s): datasets %s, modes %s, methods %s%s", args.model, cfg.profile,
+             list(args.datasets or cfg.scoring.eval), list(args.modes or cfg.eval.modes),
+             list(args.methods or cfg.eval.methods), ", with Q-Bench" if args.qbench else "")
     got = evaluate_folder(cfg, args.model, datasets=args.datasets, qbench=args.qbench, modes=args.modes,
                           methods=args.methods, device=args.device)
     print(f"evaluated {args.model} as {got['name']!r} (profile {cfg.profile}):")
@@ -331,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_command_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         import importlib

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.config import Config, ConfigError, load_config
 from refine_iqa_lib.data import stage1
@@ -454,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="processes (default: perception.workers)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    configure_command_logging()
     try:
         cfg = load_config(args.profile, _overrides(args.overrides))
         report = build_perception_dataset(cfg, progress=not args.no_progress, workers=args.workers)
