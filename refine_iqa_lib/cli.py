@@ -3,6 +3,7 @@
 ::
 
     refine-iqa score --model DIR INPUT... [--mode no_think|think] [--method prob|num] [--out FILE.csv|.json]
+                     [--raw-orientation] [--pixel-limit N]
     refine-iqa evaluate --model DIR [--datasets koniq spaq ...] [--qbench] [--profile P] [--set k=v] [--out-dir DIR]
     refine-iqa build ...       # = python -m refine_iqa_lib.data.build ...
     refine-iqa train ...       # = python -m refine_iqa_lib.training.cli ...
@@ -11,8 +12,11 @@
 ``score`` is :class:`refine_iqa_lib.method.scoring.Scorer` on a command line: INPUT is image
 files, folders (their image files, sorted by name) or CSV files with an image column
 (``--image-column``, paths relative to the CSV's folder unless ``--image-dir``). One row per input
-(image, score, method, mode, parsed, error); an unreadable image gets a row naming it and the
-reason, and the exit code is 2 when some inputs failed. ``--labels FILE`` scores the images of a
+(image, score, method, mode, parsed, error); every picture is opened by
+:func:`refine_iqa_lib.io.open_image` (16-bit and float pictures scaled to 8 bits, EXIF orientation
+applied unless ``--raw-orientation``), and one that cannot be read or is refused (above
+``--pixel-limit``, an aspect ratio beyond the processor's 200:1) gets a row naming it and the reason
+or limit while the others are scored; the exit code is then 2. ``--labels FILE`` scores the images of a
 labels file (:func:`refine_iqa_lib.data.iqa.load_labels`) and prints SRCC / PLCC against its MOS.
 
 ``evaluate`` is the Table 3 / Table 4 harness for any local Qwen2.5-VL checkpoint folder: it loads
@@ -22,7 +26,9 @@ the folder once, runs :func:`refine_iqa_lib.evaluation.scoring_eval.evaluate_sco
 model folder and a content hash of its files, decoding settings, seed, library versions) and
 Tables 3-4 with the folder's rows marked "evaluated here".
 
-Exit codes: 0 done; 1 bad arguments, configuration or model folder; 2 some inputs could not be read.
+Exit codes: 0 done; 1 bad arguments, configuration or model folder; 2 some inputs could not be read or were
+refused. Progress lines go to the terminal (:func:`refine_iqa_lib.configure_command_logging`; with
+the rows on stdout, to stderr).
 """
 from __future__ import annotations
 
@@ -157,7 +163,8 @@ def _score(args) -> int:
     for r in failed:
         print(f"failed: {r['image']}: {r['error']}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} of {len(rows)} input(s) could not be read; their rows say why", file=sys.stderr)
+        print(f"{len(failed)} of {len(rows)} input(s) could not be read or were refused; their rows say why",
+              file=sys.stderr)
         return EXIT_INPUTS_FAILED
     return EXIT_OK
 

@@ -305,7 +305,8 @@ class Scorer:
         bar.close()
         bad = sum(r["error"] is not None for r in rows)
         if bad:
-            log.warning("scoring: %d of %d input(s) could not be read (rows kept, with the reason)", bad, len(rows))
+            log.warning("scoring: %d of %d input(s) could not be read or were refused (rows kept, with the reason)",
+                        bad, len(rows))
         return self._frame(rows) if as_frame else rows
 
     def _score_decoded(self, decoded: dict, errors: dict) -> dict:
