@@ -59,7 +59,8 @@ def test_launcher_dry_run_prints_its_command(ran):
     p = ran["launch_dry_run"]
     assert p.returncode == 0, p.stderr
     first = p.stdout.splitlines()[0]
-    assert first.startswith("$ ") and "launch --config_file" in first and "-m refine_iqa_lib.training.cli --stage 2" in first
+    assert first.startswith("$ ") and "launch --config_file" in first
+    assert "-m refine_iqa_lib.training.cli --stage 2" in first
     assert "# mode=think G=4" in p.stdout and "resolved config:" in p.stdout
 
 

@@ -43,8 +43,9 @@ Unreadable or truncated files, missing fields, boxes outside the image or degene
 report's, chosen where the problem is found; never by reading the message). Image files are read by
 the library's one opener (:func:`read_rgb` -> :func:`refine_iqa_lib.io.open_image`): grayscale,
 palette, RGBA (alpha dropped) and 16-bit / float pictures become RGB uint8, EXIF orientation is
-applied, and pictures beyond its limits are refused (reason ``image refused``). With ``on_error="skip"`` the COCO / JSONL parsers record a
-:class:`Skip` for each bad record in ``source.skips`` instead of raising (the build reports them).
+applied, and pictures beyond its limits are refused (reason ``image refused``). With
+``on_error="skip"`` the COCO / JSONL parsers record a :class:`Skip` for each bad record in
+``source.skips`` instead of raising (the build reports them).
 
 >>> fit_size(640, 427, 112)
 (112, 84)

@@ -189,7 +189,8 @@ def last_error_line(lines: list[str]) -> str | None:
     traceback that is not the launcher's own (accelerate's ``CalledProcessError``, torchrun's
     ``ChildFailedError``), else the last non-blank line; ``None`` for no output.
 
-    >>> last_error_line(["step 3", "error: warm-up output not found; run ... first", "Traceback (most recent call last):",
+    >>> last_error_line(["step 3", "error: warm-up output not found; run ... first",
+    ...                  "Traceback (most recent call last):",
     ...                  "subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1."])
     'warm-up output not found; run ... first'
     >>> last_error_line(["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad box"])
