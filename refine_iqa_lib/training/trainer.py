@@ -33,8 +33,9 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
    (``correct`` = ``r_ans = r_fmt = 1`` from the same gathered columns) and keeps this process's
    slice, exactly as TRL slices. A rollout no reward function could score (every column NaN) is
    left out of its group's statistics and gets advantage 0, as TRL does. The override of
-   ``_generate_and_score_completions`` puts the result in place of TRL's ``advantages``. So every process computes the same advantages. ``use_pm=False``
-   keeps TRL's advantage (standard GRPO, the "w/o PM" ablation). The gathered advantages of every
+   ``_generate_and_score_completions`` puts the result in place of TRL's ``advantages``. So
+   every process computes the same advantages. ``use_pm=False`` keeps TRL's advantage (standard
+   GRPO, the "w/o PM" ablation). The gathered advantages of every
    step are written per process to ``<advantages_dir>/rank<r>.jsonl`` (audit; the distributed
    test compares them) and added to TRL's completions table as the column ``advantage_eq6``
    (TRL's own ``advantage`` column there is its standard GRPO value).
