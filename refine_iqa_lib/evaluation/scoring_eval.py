@@ -58,7 +58,7 @@ from refine_iqa_lib.data.iqa import get_info
 from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD, bootstrap_ci
-from refine_iqa_lib.io import read_json, repo_relative, subsample, using_image_rules, write_json, write_text
+from refine_iqa_lib.io import ImageRules, read_json, repo_relative, subsample, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.models import load_policy, resolve_model_path
 from refine_iqa_lib.prompts import check_mode
@@ -148,7 +148,7 @@ def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFram
     aspect ratio, pixel values; the reason names the limit) stop the evaluation with an error naming
     them, or, with ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image,
     reason}, ...]})`` is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
-    from refine_iqa_lib.io import ImageRules, check_images
+    from refine_iqa_lib.io import check_images
 
     bad = check_images(df["image"], desc=f"checking {what}", rules=ImageRules.from_config(cfg)).require(
         what, cfg.eval.skip_unreadable)
@@ -241,14 +241,16 @@ def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tup
 
 
 def predict_scores(model, processor, images: Sequence[Any], mode: str, method: str, batch_size: int,
-                   max_new_tokens: int, generations: Sequence[str] | None = None) -> pd.DataFrame:
+                   max_new_tokens: int, generations: Sequence[str] | None = None,
+                   rules: ImageRules | None = None) -> pd.DataFrame:
     """One row per image: ``score`` (NaN where a numeric answer cannot be parsed) and what the
     model wrote (``text`` for numeric, ``think`` in think mode) or ``digit_mass`` (prob). Batched,
     with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`
-    (``generations``: greedy completions already made with the same prompt, reused)."""
+    (``generations``: greedy completions already made with the same prompt, reused; ``rules``: how
+    the pictures are opened, :func:`refine_iqa_lib.io.open_image`)."""
     method = {"prob": "prob", "num": "numeric"}[method_name(method)]
     rows = score_images(model, processor, list(images), mode=mode, method=method, batch_size=max(1, int(batch_size)),
-                        max_new_tokens=int(max_new_tokens), generations=generations)
+                        max_new_tokens=int(max_new_tokens), generations=generations, rules=rules)
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "digit_probs"} for r in rows])
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
     return out
@@ -314,48 +316,48 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
         todo = [t for t in todo if t not in done]
     if not todo:
         return records
-    with using_image_rules(cfg):  # every picture opened by the config's images rules
-        sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
-        bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
-        policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
-        path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
-        # numeric before prob in each mode: think-mode Eq. 8 reads its think from the numeric pass's greedy
-        # completions (same prompt, same budget) instead of generating them a second time
-        todo.sort(key=lambda t: (t[0], t[1], t[2] != "num"))
-        for dataset, (df, split) in sets.items():
-            df, unreadable = bad[dataset]
-            made: dict[str, list[str]] = {}
-            for ds, mode, method in todo:
-                if ds != dataset:
-                    continue
-                got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
-                                     cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None)
-                if method == "num" and mode == "think":
-                    made[mode] = got["text"].astype(str).tolist()
-                pred = got["score"].to_numpy(dtype=float)
-                used, fallback = prediction_used(pred, cfg.eval.unparsable)
-                mos = df["mos"].to_numpy(dtype=float)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # degenerate sets give NaN, recorded below
-                    rep = correlation_report(used, mos, logistic=cfg.eval.logistic_plcc)
-                failed = int((~np.isfinite(pred)).sum())
-                rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
-                       "parse_failure_rate": failed / len(pred) if len(pred) else None, "n_unparsable": failed,
-                       "unparsable": cfg.eval.unparsable, "fallback_prediction": fallback,
-                       "ci": scoring_intervals(cfg, used, mos, rep["plcc_kind"]), "ci_method": ci_method(cfg, "image"),
-                       "profile": cfg.profile, "split": split, "n_images": int(len(df)),
-                       "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
-                       "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
-                                                 or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
-                       "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
-                       "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
-                       **unreadable}
-                out = scoring_result_path(cfg, name, dataset, mode, method)
-                write_record(out, rec)
-                preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],
-                                  axis=1).assign(pred_used=used)
-                write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
-                records.append(rec)
+    sets = {d: load_scoring_set(cfg, d) for d in dict.fromkeys(d for d, _, _ in todo)}
+    bad = {d: usable_images(cfg, df, f"{d} ({split}) test images") for d, (df, split) in sets.items()}
+    policy, processor = loaded if loaded is not None else load_eval_model(cfg, name, model_path)
+    path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
+    # numeric before prob in each mode: think-mode Eq. 8 reads its think from the numeric pass's greedy
+    # completions (same prompt, same budget) instead of generating them a second time
+    todo.sort(key=lambda t: (t[0], t[1], t[2] != "num"))
+    for dataset, (df, split) in sets.items():
+        df, unreadable = bad[dataset]
+        made: dict[str, list[str]] = {}
+        for ds, mode, method in todo:
+            if ds != dataset:
+                continue
+            got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
+                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None,
+                                 rules=ImageRules.from_config(cfg))
+            if method == "num" and mode == "think":
+                made[mode] = got["text"].astype(str).tolist()
+            pred = got["score"].to_numpy(dtype=float)
+            used, fallback = prediction_used(pred, cfg.eval.unparsable)
+            mos = df["mos"].to_numpy(dtype=float)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # degenerate sets give NaN, recorded below
+                rep = correlation_report(used, mos, logistic=cfg.eval.logistic_plcc)
+            failed = int((~np.isfinite(pred)).sum())
+            rec = {"model": name, "dataset": dataset, "mode": mode, "method": method, **rep,
+                   "parse_failure_rate": failed / len(pred) if len(pred) else None, "n_unparsable": failed,
+                   "unparsable": cfg.eval.unparsable, "fallback_prediction": fallback,
+                   "ci": scoring_intervals(cfg, used, mos, rep["plcc_kind"]), "ci_method": ci_method(cfg, "image"),
+                   "profile": cfg.profile, "split": split, "n_images": int(len(df)),
+                   "plcc_fit_requested": "logistic4" if cfg.eval.logistic_plcc else "raw",
+                   "model_path": path, "root": repo_relative_root(cfg.scoring.roots.get(dataset, "")
+                                             or cfg.scoring.custom.get(dataset, {}).get("labels", "")),
+                   "pred_mean": float(np.nanmean(pred)) if np.isfinite(pred).any() else None,
+                   "pred_std": float(np.nanstd(pred)) if np.isfinite(pred).any() else None,
+                   **unreadable}
+            out = scoring_result_path(cfg, name, dataset, mode, method)
+            write_record(out, rec)
+            preds = pd.concat([df[["image", "mos"]].reset_index(drop=True), got.rename(columns={"score": "pred"})],
+                              axis=1).assign(pred_used=used)
+            write_text(predictions_dir(cfg, "scoring") / f"{out.stem}.csv", preds.to_csv(index=False))
+            records.append(rec)
     return records
 
 
