@@ -3,6 +3,7 @@
 ::
 
     refine-iqa score --model DIR INPUT... [--mode no_think|think] [--method prob|num] [--out FILE.csv|.json]
+                     [--raw-orientation] [--pixel-limit N]
     refine-iqa evaluate --model DIR [--datasets koniq spaq ...] [--qbench] [--profile P] [--set k=v] [--out-dir DIR]
     refine-iqa build ...       # = python -m refine_iqa_lib.data.build ...
     refine-iqa train ...       # = python -m refine_iqa_lib.training.cli ...
@@ -11,8 +12,11 @@
 ``score`` is :class:`refine_iqa_lib.method.scoring.Scorer` on a command line: INPUT is image
 files, folders (their image files, sorted by name) or CSV files with an image column
 (``--image-column``, paths relative to the CSV's folder unless ``--image-dir``). One row per input
-(image, score, method, mode, parsed, error); an unreadable image gets a row naming it and the
-reason, and the exit code is 2 when some inputs failed. ``--labels FILE`` scores the images of a
+(image, score, method, mode, parsed, error); every picture is opened by
+:func:`refine_iqa_lib.io.open_image` (16-bit and float pictures scaled to 8 bits, EXIF orientation
+applied unless ``--raw-orientation``), and one that cannot be read or is refused (above
+``--pixel-limit``, an aspect ratio beyond the processor's 200:1) gets a row naming it and the reason
+or limit while the others are scored; the exit code is then 2. ``--labels FILE`` scores the images of a
 labels file (:func:`refine_iqa_lib.data.iqa.load_labels`) and prints SRCC / PLCC against its MOS.
 
 ``evaluate`` is the Table 3 / Table 4 harness for any local Qwen2.5-VL checkpoint folder: it loads
@@ -22,7 +26,9 @@ the folder once, runs :func:`refine_iqa_lib.evaluation.scoring_eval.evaluate_sco
 model folder and a content hash of its files, decoding settings, seed, library versions) and
 Tables 3-4 with the folder's rows marked "evaluated here".
 
-Exit codes: 0 done; 1 bad arguments, configuration or model folder; 2 some inputs could not be read.
+Exit codes: 0 done; 1 bad arguments, configuration or model folder; 2 some inputs could not be read or were
+refused. Progress lines go to the terminal (:func:`refine_iqa_lib.configure_command_logging`; with
+the rows on stdout, to stderr).
 """
 from __future__ import annotations
 
@@ -35,6 +41,9 @@ import math
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from refine_iqa_lib import configure_command_logging
+from refine_iqa_lib.io import DEFAULT_PIXEL_LIMIT
 
 __all__ = ["main", "expand_inputs", "IMAGE_SUFFIXES", "model_hash", "evaluate_folder"]
 
@@ -126,10 +135,15 @@ def _score(args) -> int:
     if not images:
         print("error: no inputs to score (give image files, folders, CSV files or --labels)", file=sys.stderr)
         return EXIT_ERROR
+    from refine_iqa_lib.io import ImageRules
+
+    rules = ImageRules(pixel_limit=args.pixel_limit, exif_orientation=not args.raw_orientation)
     # with the rows on stdout, progress lines and warnings go to stderr (the library logs to stdout)
     with contextlib.redirect_stdout(sys.stderr if not args.out else sys.stdout):
+        log.info("scoring %d input(s) with %s (%s, %s)", len(images), args.model, args.mode, args.method)
         scorer = Scorer(args.model, mode=args.mode, method=args.method, batch_size=args.batch_size,
-                        device=args.device, max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+                        device=args.device, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+                        rules=rules)
         rows = scorer.score(images)
     failed = [r for r in rows if r["error"] is not None]
     if args.out:
@@ -149,7 +163,8 @@ def _score(args) -> int:
     for r in failed:
         print(f"failed: {r['image']}: {r['error']}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} of {len(rows)} input(s) could not be read; their rows say why", file=sys.stderr)
+        print(f"{len(failed)} of {len(rows)} input(s) could not be read or were refused; their rows say why",
+              file=sys.stderr)
         return EXIT_INPUTS_FAILED
     return EXIT_OK
 
@@ -188,7 +203,7 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
     from refine_iqa_lib.evaluation.scoring_eval import evaluate_scoring, method_name, scoring_result_path
     from refine_iqa_lib.evaluation.tables import EVALUATED_SECTION, our_table
     from refine_iqa_lib.generation import GREEDY_FIELDS
-    from refine_iqa_lib.io import repo_relative, write_json
+    from refine_iqa_lib.io import repo_relative, using_image_rules, write_json
     from refine_iqa_lib.models import check_model_dir, load_policy
     from refine_iqa_lib.runs import evaluated_name, result_stem
 
@@ -201,9 +216,10 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
     dtype = cfg.model.dtype if device else "float32"
     loaded = load_policy(folder, dtype=dtype, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
                          device=device)
-    scoring = evaluate_scoring(cfg, name, datasets=datasets, modes=modes, methods=methods, loaded=loaded,
-                               model_path=folder)
-    qb = evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder) if qbench else []
+    with using_image_rules(cfg):  # every picture opened by the config's images rules
+        scoring = evaluate_scoring(cfg, name, datasets=datasets, modes=modes, methods=methods, loaded=loaded,
+                                   model_path=folder)
+        qb = evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder) if qbench else []
     run_config = {
         "model": name, "model_folder": repo_relative(folder), "model_hash": model_hash(folder),
         "profile": cfg.profile, "seed": cfg.seed, "datasets": datasets, "qbench": bool(qbench),
@@ -215,6 +231,7 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
         "eval": {"max_samples": cfg.eval.max_samples, "logistic_plcc": cfg.eval.logistic_plcc,
                  "qbench_root": cfg.eval.qbench_root, "qbench_split": cfg.eval.qbench_split,
                  "skip_unreadable": cfg.eval.skip_unreadable},
+        "images": {"exif_orientation": cfg.images.exif_orientation, "pixel_limit": cfg.images.pixel_limit},
         "roots": {d: str(cfg.scoring.roots.get(d, "")) for d in datasets},
         "versions": {k: v for k, v in package_versions().items() if v != "not installed"},
         "results": [repo_relative(scoring_result_path(cfg, name, r["dataset"], r["mode"], r["method"])) for r in scoring]
@@ -232,8 +249,12 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
 def _evaluate(args) -> int:
     from refine_iqa_lib.config import load_config
 
-    sets = list(args.sets) + ([f"paths.results_dir={args.out_dir}"] if args.out_dir else [])
+    sets = (list(args.sets) + ([f"paths.results_dir={args.out_dir}"] if args.out_dir else [])
+            + (["images.exif_orientation=false"] if args.raw_orientation else []))
     cfg = load_config(args.profile, sets)
+    log.info("evaluating %s (profile %s): datasets %s, modes %s, methods %s%s", args.model, cfg.profile,
+             list(args.datasets or cfg.scoring.eval), list(args.modes or cfg.eval.modes),
+             list(args.methods or cfg.eval.methods), ", with Q-Bench" if args.qbench else "")
     got = evaluate_folder(cfg, args.model, datasets=args.datasets, qbench=args.qbench, modes=args.modes,
                           methods=args.methods, device=args.device)
     print(f"evaluated {args.model} as {got['name']!r} (profile {cfg.profile}):")
@@ -256,6 +277,16 @@ def _fmt(v) -> str:
 
 # --------------------------------------------------------------------------------------------
 # the tool
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of pixels") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least 1 pixel")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--lower-is-better", action="store_true", help="the labels' MOS is a distortion score")
     sc.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when there is one)")
     sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sc.add_argument("--raw-orientation", action="store_true",
+                    help="score the pixels as stored; by default a picture with an EXIF orientation tag "
+                         "(a phone photograph stored sideways) is turned upright first")
+    sc.add_argument("--pixel-limit", type=_positive_int, default=DEFAULT_PIXEL_LIMIT, metavar="N",
+                    help=f"pictures with more pixels are refused (a row says so) before decoding "
+                         f"(default {DEFAULT_PIXEL_LIMIT:,})")
 
     ev = sub.add_parser("evaluate", help="Tables 3-4 for any local Qwen2.5-VL checkpoint folder",
                         description="Score the IQA test sets (and Q-Bench) with a checkpoint folder; the rows "
@@ -296,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: eval.methods")
     ev.add_argument("--out-dir", default=None, help="results folder (default: paths.results_dir)")
     ev.add_argument("--device", default=None)
+    ev.add_argument("--raw-orientation", action="store_true",
+                    help="use the pixels as stored, ignoring EXIF orientation (= --set images.exif_orientation=false)")
 
     for name, (module, text) in DELEGATED.items():
         sub.add_parser(name, help=f"{text} (= python -m {module}; see refine-iqa {name} --help)", add_help=False)
@@ -303,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_command_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         import importlib

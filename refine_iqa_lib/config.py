@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from refine_iqa_lib.io import REPO_ROOT, write_text
 from refine_iqa_lib.method.rewards import PAPER_REWARDS, REQUIRED_REWARDS, REWARDS, reward_names
+from refine_iqa_lib.io import DEFAULT_PIXEL_LIMIT, REPO_ROOT, write_text
 
 PROFILE_DIR = Path(__file__).parent / "configs" / "profiles"
 ACCELERATE_DIR = Path(__file__).parent / "configs" / "accelerate"
@@ -83,7 +83,9 @@ class PerceptionConfig:
     max_objects: int = 5                  # objects (= marked images) kept per source image, largest first
     categories: list = field(default_factory=list)  # distortion pool; [] = all 12
     severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    options: str = "paper"                # answer pools: paper (12 types, 5 severities, every object) | compact
+    options: str = "paper"                # answer pools: paper (12 types, 5 severities, every distractor) | compact
+                                          # (object distractors: the max_objects largest objects, less same-name
+                                          # ones and those mostly inside the target's box)
     n_options: int = 4                    # options per multiple-choice question in the compact layout
     samples_per_image: float = 2.6        # expected Stage-1 samples per train image (paper: 55K / 20.9K)
     fr_prob: float = 0.5                  # share of full-reference samples (train)
@@ -243,7 +245,8 @@ class LoraConfig:
     """LoRA adapters for the GRPO stages (one GPU), through TRL's ``peft_config``; off by default.
 
     Only the adapters train; ``final/`` holds the merged weights (a plain model folder) and
-    ``adapter/`` the adapter itself (:mod:`refine_iqa_lib.training.lora`)."""
+    ``adapter/`` the adapter itself (:mod:`refine_iqa_lib.training.lora`). Not with a DeepSpeed
+    ZeRO-3 launch config (refused at load, :data:`LORA_ZERO3`)."""
 
     enabled: bool = False
     r: int = 64                           # rank
@@ -252,6 +255,15 @@ class LoraConfig:
     target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"])
     vision: bool = False                  # also adapt the vision tower's layers of those names
+
+
+@dataclass
+class ImagesConfig:
+    """How every picture is opened (:func:`refine_iqa_lib.io.open_image`): scoring, evaluation,
+    training data and the dataset builds alike."""
+
+    exif_orientation: bool = True         # turn phone photographs upright by their EXIF tag; false = raw pixels
+    pixel_limit: int = DEFAULT_PIXEL_LIMIT  # pictures with more pixels are refused, by name, before decoding
 
 
 @dataclass
@@ -288,6 +300,7 @@ class Config:
     stage2: StageConfig = field(default_factory=lambda: StageConfig(mode="think", rewards=dict(PAPER_REWARDS["2"])))
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     # ---- derived locations (absolute) -------------------------------------------------------
@@ -558,6 +571,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
      "a non-empty list of module names (e.g. q_proj, v_proj)"),
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
+    ("images.pixel_limit", _ge(1), ">= 1 pixel"),
     ("eval.batch_size", _ge(1), ">= 1"),
     ("eval.max_samples", _ge(0), ">= 0 (0 = all)"),
     ("eval.qbench_max_samples", _ge(0), ">= 0 (0 = eval.max_samples)"),
@@ -637,12 +651,51 @@ def check_stage_rewards(cfg: Config, stage: str) -> None:
     if section.use_pd and section.mode != "think":
         raise ConfigError(f"stage{stage}.use_pd = true in {section.mode} mode: the PD reward compares a think with "
                           f"no-think; expected stage{stage}.mode=think or stage{stage}.use_pd=false", f"stage{stage}.use_pd")
+#: Why ``lora.enabled`` is refused with a DeepSpeed ZeRO-3 launch.
+LORA_ZERO3 = ("LoRA does not run under DeepSpeed ZeRO-3 here: ZeRO-3 splits every weight across the processes, and "
+              "the adapter is merged into the base weights (peft merge_and_unload) on one process at the end, which "
+              "would merge into partitioned, empty tensors and save a wrong final/. LoRA does not need ZeRO-3: the "
+              "frozen base and the small adapter state fit one GPU (profile single_gpu), or several with "
+              "launch.accelerate_config=ddp; full fine-tuning keeps zero3")
+
+
+def deepspeed_file_zero_stage(path: str | os.PathLike) -> int | None:
+    """The ZeRO stage of a DeepSpeed JSON config (``zero_optimization.stage``), or ``None``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    stage = (data.get("zero_optimization") or {}).get("stage") if isinstance(data, dict) else None
+    return int(stage) if isinstance(stage, (int, str)) and str(stage).isdigit() else None
+
+
+def accelerate_zero_stage(name: str) -> int | None:
+    """The DeepSpeed ZeRO stage an accelerate config (shipped name or YAML path) sets; ``None`` for
+    one that is not DeepSpeed. Raises :class:`ConfigError` for an unknown config.
+
+    >>> accelerate_zero_stage("zero3"), accelerate_zero_stage("ddp")
+    (3, None)
+    """
+    path = accelerate_config_path(name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict) or str(data.get("distributed_type", "")).upper() != "DEEPSPEED":
+        return None
+    ds = data.get("deepspeed_config") or {}
+    if ds.get("zero_stage") is not None:
+        return int(ds["zero_stage"])
+    if ds.get("deepspeed_config_file"):
+        f = Path(ds["deepspeed_config_file"])
+        return deepspeed_file_zero_stage(f if f.is_absolute() else path.parent / f)
+    return None
 
 
 def check_values(cfg: Config) -> None:
     """Raise :class:`ConfigError` (with ``key``) for the first value of ``cfg`` that cannot work,
     naming the key, the value and the rule (:data:`VALUE_RULES`); also ``model.max_pixels >=
-    model.min_pixels``.
+    model.min_pixels`` and no LoRA with a ZeRO-3 launch config (:data:`LORA_ZERO3`).
 
     >>> cfg = load_config("smoke")
     >>> cfg.stage2.num_generations = 1
@@ -669,6 +722,14 @@ def check_values(cfg: Config) -> None:
     if cfg.model.max_pixels < cfg.model.min_pixels:
         raise ConfigError(f"model.max_pixels = {cfg.model.max_pixels!r}: expected >= model.min_pixels "
                           f"({cfg.model.min_pixels})", "model.max_pixels")
+    if cfg.lora.enabled:
+        try:
+            stage = accelerate_zero_stage(cfg.launch.accelerate_config)
+        except ConfigError:
+            stage = None  # an unknown accelerate config is reported where the job is built
+        if stage == 3:
+            raise ConfigError(f"lora.enabled = true with launch.accelerate_config = "
+                              f"{cfg.launch.accelerate_config!r} (DeepSpeed ZeRO-3): {LORA_ZERO3}", "lora.enabled")
 
 
 def _blame(e: ConfigError, path: Path | None, sets: dict) -> ConfigError:

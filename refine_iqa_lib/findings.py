@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import REPO_ROOT, Config, ConfigError, load_config
 from refine_iqa_lib.io import repo_relative, write_json
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="output folder (default: results/findings)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_command_logging()
     try:
         cfg = load_config(args.profile, args.sets)
         out = run_findings(cfg, args.seeds, args.out)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import REPO_ROOT, ConfigError, load_config, parse_overrides
 from refine_iqa_lib.executed import normalise_file
 from refine_iqa_lib.io import repo_relative, write_json, write_text
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="check inputs and print the commands only")
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
     args = ap.parse_args(argv)
+    configure_command_logging()
     try:
         overrides = _parse_sets(args.sets)
         load_config(args.profile, overrides)

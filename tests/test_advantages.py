@@ -120,9 +120,28 @@ def test_input_errors():
     with pytest.raises(ValueError, match="shape"):
         refine_advantages([1.0, 2.0], [True])
     with pytest.raises(ValueError, match="finite"):
-        refine_advantages([1.0, float("nan")], [True, False])
+        refine_advantages([1.0, float("inf")], [True, False])
     with pytest.raises(ValueError, match="shape"):
         grpo_advantages([])
+
+
+def test_missing_rewards_are_left_out_of_the_group_as_trl_does():
+    """TRL gives a completion no reward function scored (all NaN) a NaN reward, leaves it out of
+    its group's mean and std (nanmean / nanstd) and sets its advantage to 0; Eq. 6 does the same."""
+    from trl.trainer.utils import nanstd
+
+    r = torch.tensor([[2.3, float("nan"), 2.0, 1.0, 0.0], [1.0, 1.0, float("nan"), 0.0, 0.0],
+                      [float("nan")] * 5], dtype=torch.float64)
+    correct = torch.tensor([[1, 0, 1, 0, 0], [0, 0, 0, 0, 0], [0] * 5], dtype=torch.bool)
+    a = refine_advantages(r, correct)
+    ok = ~torch.isnan(r)
+    for g in range(2):                                  # = Eq. 6 over the scored rollouts only
+        torch.testing.assert_close(a[g][ok[g]], refine_advantages(r[g][ok[g]], correct[g][ok[g]]))
+    assert a[0, 1] == 0 and a[1, 2] == 0 and (a[2] == 0).all()
+    # the GRPO ablation equals TRL's own computation on the same rows
+    mean = torch.nanmean(r[:2], dim=1, keepdim=True)
+    trl = torch.nan_to_num((r[:2] - mean) / (nanstd(r[:2], dim=1, keepdim=True) + 1e-4), nan=0.0)
+    torch.testing.assert_close(grpo_advantages(r[:2]), trl)
 
 
 rewards_strategy = hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 10)),

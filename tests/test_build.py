@@ -195,7 +195,7 @@ def test_bad_inputs_are_skipped_and_reported(tmp_path):
     assert report.count("objects") == 6  # good, gray, rgba, 16-bit and the two with a bad box
     items = json.loads((tmp_path / "work" / "perception" / "skip_report.json").read_text())["items"]
     details = " ".join(i["detail"] for i in items)
-    assert "trunc.png: unreadable or truncated" in details and "missing.png: image file not found" in details
+    assert "trunc.png: not a readable image" in details and "missing.png: image not found" in details
     assert "objects.jsonl:9" in details and "objects.jsonl:10" in details
     assert "'ghost': box [590, 0, 700, 40] is outside the 600x400 image" in details
 

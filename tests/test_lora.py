@@ -157,3 +157,40 @@ def test_merged_model_scores_as_the_unmerged_one(runs, tiny_model_dir, tmp_path)
     again = merge_adapter(tiny_model_dir, straight / "adapter", tmp_path / "merged")
     m2, _ = load_policy(again)
     assert np.allclose([r["score"] for r in score_images(m2, processor, images, progress=False)], s_me, atol=1e-6)
+
+
+def test_lora_with_zero3_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """ZeRO-3 partitions the base weights the adapter is merged into on one process: refused at
+    config load (the paper profile's launch config) and, for a process accelerate launched with
+    ZeRO-3 anyway, before the trainer is built and before anything is merged or written."""
+    from refine_iqa_lib.config import ConfigError
+    from refine_iqa_lib.training.lora import check_not_zero3, peft_config, save_lora_final
+
+    for launch in ("zero3", "zero3_cpu"):
+        with pytest.raises(ConfigError, match=r"lora.enabled = true with launch.accelerate_config = '" + launch
+                                              + r"' \(DeepSpeed ZeRO-3\): .*merge_and_unload.*partitioned"):
+            load_config("smoke", {**LORA, "launch.accelerate_config": launch})
+    with pytest.raises(ConfigError, match="lora.enabled"):
+        load_config("paper", {"lora.enabled": True})
+    assert load_config("smoke", {**LORA, "launch.accelerate_config": "ddp"}).lora.enabled
+    own = tmp_path / "ds.yaml"                                  # a user's file pointing at a DeepSpeed JSON
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    own.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  deepspeed_config_file: ds.json\n")
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        load_config("smoke", {**LORA, "launch.accelerate_config": str(own)})
+
+    cfg = load_config("smoke", LORA)
+    check_not_zero3()
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(ValueError, match="under DeepSpeed ZeRO-3"):
+        peft_config(cfg)
+
+    class Trainer:                                             # saving must stop before writing anything
+        def save_model(self, path):
+            raise AssertionError("nothing may be written under ZeRO-3")
+
+    with pytest.raises(ValueError, match="under DeepSpeed ZeRO-3"):
+        save_lora_final(Trainer(), None, tmp_path / "run", tmp_path / "run" / "final")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    check_not_zero3()

@@ -246,3 +246,138 @@ def test_pd_starts_from_the_sampled_token_ids(tiny_policy, image):
     assert forced[:len(head) + len(split_word)] == head + split_word and forced[-len(gt_ids):] == gt_ids
     assert tok.decode(forced) == "<think>sharp</think><answer>3.4"
     assert forced_ids_from_sampled(tok, tok("<think>x</think>", add_special_tokens=False)["input_ids"], gt_ids) is None
+
+
+# --------------------------------------------------------------------------- float32, prompts, images, NaN
+
+
+def test_digit_probabilities_come_from_float32_logits_of_a_bf16_model(tiny_policy, image):
+    """The probabilities are a softmax of logits projected in float32 from the final hidden state,
+    not of the bf16 logits upcast afterwards (rounded to 8 significant bits)."""
+    import copy
+
+    model, processor = tiny_policy
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    prompt = processor.apply_chat_template(THINK_MSGS, add_generation_prompt=True, tokenize=False)
+    text = forced_completion(ROLLOUTS[0], "3.4")
+    z = forced_digit_probs(half, processor, [prompt], [text], image, "3.4", share_prompt=False)[0]
+    batch = processor(text=[prompt + text], images=[image], return_tensors="pt")
+    batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
+    with torch.no_grad():
+        out = half(**batch, output_hidden_states=True)
+    tok = processor.tokenizer
+    three, four = (tok.convert_tokens_to_ids(d) for d in "34")
+    hidden = out.hidden_states[-1][0, [-4, -2]].double()               # before "3" and before "4"
+    exact = torch.softmax(hidden @ half.lm_head.weight.double().T, -1)
+    want = np.array([exact[0, three].item(), exact[1, four].item()])
+    rounded = torch.softmax(out.logits[0, [-4, -2]].float(), -1)        # what upcasting bf16 logits gives
+    old = np.array([rounded[0, three].item(), rounded[1, four].item()])
+    new_err, old_err = np.abs(z / want - 1).max(), np.abs(old / want - 1).max()
+    assert new_err < 1e-5 and old_err > 20 * new_err, (new_err, old_err)
+
+
+def test_every_image_of_a_row_is_shown(tiny_policy, image, other_image):
+    """A row with two pictures has two placeholders and passes both images (both passes agree)."""
+    model, processor = tiny_policy
+    think = prompts.scoring_prompt("think")
+    prompt = processor.apply_chat_template(prompts.user_message(think, 2), add_generation_prompt=True, tokenize=False)
+    forced = [forced_completion(ROLLOUTS[0], "3.4"), forced_completion(ROLLOUTS[1], "3.4")]
+    shared = forced_digit_probs(model, processor, [prompt] * 2, forced, [image, other_image], "3.4")
+    plain = forced_digit_probs(model, processor, [prompt] * 2, forced, [image, other_image], "3.4", share_prompt=False)
+    np.testing.assert_allclose(shared, plain, rtol=1e-5)
+    one = forced_digit_probs(model, processor, [prompt] * 2, forced, [image, image], "3.4")
+    assert np.abs(one - shared).max() > 1e-6                            # the second picture is really seen
+    cols = dict(mos=[3.4] * 2, images=[[image, other_image]] * 2, id=[0, 0], prompt_text=[think] * 2,
+                no_think_text=[prompts.scoring_prompt("no_think")] * 2)
+    out = PDReward(lambda: model, lambda: processor).compute([ROLLOUTS[0], "<think>a</think><answer>3.3</answer>"],
+                                                             **cols)
+    assert out["r_think"][0] == pytest.approx(mode_reward(shared[0]), rel=1e-6)
+
+
+def test_the_forced_rows_continue_the_prompt_trl_sampled_from(tiny_policy, image):
+    model, processor = tiny_policy
+    think, no_think = prompts.scoring_prompt("think"), prompts.scoring_prompt("no_think")
+    messages = prompts.user_message(think)
+    sampled = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                            images=[image])["input_ids"][0]
+    sampled = [int(t) for t in sampled]
+    comps = ["<think>sharp</think><answer>3.3</answer>", "<think>fine</think><answer>3.5</answer>"]
+    cols = dict(mos=[3.4] * 2, images=[[image]] * 2, id=[7, 7], prompt_text=[think] * 2, no_think_text=[no_think] * 2)
+    fn = PDReward(lambda: model, lambda: processor)
+    ok = fn.compute(comps, sampled_prompt_ids=[sampled, sampled], **cols)
+    assert np.isfinite(ok["gated"]).all()
+    tampered = sampled[:-1] + [sampled[-1] + 1]
+    with pytest.raises(ValueError, match=r"row 1 \(id 7\): the prompt the PD reward forces from is not the prompt "
+                                         r"TRL sampled the completion from .*first difference at token"):
+        fn.compute(comps, sampled_prompt_ids=[sampled, tampered], **cols)
+
+
+def test_pd_renders_with_trls_chat_template_kwargs(tiny_policy, image):
+    """TRL renders prompts with ``chat_template_kwargs``; PD uses them too, so its forced rows are
+    the sampled prompt's continuation (checked against the ids) and give the numbers of that prompt."""
+    model, processor = tiny_policy
+    saved = processor.chat_template
+    processor.chat_template = "{% if hint %}[{{ hint }}] {% endif %}" + saved
+    try:
+        think, no_think = prompts.scoring_prompt("think"), prompts.scoring_prompt("no_think")
+        kwargs = {"hint": "rate the picture"}
+        msgs = prompts.user_message(think)
+        sampled = [int(t) for t in processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                                                 return_dict=True, images=[image], **kwargs)[
+            "input_ids"][0]]
+        comps = ["<think>sharp</think><answer>3.3</answer>"]
+        cols = dict(mos=[3.4], images=[[image]], id=[0], prompt_text=[think], no_think_text=[no_think])
+        fn = PDReward(lambda: model, lambda: processor, chat_template_kwargs=kwargs)
+        out = fn.compute(comps, sampled_prompt_ids=[sampled], **cols)
+        text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False, **kwargs)
+        assert text.startswith("[rate the picture] ")
+        z = forced_digit_probs(model, processor, [text], [forced_completion(comps[0], "3.4")], image, "3.4")
+        assert out["r_think"][0] == pytest.approx(mode_reward(z[0]), rel=1e-6)
+        with pytest.raises(ValueError, match="row 0 \\(id 0\\)"):              # rendered without TRL's kwargs
+            PDReward(lambda: model, lambda: processor).compute(comps, sampled_prompt_ids=[sampled], **cols)
+    finally:
+        processor.chat_template = saved
+
+
+def test_nan_probabilities_give_a_nan_reward_not_an_exception(tiny_policy, image, monkeypatch):
+    import refine_iqa_lib.method.teacher_forcing as TF
+
+    model, processor = tiny_policy
+    monkeypatch.setattr(TF, "forced_digit_probs", lambda *a, **k: np.full((len(a[2]), 2), np.nan))
+    cols = dict(mos=[3.4] * 3, images=[[image]] * 3, id=[0] * 3, prompt_text=[prompts.scoring_prompt("think")] * 3,
+                no_think_text=[prompts.scoring_prompt("no_think")] * 3)
+    comps = ["<think>a</think><answer>3.3</answer>", "<think>b</think><answer>1.0</answer>",
+             "<think>c</think><answer>3.5</answer>"]
+    got = PDReward(lambda: model, lambda: processor)(completions=comps, **cols)
+    assert np.isnan(got[0]) and got[1] == 0.0 and np.isnan(got[2])     # the wrong rollout is gated to 0
+
+
+def test_sampled_no_think_references_start_from_their_sampled_tokens(tiny_policy, image, monkeypatch):
+    """With pd_reference="sampled" each reference is forced from its own sampled token ids (a
+    tokenisation re-tokenising its text would not give); only a fallback counts as re-tokenised."""
+    import refine_iqa_lib.method.teacher_forcing as TF
+
+    model, processor = tiny_policy
+    tok = processor.tokenizer
+    seen = []
+    real = TF.forced_digit_probs
+
+    def spy(*a, **k):
+        seen.append(k["forced_ids"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(TF, "forced_digit_probs", spy)
+    head = tok("<answer>", add_special_tokens=False)["input_ids"]
+    split = [i for ch in "Score" for i in tok(ch, add_special_tokens=False)["input_ids"]]
+    sample_ids = head + split + tok(": 3.3</answer>", add_special_tokens=False)["input_ids"]
+    sample = tok.decode(sample_ids)
+    assert sample == "<answer>Score: 3.3</answer>" and sample_ids != tok(sample, add_special_tokens=False)["input_ids"]
+    comps = ["<think>a</think><answer>3.3</answer>", "<think>b</think><answer>3.5</answer>"]
+    cols = dict(mos=[3.4] * 2, images=[[image]] * 2, id=[0] * 2, prompt_text=[prompts.scoring_prompt("think")] * 2,
+                no_think_text=[prompts.scoring_prompt("no_think")] * 2, no_think_sample=[sample, "<answer>no</answer>"],
+                no_think_sample_ids=[sample_ids, tok("<answer>no</answer>", add_special_tokens=False)["input_ids"]])
+    fn = PDReward(lambda: model, lambda: processor, reference="sampled")
+    out = fn.compute(comps, completion_ids=[tok(c, add_special_tokens=False)["input_ids"] for c in comps], **cols)
+    refs = seen[-1][2:]                                                 # after the two think rows
+    assert refs[0][:len(head) + len(split)] == head + split            # its own sampled tokens
+    assert out["retokenised"] == 1                                      # the sample without a score

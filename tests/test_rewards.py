@@ -182,7 +182,7 @@ def test_mode_reward_weights_and_range():
     assert R.mode_reward([0.8, 0.5, 0.2]) == pytest.approx(0.8 + 0.05 + 0.002)
     assert R.mode_reward([0.8, 0.5, 0.2], "authors") == pytest.approx(0.5)
     assert R.pd_weights(4).tolist() == pytest.approx([1, 0.1, 0.01, 0.001])
-    for bad in ([], [1.5, 0.1], [-0.2, 0.1], [float("nan"), 0.1]):
+    for bad in ([], [1.5, 0.1], [-0.2, 0.1], [float("inf"), 0.1]):
         with pytest.raises(ValueError):
             R.mode_reward(bad)
     with pytest.raises(ValueError, match="authors"):
@@ -200,9 +200,13 @@ def test_pd_reward_in_unit_interval_and_zero_when_think_no_better(a, b):
     assert R.pd_reward(rr, rr) == 0.0
 
 
-def test_pd_reward_rejects_nan():
+def test_nan_probabilities_give_nan_rewards_instead_of_stopping_the_step():
+    """A diverged policy's NaN probabilities must reach TRL as a missing reward (the loss guard then
+    saves a checkpoint and stops); an exception here would end the run before it could."""
+    assert np.isnan(R.mode_reward([float("nan"), 0.1])) and np.isnan(R.mode_reward([0.2, float("nan")], "authors"))
+    assert np.isnan(R.pd_reward(float("nan"), 0.1)) and np.isnan(R.pd_reward(0.5, float("nan")))
     with pytest.raises(ValueError):
-        R.pd_reward(float("nan"), 0.1)
+        R.pd_reward(float("inf"), 0.1)
 
 
 @given(st.sampled_from([0.0, 1.0]), st.sampled_from([0.0, 1.0]), st.floats(0, 1),

@@ -85,10 +85,11 @@ def test_read_rgb_errors_name_the_file(tmp_path, photo):
     (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.jpg").write_bytes(b"not an image at all")
     for name in ("trunc.png", "junk.jpg"):
-        with pytest.raises(DataError, match=f"{name}: unreadable or truncated"):
+        with pytest.raises(DataError, match=f"{name}: not a readable image"):
             read_rgb(tmp_path / name)
-    with pytest.raises(DataError, match="missing.png: image file not found"):
+    with pytest.raises(DataError, match="missing.png: image not found") as e:
         read_rgb(tmp_path / "missing.png")
+    assert e.value.reason == "image file not found"
 
 
 def test_record_size_mismatch(tmp_path, photo):

@@ -322,3 +322,66 @@ def test_a_reward_registered_by_name_trains_a_stage2_step(work, fresh_policy):
         assert logged["reward"] == pytest.approx(0.75 + 0.75 + 0.5 * 0.25)  # the toy entered the sum with its weight
     finally:
         unregister_reward("toy_brevity")
+def test_unscorable_rollouts_are_left_out_of_eq6_as_trl_does():
+    """A rollout every reward function returned None (NaN) for: TRL leaves it out of its group's
+    mean and std and gives it advantage 0; the Eq. 6 override does the same."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    nan = float("nan")
+    fake = SimpleNamespace(
+        accelerator=SimpleNamespace(device=torch.device("cpu"), process_index=0, num_processes=1),
+        num_generations=G, reward_func_names=["answer", "format", "pd"], reward_weights=torch.ones(3),
+        refine=RefineSettings(stage="2"), _metrics=defaultdict(lambda: defaultdict(list)),
+        _log_completion_extra=lambda *a: None, state=SimpleNamespace(global_step=0))
+    rpf = torch.tensor([[1, 1, 0.3], [1, 1, 0.0], [nan, nan, nan], [0, 1, 0],         # one unscorable
+                        [nan, nan, nan]] + [[nan, nan, nan]] * 3, dtype=torch.float32)  # a group of none
+    adv = RefineGRPOTrainer._advantages(fake, rpf, 2 * G).numpy()
+    scored = [0, 1, 3]
+    np.testing.assert_allclose(adv[scored], refine_advantages(np.array([2.3, 2.0, 1.0]), [True, True, False]),
+                               atol=1e-6)
+    assert adv[2] == 0 and (adv[4:] == 0).all()
+    assert fake._metrics["train"]["refine/correct"][-1] == pytest.approx(2 / 8)
+
+
+def test_pd_checks_its_rows_against_the_prompt_trl_sampled_from(work, fresh_policy, monkeypatch):
+    trainer = _trainer(_cfg(work), work, fresh_policy)
+    _fixed_generation(trainer, COMPLETIONS)
+    seen = []
+    real = trainer.reward_funcs[2].compute
+
+    def spy(*a, **k):
+        seen.append(k.get("sampled_prompt_ids"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer.reward_funcs[2], "compute", spy)
+    _score_batch(trainer)                                       # TRL's prompt ids reach PD and match
+    assert seen[-1] is not None and len(seen[-1]) == G and all(len(ids) > 10 for ids in seen[-1])
+    original = RefineGRPOTrainer._generate
+
+    def tampered(self, prompts):
+        out = original(self, prompts)
+        self._sampled_prompt_ids[0][-1] += 1
+        return out
+
+    monkeypatch.setattr(RefineGRPOTrainer, "_generate", tampered)
+    with pytest.raises(ValueError, match=r"row 0 \(id 0\): the prompt the PD reward forces from is not the prompt "
+                                         r"TRL sampled"):
+        _score_batch(trainer)
+
+
+def test_sampled_no_think_references_reach_pd_with_their_token_ids(work, fresh_policy, monkeypatch):
+    trainer = _trainer(_cfg(work, **{"stage2.pd_reference": "sampled"}), work, fresh_policy)
+    _fixed_generation(trainer, COMPLETIONS)
+    seen = {}
+    real = trainer.reward_funcs[2].compute
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer.reward_funcs[2], "compute", spy)
+    _score_batch(trainer)
+    tok = trainer.processing_class.tokenizer
+    assert [tok.decode(ids, skip_special_tokens=True) for ids in seen["no_think_sample_ids"]] == seen["no_think_sample"]
+    assert trainer._metrics["train"]["refine/pd_retokenised"][-1] == 0     # every row forced from sampled ids

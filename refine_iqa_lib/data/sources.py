@@ -40,10 +40,12 @@ Bad input
 ---------
 Unreadable or truncated files, missing fields, boxes outside the image or degenerate raise
 :class:`DataError` with a message naming the file or record and a ``reason`` code (the skip
-report's, chosen where the problem is found; never by reading the message). Grayscale, palette, RGBA (alpha
-dropped, as :func:`refine_iqa_lib.data.distortions.to_rgb_uint8` does) and 16-bit images are converted
-to RGB uint8 (:func:`read_rgb`). With ``on_error="skip"`` the COCO / JSONL parsers record a
-:class:`Skip` for each bad record in ``source.skips`` instead of raising (the build reports them).
+report's, chosen where the problem is found; never by reading the message). Image files are read by
+the library's one opener (:func:`read_rgb` -> :func:`refine_iqa_lib.io.open_image`): grayscale,
+palette, RGBA (alpha dropped) and 16-bit / float pictures become RGB uint8, EXIF orientation is
+applied, and pictures beyond its limits are refused (reason ``image refused``). With
+``on_error="skip"`` the COCO / JSONL parsers record a :class:`Skip` for each bad record in
+``source.skips`` instead of raising (the build reports them).
 
 >>> fit_size(640, 427, 112)
 (112, 84)
@@ -63,9 +65,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from refine_iqa_lib.data.photos import EMBEDDED_GRAY_PHOTOS, EMBEDDED_PHOTOS, load_photo
+from refine_iqa_lib.io import ImageReadError, open_image
 
 BBox = tuple[int, int, int, int]
 
@@ -106,6 +109,7 @@ SKIP_REASONS = {
     "duplicate object name": "a smaller box of a name that appears again in the image (the largest is kept)",
     "image file not found": "the image file does not exist",
     "unreadable image": "the image file cannot be decoded (zero-byte, truncated, not an image)",
+    "image refused": "the opener refuses the picture (pixel limit, aspect ratio, pixel values; the detail names it)",
     "image size mismatch": "the decoded image's size differs from the size the annotations state",
 }
 
@@ -162,39 +166,13 @@ class SourceRecord:
 
 # --------------------------------------------------------------------------- image files
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 RGB.
-
-    Grayscale / palette / CMYK are converted, RGBA loses its alpha channel, 16-bit images are
-    scaled by 255/65535. Missing, unreadable or truncated files raise :class:`DataError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found", "image file not found")
+    """An image file as ``H x W x 3`` uint8 RGB, opened by :func:`refine_iqa_lib.io.open_image`
+    (its rules: pixel limit, aspect ratio, EXIF orientation, bit depth); its errors become
+    :class:`DataError` with the same message and reason code."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-                arr = np.asarray(im)
-                if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise DataError(f"{path}: {mode} image with values outside 0..65535; expected 8- or 16-bit",
-                                    "unreadable image")
-                a16 = arr.astype(np.uint16)
-                arr = np.rint(a16 * (255.0 / 65535.0)).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
-            if mode == "F":
-                raise DataError(f"{path}: floating-point image (mode F); expected an 8- or 16-bit photo",
-                                "unreadable image")
-            if mode == "RGB":
-                return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
-            if mode in ("P", "PA") and "transparency" in im.info:
-                im = im.convert("RGBA")
-            return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
-    except DataError:
-        raise
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})",
-                        "unreadable image") from e
+        return np.asarray(open_image(path), dtype=np.uint8)
+    except ImageReadError as e:
+        raise DataError(str(e), e.reason) from e
 
 
 # --------------------------------------------------------------------------- geometry

@@ -11,9 +11,11 @@ the distorted image only):
   *same type, other severity* / *other type, same severity* / *other type and severity*, from the
   build's category and severity pools (severities 1-3 and allowed pairs only for combinations),
   shuffled.
-* ``object`` - distorted-object recognition, multiple choice over the image's recorded objects
-  (the correct one plus up to ``n_options - 1`` others; objects lying mostly inside the
-  distorted box are never offered as wrong answers).
+* ``object`` - distorted-object recognition, multiple choice over the image's marked objects:
+  the correct one plus its *distractors* - the other objects among the ``perception.max_objects``
+  largest of the scene (5 by default; :func:`refine_iqa_lib.data.pipeline.mark_objects`), less
+  those named like the target and those lying mostly (>= 50 %) inside its box, which would look
+  distorted too - all of them in the paper layout, up to ``n_options - 1`` in the compact one.
 * ``grounding`` - the distorted area as a box ``[x1, y1, x2, y2]`` in the stored (distorted)
   image's pixels, half-open; the reward is the IoU.
 
@@ -190,7 +192,9 @@ def type_severity_options(steps: Sequence[tuple[str, int]], rng: np.random.Gener
 def object_options(target: str, distractors: Sequence[str], rng: np.random.Generator, n_options: int | None = 4
                    ) -> tuple[list[str], str]:
     """Options (shuffled): the target and up to ``n_options - 1`` distractor names (``None``: all
-    of them - the paper's pool, every recorded object of the image)."""
+    of them - the paper's pool). ``distractors`` are the marked image's: the other objects among
+    the scene's ``max_objects`` largest, less same-name ones and those mostly inside the target's
+    box (:func:`refine_iqa_lib.data.pipeline.valid_distractors`), not every recorded object."""
     pool = [d for d in dict.fromkeys(distractors) if d != target]
     k = len(pool) if n_options is None else max(0, n_options - 1)
     pick = [pool[i] for i in sorted(rng.permutation(len(pool))[:k])]
@@ -259,7 +263,7 @@ def make_samples(row: dict, split: str, *, seed: int = 0, n_options: int = 4,
 
     ``options="paper"``: separate type and severity questions over the whole pools (the 12
     categories of ``categories``, the 5 severity names of ``severities``) and the object question
-    over every recorded object; ``"compact"``: one type-and-severity question and an object
+    over every distractor of the marked image; ``"compact"``: one type-and-severity question and an object
     question with at most ``n_options`` options each."""
     if options not in TASK_SETS:
         raise ValueError(f"perception.options {options!r}: expected one of {list(TASK_SETS)}")

@@ -10,9 +10,11 @@ re-rendered for no-think mode (:func:`refine_iqa_lib.data.stage1.render_prompt`)
 * **Description (Table 1)**: an image counts as correct only if *all three* attributes are right.
   With the paper's answer pools (``perception.options: paper``, the default) those are three
   questions - the distortion type out of all 12 types, the severity out of the 5 severity names,
-  and the object out of every recorded object of the image - and all three must be answered
-  correctly (:func:`refine_iqa_lib.method.rewards.mcq_reward`); chance is about 1/12 x 1/5 x
-  1/(objects). With the ``compact`` layout the ``type_severity`` question (4 options each naming
+  and the object out of the image's other marked objects (the ``perception.max_objects``
+  largest, 5 by default, less those named like the target or lying mostly inside its box:
+  :func:`refine_iqa_lib.data.pipeline.mark_objects`) - and all three must be answered correctly
+  (:func:`refine_iqa_lib.method.rewards.mcq_reward`); chance is about 1/12 x 1/5 x 1/(objects
+  offered). With the ``compact`` layout the ``type_severity`` question (4 options each naming
   a type *and* a severity) and the ``object`` question must both be right. An image missing one of
   its questions is left out and counted (``n_incomplete``).
 * **Grounding (Table 2)**: the IoU of the predicted box (:func:`refine_iqa_lib.method.rewards.parse_box`)

@@ -105,12 +105,14 @@ def load_eval_model(cfg: Config, name: str, model_path: str | os.PathLike | None
 def usable_images(cfg: Config, df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, dict]:
     """Decode every image of ``df["image"]`` before any model work (:func:`refine_iqa_lib.io.check_images`).
 
-    Unreadable or missing files stop the evaluation with an error naming them, or, with
-    ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image, reason}, ...]})``
-    is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
-    from refine_iqa_lib.io import check_images
+    Missing, unreadable or refused files (refused by the rules of ``cfg.images``: pixel limit,
+    aspect ratio, pixel values; the reason names the limit) stop the evaluation with an error naming
+    them, or, with ``eval.skip_unreadable``, their rows are left out and ``({"unreadable": [{image,
+    reason}, ...]})`` is returned for the result record. Returns ``(rows to evaluate, extra record keys)``."""
+    from refine_iqa_lib.io import ImageRules, check_images
 
-    bad = check_images(df["image"], desc=f"checking {what}").require(what, cfg.eval.skip_unreadable)
+    bad = check_images(df["image"], desc=f"checking {what}", rules=ImageRules.from_config(cfg)).require(
+        what, cfg.eval.skip_unreadable)
     if not cfg.eval.skip_unreadable:
         return df, {}
     gone = {b["image"] for b in bad}

@@ -55,7 +55,7 @@ from refine_iqa_lib.evaluation.results import (
     usable_images, write_record,
 )
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci
-from refine_iqa_lib.io import read_json, repo_relative, subsample, write_text
+from refine_iqa_lib.io import ImageRules, read_json, repo_relative, subsample, write_text
 from refine_iqa_lib.method.scoring import score_images
 from refine_iqa_lib.prompts import check_mode
 from refine_iqa_lib.runs import normalise_model_name, result_stem
@@ -97,14 +97,16 @@ def load_scoring_set(cfg: Config, dataset: str, split: str | None = None) -> tup
 
 
 def predict_scores(model, processor, images: Sequence[Any], mode: str, method: str, batch_size: int,
-                   max_new_tokens: int, generations: Sequence[str] | None = None) -> pd.DataFrame:
+                   max_new_tokens: int, generations: Sequence[str] | None = None,
+                   rules: ImageRules | None = None) -> pd.DataFrame:
     """One row per image: ``score`` (NaN where a numeric answer cannot be parsed) and what the
     model wrote (``text`` for numeric, ``think`` in think mode) or ``digit_mass`` (prob). Batched,
     with a ``tqdm.auto`` bar; the model work is :func:`refine_iqa_lib.method.scoring.score_images`
-    (``generations``: greedy completions already made with the same prompt, reused)."""
+    (``generations``: greedy completions already made with the same prompt, reused; ``rules``: how
+    the pictures are opened, :func:`refine_iqa_lib.io.open_image`)."""
     method = {"prob": "prob", "num": "numeric"}[method_name(method)]
     rows = score_images(model, processor, list(images), mode=mode, method=method, batch_size=max(1, int(batch_size)),
-                        max_new_tokens=int(max_new_tokens), generations=generations)
+                        max_new_tokens=int(max_new_tokens), generations=generations, rules=rules)
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "digit_probs"} for r in rows])
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
     return out
@@ -178,7 +180,8 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
             if ds != dataset:
                 continue
             got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None)
+                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None,
+                                 rules=ImageRules.from_config(cfg))
             if method == "num" and mode == "think":
                 made[mode] = got["text"].astype(str).tolist()
             pred = got["score"].to_numpy(dtype=float)

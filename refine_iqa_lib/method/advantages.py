@@ -23,6 +23,19 @@ in the mean can leave ~1e-17) counts as zero, and then (paper variant):
 So an all-equal group always gets finite advantages with ``|A| ≤ 1``. The authors' code avoids
 the division by zero with ``std + 1e-4`` and an offset of 2e-5, so its all-equal, all-wrong
 group gets ``−2e-5 / 1e-4 = −0.2``.
+
+**Near-ties.** Above that threshold the paper's formula is kept as printed: it divides by the bare
+std, so the advantages do not depend on how far apart the rewards are, only on their order and
+relative spacing. Rewards that differ by a tiny amount therefore still get full-size advantages:
+G = 8 rewards ``[2.0001, 2, 2, 2, 2, 2, 2, 2]`` give the first rollout ``A = 2.47``, exactly what a
+PD gap of 1.0 gives. Such a gap must then be real and not rounding: the PD reward's digit
+probabilities come from float32 logits (:mod:`refine_iqa_lib.method.teacher_forcing`), where
+bfloat16 logits would differ by up to about 6 % between rollouts that are equally good. (GRPO's
+``std + 1e-4`` shrinks such a group's advantages instead: 0.26 for the example.)
+
+**Rewards that are missing** (NaN: TRL's value for a completion no reward function could score)
+are handled as TRL handles them: left out of their group's mean and std, with advantage 0. A
+group whose rewards are all missing gets 0 everywhere; infinite rewards raise.
 """
 from __future__ import annotations
 
@@ -76,17 +89,21 @@ def _restore(t: torch.Tensor, kind: str, dtype: torch.dtype | None, like: Any) -
 def _check_shape(r: torch.Tensor, name: str) -> None:
     if r.ndim not in (1, 2) or r.shape[-1] == 0:
         raise ValueError(f"{name}: expected rewards of shape (G,) or (N, G) with G >= 1, got {tuple(r.shape)}")
-    if not torch.isfinite(r).all():
-        raise ValueError(f"{name}: rewards must be finite, got {r.tolist()}")
+    if torch.isinf(r).any():
+        raise ValueError(f"{name}: rewards must be finite or NaN (missing), got {r.tolist()}")
 
 
 def _group_stats(r: torch.Tensor, ddof: int) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = r.mean(dim=-1, keepdim=True)
-    g = r.shape[-1]
-    if g - ddof <= 0:  # G = 1 with the sample std: undefined, treated as no spread
-        return mean, torch.zeros_like(mean)
-    var = ((r - mean) ** 2).sum(dim=-1, keepdim=True) / (g - ddof)
-    return mean, var.sqrt()
+    """Mean and std of each group over its rewards that are not NaN (missing). A group with at
+    most ``ddof`` of them has std 0 (no spread); one with none has mean 0."""
+    valid = ~torch.isnan(r)
+    n = valid.sum(dim=-1, keepdim=True).to(r.dtype)
+    x = torch.where(valid, r, torch.zeros_like(r))
+    mean = x.sum(dim=-1, keepdim=True) / n.clamp(min=1)
+    var = torch.where(valid, (r - mean) ** 2, torch.zeros_like(r)).sum(dim=-1, keepdim=True)
+    dof = n - ddof
+    std = torch.where(dof > 0, (var / dof.clamp(min=1)).sqrt(), torch.zeros_like(var))
+    return mean, std
 
 
 def refine_advantages(rewards: Any, correct: Any, eps: float | None = None, variant: str = "paper",
@@ -124,6 +141,8 @@ def refine_advantages(rewards: Any, correct: Any, eps: float | None = None, vari
     [-0.02, -0.02]
     >>> np.round(refine_advantages([1.0, 1.0], [False, False], variant="authors"), 6).tolist()
     [-0.2, -0.2]
+    >>> np.round(refine_advantages([2.3, float("nan"), 2.0, 1.0, 0.0], [True, False, True, False, False]), 3).tolist()
+    [0.934, 0.0, 0.647, 0.0, 0.0]
     """
     eps = eq6_eps(variant, eps)
     r, kind, dtype = _as_tensor(rewards, "rewards")
@@ -144,6 +163,7 @@ def refine_advantages(rewards: Any, correct: Any, eps: float | None = None, vari
         pos = torch.where(flat, torch.zeros_like(r), ((r - mean) / denom).clamp(min=0.0))
         neg = torch.where(flat, torch.full_like(r, -min(float(eps), 1.0)), (r - mean - eps) / denom)
     adv = torch.where(any_correct, pos, neg)
+    adv = torch.where(torch.isnan(r), torch.zeros_like(adv), adv)     # a missing reward: advantage 0 (as TRL)
     return _restore(adv, kind, dtype, rewards)
 
 
@@ -157,6 +177,8 @@ def grpo_advantages(rewards: Any, scale: bool = True, ddof: int = 1) -> Any:
     [0.934, 0.647, -0.311, -1.269]
     >>> grpo_advantages([1.0, 1.0, 1.0]).tolist(), np.round(grpo_advantages([1.0, 0.0], scale=False), 6).tolist()
     ([0.0, 0.0, 0.0], [0.5, -0.5])
+    >>> np.round(grpo_advantages([2.3, float("nan"), 2.0, 1.0, 0.0]), 3).tolist()   # NaN: left out, 0
+    [0.934, 0.0, 0.647, -0.311, -1.269]
     """
     r, kind, dtype = _as_tensor(rewards, "rewards")
     _check_shape(r, "grpo_advantages")
@@ -164,5 +186,5 @@ def grpo_advantages(rewards: Any, scale: bool = True, ddof: int = 1) -> Any:
     adv = r - mean
     if scale:
         adv = adv / (std + AUTHORS_STD_EPS)
-    adv = torch.where(std < STD_ZERO_TOL, torch.zeros_like(adv), adv)
+    adv = torch.where((std < STD_ZERO_TOL) | torch.isnan(r), torch.zeros_like(adv), adv)
     return _restore(adv, kind, dtype, rewards)

@@ -316,12 +316,22 @@ def mode_reward(digit_probs: Sequence[float] | np.ndarray, variant: str = "paper
 
     Worked example: MOS 3.4 with p("3") = 0.8 and p("4") = 0.5 gives 0.8 + 0.1·0.5 = 0.85.
 
+    A NaN probability (the policy's logits were not finite) gives NaN, not an error: the reward
+    is then left out as TRL leaves out a missing reward, and the training's loss guard - not an
+    exception in the middle of the step - stops the run with a checkpoint. Values outside [0, 1]
+    or infinite ones are a bug and raise.
+
     >>> round(mode_reward([0.8, 0.5]), 6), mode_reward([0.8, 0.5], "authors")
     (0.85, 0.5)
+    >>> mode_reward([float("nan"), 0.5])
+    nan
     """
     z = np.asarray(digit_probs, dtype=float).reshape(-1)
-    if z.size == 0 or not np.all(np.isfinite(z)) or np.any(z < -1e-6) or np.any(z > 1 + 1e-6):
-        raise ValueError(f"digit probabilities must be finite values in [0, 1], got {z.tolist()}")
+    if z.size == 0 or np.any(np.isinf(z)) or np.any(z < -1e-6) or np.any(z > 1 + 1e-6):
+        raise ValueError(f"digit probabilities must be values in [0, 1], got {z.tolist()}")
+    if np.isnan(z).any():
+        pd_weights(z.size, variant)  # still checks the digit count
+        return float("nan")
     return float(np.dot(pd_weights(z.size, variant), np.clip(z, 0.0, 1.0)))
 
 
@@ -329,13 +339,18 @@ def pd_reward(r_think: float, r_ref: float) -> float:
     """Eq. 3 / 4: ``r_pd = clip(r_think − r_ref, 0, 1)``.
 
     ``r_ref`` is the no-think mode reward, computed once per group on the fixed no-think format.
+    A NaN mode reward (see :func:`mode_reward`) gives NaN; an infinite one raises.
 
     >>> round(pd_reward(0.85, 0.6), 6), pd_reward(0.5, 0.6), pd_reward(1.1, 0.05)
     (0.25, 0.0, 1.0)
+    >>> pd_reward(float("nan"), 0.6)
+    nan
     """
     r_think, r_ref = float(r_think), float(r_ref)
-    if not (math.isfinite(r_think) and math.isfinite(r_ref)):
+    if math.isinf(r_think) or math.isinf(r_ref):
         raise ValueError(f"PD reward needs finite mode rewards, got r_think={r_think}, r_ref={r_ref}")
+    if math.isnan(r_think) or math.isnan(r_ref):
+        return float("nan")
     return float(min(max(r_think - r_ref, 0.0), 1.0))
 
 

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from refine_iqa_lib.generation import generate_greedy, model_device
-from refine_iqa_lib.io import ImageReadError, open_image
+from refine_iqa_lib.io import ImageReadError, ImageRules, open_image
 from refine_iqa_lib.prompts import ANSWER_LAYOUT, check_mode, check_variant, scoring_prompt, user_message
 from refine_iqa_lib.method.rewards import ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, extract_think, parse_score
 
@@ -125,8 +125,9 @@ def _digit_logits(model, processor, texts: list[str], images: list, digit_ids: l
 def score_images(model, processor, images: Sequence[Any], mode: str = "no_think", method: str = "prob",
                  batch_size: int = 8, max_new_tokens: int = 256, variant: str = "paper",
                  prompt_messages: list[dict] | None = None, progress: bool = True,
-                 generations: Sequence[str] | None = None) -> list[dict]:
-    """Score ``images`` (PIL images, arrays or paths) with ``model``; one dict per image, in order.
+                 generations: Sequence[str] | None = None, rules: ImageRules | None = None) -> list[dict]:
+    """Score ``images`` (PIL images, arrays or paths, opened by :func:`refine_iqa_lib.io.open_image`
+    with ``rules``) with ``model``; one dict per image, in order.
 
     ``method="prob"``: ``{"score": Q (Eq. 8), "digit_probs": softmax over the 5 digit logits,
     "digit_mass": full-vocabulary probability of the digits 0-4}`` (+ ``"think"`` in think mode).
@@ -161,7 +162,7 @@ def score_images(model, processor, images: Sequence[Any], mode: str = "no_think"
     try:
         bar = tqdm(total=len(images), desc=f"scoring ({mode}, {method})", disable=not progress)
         for lo in range(0, len(images), batch_size):
-            chunk = [open_image(im) for im in images[lo:lo + batch_size]]
+            chunk = [open_image(im, rules) for im in images[lo:lo + batch_size]]
             made = list(generations[lo:lo + len(chunk)]) if generations is not None else None
             if method == "numeric":
                 texts = made if made is not None else generate_greedy(model, processor, [prompt] * len(chunk), chunk,
@@ -228,9 +229,13 @@ class Scorer:
     :meth:`score` returns one row per input, in order, with the columns :data:`SCORER_COLUMNS`:
     ``score`` (Eq. 8 for ``method="prob"``, the parsed number for ``"num"``; NaN when it has none),
     ``method`` (``prob`` / ``num``), ``mode``, ``parsed`` (whether there is a score) and ``error``
-    (``None``, or why the image could not be read: such rows are kept, never dropped). Inputs are
-    paths, PIL images or uint8 arrays; they are decoded one batch at a time
-    (:func:`refine_iqa_lib.io.open_image`). Decoding is greedy with every field set
+    (``None``, or why the image could not be used: such rows are kept, never dropped, and the
+    other inputs are scored). Inputs are paths, PIL images or arrays; they are decoded one batch at
+    a time by :func:`refine_iqa_lib.io.open_image` with ``rules`` (default: its process-wide
+    rules): pictures above the pixel limit or the processor's aspect ratio get a row naming the
+    limit; ``rules.exif_orientation=False`` scores the stored pixels of a rotated phone photograph.
+    A batch the processor still refuses is scored one picture at a time, so only the pictures it
+    refuses get an error row (the processor's message). Decoding is greedy with every field set
     (:mod:`refine_iqa_lib.generation`), so the same inputs and batch size give the same scores
     (another batch size pads the batches differently: scores may then differ by about 1e-7).
     ``model`` / ``processor`` may be passed instead of loading ``model_dir`` again.
@@ -244,7 +249,8 @@ class Scorer:
     def __init__(self, model_dir: str | Path | None = None, mode: str = "no_think", method: str = "prob",
                  batch_size: int = 8, device: str | None = None, dtype: str | None = None,
                  max_new_tokens: int = 256, variant: str = "paper", min_pixels: int | None = None,
-                 max_pixels: int | None = None, progress: bool = True, model=None, processor=None):
+                 max_pixels: int | None = None, progress: bool = True, model=None, processor=None,
+                 rules: ImageRules | None = None):
         check_mode(mode)
         check_variant(variant)
         if method not in _METHODS:
@@ -255,6 +261,7 @@ class Scorer:
         self.method = "prob" if _METHODS[method] == "prob" else "num"
         self.batch_size, self.max_new_tokens, self.progress = int(batch_size), int(max_new_tokens), progress
         self.model_dir = None if model_dir is None else Path(model_dir)
+        self.rules = rules
         if model is None or processor is None:
             if model_dir is None:
                 raise ValueError("Scorer: pass model_dir (a local Qwen2.5-VL folder) or model and processor")
@@ -279,30 +286,52 @@ class Scorer:
         bar = tqdm(total=len(images), desc=f"scoring ({self.mode}, {self.method})", disable=not self.progress)
         for lo in range(0, len(images), self.batch_size):
             chunk = list(enumerate(images[lo:lo + self.batch_size], start=lo))
-            decoded, errors = [], {}
+            decoded, errors = {}, {}
             for i, im in chunk:
                 try:
-                    decoded.append(open_image(im))
+                    decoded[i] = open_image(im, self.rules)
                 except ImageReadError as e:  # the row names the image; the error says why
                     errors[i] = str(e).removeprefix(f"{_image_label(im, i)}: ")
-            got = iter(score_images(self.model, self.processor, decoded, mode=self.mode,
-                                    method=_METHODS[self.method], batch_size=max(1, len(decoded)),
-                                    max_new_tokens=self.max_new_tokens, variant=self.variant,
-                                    progress=False) if decoded else [])
+            got = self._score_decoded(decoded, errors)
             for i, im in chunk:
                 row = {"image": _image_label(im, i), "method": self.method, "mode": self.mode}
                 if i in errors:
                     row.update(score=float("nan"), parsed=False, error=errors[i])
                 else:
-                    r = next(got)
+                    r = got[i]
                     row.update(score=float(r["score"]), parsed=bool(r.get("parsed", True)), error=None)
                 rows.append({k: row[k] for k in SCORER_COLUMNS})
             bar.update(len(chunk))
         bar.close()
         bad = sum(r["error"] is not None for r in rows)
         if bad:
-            log.warning("scoring: %d of %d input(s) could not be read (rows kept, with the reason)", bad, len(rows))
+            log.warning("scoring: %d of %d input(s) could not be read or were refused (rows kept, with the reason)",
+                        bad, len(rows))
         return self._frame(rows) if as_frame else rows
+
+    def _score_decoded(self, decoded: dict, errors: dict) -> dict:
+        """Scores of the decoded pictures ``{index: image}`` as ``{index: result}``. When the
+        processor refuses the batch (``ValueError``), each picture is scored alone; one it still
+        refuses gets an error in ``errors`` (the processor's message) and the others are scored."""
+        def run(images):
+            return score_images(self.model, self.processor, images, mode=self.mode, method=_METHODS[self.method],
+                                batch_size=max(1, len(images)), max_new_tokens=self.max_new_tokens,
+                                variant=self.variant, progress=False, rules=self.rules)
+
+        if not decoded:
+            return {}
+        try:
+            return dict(zip(decoded, run(list(decoded.values()))))
+        except ValueError as batch_error:
+            if len(decoded) == 1:
+                i = next(iter(decoded))
+                errors[i] = f"the image processor refused it ({batch_error})"
+                return {}
+            out = {}
+            for i, im in decoded.items():
+                got = self._score_decoded({i: im}, errors)
+                out.update(got)
+            return out
 
     def score_frame(self, images: Sequence[Any]):
         """:meth:`score` as a DataFrame (columns :data:`SCORER_COLUMNS`)."""

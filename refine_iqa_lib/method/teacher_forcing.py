@@ -38,7 +38,12 @@ positions it has alone; the shared-prompt path computes them once with the model
 ``get_rope_index`` and continues each row's text positions after its prompt. (Without
 ``mm_token_type_ids`` the model silently falls back to 1D positions: tested as a negative control.)
 Logits are projected onto the vocabulary only at the M positions that predict digits
-(``logits_to_keep``).
+(``logits_to_keep``), and in float32 (:class:`_Fp32Head`: the final hidden states of those
+positions and the output projection are upcast before the product), so a bfloat16 policy's digit
+probabilities are not rounded to its 8-bit logits (about 6 % for logits in [16, 32)): Eq. 6
+divides by the group's bare standard deviation, so rounding noise between equally good rollouts
+would otherwise become full-size advantages (:mod:`refine_iqa_lib.method.advantages`, near-ties).
+A prompt may show several images (one placeholder each); all of them are passed.
 
 ``variant="authors"``: the authors' layout ``<answer>Score: X.XX</answer>`` (three digits) and a
 PD that uses only the first decimal digit's probability (given the forced integer digit); their
@@ -47,6 +52,7 @@ reference is always the fixed layout (the paper's Eq. 4).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -58,6 +64,8 @@ from refine_iqa_lib.method.rewards import (
     ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, completion_to_text, extract_think, is_correct, mode_reward, pd_reward,
     score_span,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "forced_completion", "reference_completion", "forced_digit_probs", "teacher_forced_digit_probs",
@@ -98,8 +106,40 @@ def reference_completion(gt_text: str, variant: str = "paper") -> str:
     return f"{ANSWER_OPEN}{prefix}{gt_text}"
 
 
-def _prompt_text(processor, messages: list[dict]) -> str:
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+def _prompt_text(processor, messages: list[dict], chat_template: str | None = None,
+                 template_kwargs: dict | None = None) -> str:
+    """The prompt text of ``messages`` as TRL renders it for generation (``chat_template`` and
+    ``template_kwargs``: TRL's ``GRPOTrainer.chat_template`` / ``args.chat_template_kwargs``)."""
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         **({"chat_template": chat_template} if chat_template else {}),
+                                         **(template_kwargs or {}))
+
+
+def _image_list(image: Any) -> list:
+    """One prompt's images: a single image or a list / tuple of them."""
+    return list(image) if isinstance(image, (list, tuple)) else [image]
+
+
+def _check_prompt_ids(prompts: Sequence[str], distinct: list[str], toks: list[list[int]],
+                      expected: Sequence[Sequence[int] | None] | None, names: Sequence[str] | None,
+                      offset: int) -> None:
+    """Raise ``ValueError`` naming the row when a prompt's token ids (as encoded here) differ from
+    ``expected`` (the ids TRL sampled the row's completion from): the forced sequence must continue
+    exactly the prompt the completion was sampled from."""
+    if expected is None:
+        return
+    for r, (p, want) in enumerate(zip(prompts, expected)):
+        if want is None:
+            continue
+        want = [int(x) for x in want]
+        got = toks[distinct.index(p)]
+        if got != want:
+            j = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            name = names[r] if names is not None else f"row {offset + r}"
+            raise ValueError(
+                f"{name}: the prompt the PD reward forces from is not the prompt TRL sampled the completion from "
+                f"({len(got)} vs {len(want)} tokens, first difference at token {j}: "
+                f"{got[j:j + 3]} vs {want[j:j + 3]}); render both with the same chat template and images")
 
 
 def _gt_token_layout(tokenizer, gt_text: str) -> tuple[list[int], list[int]]:
@@ -185,12 +225,20 @@ def forced_ids_from_sampled(tokenizer, completion_ids: Sequence[int], gt_ids: Se
 
 def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_texts: Sequence[str] | None, image: Any,
                        gt_text: str, padding_side: str = "left", batch_size: int | None = None,
-                       share_prompt: bool = True, forced_ids: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+                       share_prompt: bool = True, forced_ids: Sequence[Sequence[int]] | None = None,
+                       prompt_ids: Sequence[Sequence[int] | None] | None = None,
+                       row_names: Sequence[str] | None = None) -> np.ndarray:
     """Probabilities of the ground-truth digits at the end of ``prompt + forced`` rows.
 
-    Prompts go through the processor (with ``image``), completions through the tokenizer on their
-    own (as TRL tokenises prompt and completion separately). Returns shape ``(rows, number of
-    digits in gt_text)``, float64; every forced text must end with ``gt_text``. No gradients.
+    Prompts go through the processor (with ``image``: one image, or the list of images every prompt
+    shows, one placeholder each), completions through the tokenizer on their own (as TRL tokenises
+    prompt and completion separately). Returns shape ``(rows, number of digits in gt_text)``,
+    float64; every forced text must end with ``gt_text``. No gradients. The probabilities are a
+    full-vocabulary softmax of float32 logits (:class:`_Fp32Head`), also for a bfloat16 model.
+
+    ``prompt_ids``: per row, the token ids of the prompt its completion was sampled from (TRL's), or
+    ``None``; a row whose prompt encodes to other ids raises ``ValueError`` naming it (``row_names``
+    label the rows), so the forced sequence provably continues that prompt.
 
     ``share_prompt=True`` (default): the prefix all prompts share (with the image) runs once, then
     each distinct prompt's remaining tokens once, and all completions run in **one batched pass**
@@ -227,38 +275,90 @@ def forced_digit_probs(model, processor, prompt_texts: Sequence[str], forced_tex
                 comp = (_encode_completions(tokenizer, forced_texts[lo:hi], gt_ids) if forced_ids is None
                         else _check_ids(forced_ids[lo:hi], gt_ids, lo))
                 run = _shared_prompt_pass if share_prompt else _plain_pass
-                out[lo:hi] = run(model, processor, list(prompt_texts[lo:hi]), comp, image, gt_ids, digit_idx,
-                                 padding_side)
+                check = (None if prompt_ids is None else prompt_ids[lo:hi],
+                         None if row_names is None else row_names[lo:hi], lo)
+                out[lo:hi] = run(model, processor, list(prompt_texts[lo:hi]), comp, _image_list(image), gt_ids,
+                                 digit_idx, padding_side, check)
     finally:
         model.train(was_training)
     return out
+
+
+class _Fp32Head:
+    """The logits of one forward pass in float32, computed from the final hidden states at the
+    kept positions with the output projection (``lm_head``) upcast to float32.
+
+    A forward pre-hook on the model's output embeddings sees exactly what ``lm_head`` gets (the
+    positions of ``logits_to_keep``; under DeepSpeed ZeRO-3 its weight is gathered by then) and
+    projects it in float32, in slices of the vocabulary so that no float32 copy of the whole
+    matrix is made. In bfloat16 the model's own logits are rounded to 8 significant bits (steps of
+    0.125 for logits in [16, 32), so a probability can be off by about 6 %); these are not.
+
+    ``with _Fp32Head(model) as head: model(...)`` then ``head.logits``.
+    """
+
+    CHUNK = 16384                        # vocabulary rows projected at once
+
+    def __init__(self, model):
+        self.head = model.get_output_embeddings()
+        if self.head is None or getattr(self.head, "weight", None) is None:
+            raise TypeError(f"{type(model).__name__} has no output embeddings (lm_head) to project in float32")
+        self.logits = None
+
+    def __enter__(self):
+        self.handle = self.head.register_forward_pre_hook(self._project)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def _project(self, module, args):
+        import torch
+
+        h = args[0].float()
+        weight, bias = module.weight, getattr(module, "bias", None)
+        out = torch.empty(*h.shape[:-1], weight.shape[0], dtype=torch.float32, device=h.device)
+        for lo in range(0, weight.shape[0], self.CHUNK):
+            out[..., lo:lo + self.CHUNK] = h @ weight[lo:lo + self.CHUNK].float().T
+        if bias is not None:
+            out += bias.float()
+        self.logits = out
+
+
+def _forward(model, **kwargs):
+    """``(model output, float32 logits of its kept positions)`` (see :class:`_Fp32Head`)."""
+    with _Fp32Head(model) as head:
+        out = model(**kwargs)
+    return out, head.logits
 
 
 def _digit_probs_from(logits, target_ids) -> np.ndarray:
     """``logits``: (rows, n_digits, vocab) at the positions before each digit -> (rows, n_digits)."""
     import torch
 
-    probs = torch.softmax(logits.float(), dim=-1)                      # full-vocabulary softmax
+    probs = torch.softmax(logits.double(), dim=-1)                     # full-vocabulary softmax
     t = torch.as_tensor(target_ids, device=probs.device)[None, :, None].expand(probs.shape[0], -1, 1)
     return torch.gather(probs, 2, t)[..., 0].double().cpu().numpy()
 
 
-def _plain_pass(model, processor, prompts: list[str], comp: list[list[int]], image, gt_ids, digit_idx,
-                padding_side: str) -> np.ndarray:
+def _plain_pass(model, processor, prompts: list[str], comp: list[list[int]], images: list, gt_ids, digit_idx,
+                padding_side: str, check: tuple = (None, None, 0)) -> np.ndarray:
     import torch
 
     device = model_device(model)
     distinct = list(dict.fromkeys(prompts))
-    enc = processor(text=distinct, images=[image] * len(distinct), return_tensors="pt", padding=True,
+    enc = processor(text=distinct, images=list(images) * len(distinct), return_tensors="pt", padding=True,
                     padding_side="left")
-    n_patch = int(enc["image_grid_thw"][0].prod())
-    pixel_one, grid_one = enc["pixel_values"][:n_patch], enc["image_grid_thw"][:1]
+    grid_one = enc["image_grid_thw"][:len(images)]                    # one prompt's images
+    pixel_one = enc["pixel_values"][:int(grid_one.prod(-1).sum())]
     pad_id = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else 0
+    toks = [enc["input_ids"][k][enc["attention_mask"][k].bool()].tolist() for k in range(len(distinct))]
+    _check_prompt_ids(prompts, distinct, toks, *check)
     seqs, types = [], []
     for p, c in zip(prompts, comp):
         k = distinct.index(p)
         keep = enc["attention_mask"][k].bool()
-        seqs.append(enc["input_ids"][k][keep].tolist() + c)
+        seqs.append(toks[k] + c)
         types.append(enc["mm_token_type_ids"][k][keep].tolist() + [0] * len(c))
     width = max(len(x) for x in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -280,7 +380,7 @@ def _plain_pass(model, processor, prompts: list[str], comp: list[list[int]], ima
     inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": mm,
               "pixel_values": pixel_one.repeat(len(seqs), 1), "image_grid_thw": grid_one.repeat(len(seqs), 1)}
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits
+    _, logits = _forward(model, **inputs, use_cache=False, logits_to_keep=keep.to(device))
     sel = torch.gather(logits, 1, col.to(device)[:, :, None].expand(-1, -1, logits.shape[-1]))
     return _digit_probs_from(sel, [gt_ids[j] for j in digit_idx])
 
@@ -297,8 +397,8 @@ def _right_pad(rows: list[list[int]], pad: int, device) -> tuple[Any, Any]:
     return ids, mask
 
 
-def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[int]], image, gt_ids, digit_idx,
-                        padding_side: str) -> np.ndarray:
+def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[int]], images: list, gt_ids,
+                        digit_idx, padding_side: str, check: tuple = (None, None, 0)) -> np.ndarray:
     """Three levels, each run once: (0) the prefix all prompts share, image included (1 row);
     (1) each distinct prompt's remaining tokens on top of it (one row per prompt); (2) every
     completion on top of its prompt (one row per completion). Explicit Qwen2.5-VL position ids."""
@@ -309,7 +409,7 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     distinct = list(dict.fromkeys(prompts))
     src = torch.tensor([distinct.index(p) for p in prompts], device=device)
-    enc = processor(text=distinct, images=[image] * len(distinct), return_tensors="pt", padding=True,
+    enc = processor(text=distinct, images=list(images) * len(distinct), return_tensors="pt", padding=True,
                     padding_side="left")
     enc = {k: v.to(device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
     pos_all, _ = _rope_index_fn(model)(enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
@@ -318,6 +418,7 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
     toks = [enc["input_ids"][k][keep[k]].tolist() for k in range(len(distinct))]
     types = [enc["mm_token_type_ids"][k][keep[k]] for k in range(len(distinct))]
     pos = [pos_all[:, k, keep[k]] for k in range(len(distinct))]           # (3, len_k) each
+    _check_prompt_ids(prompts, distinct, toks, *check)
 
     # level 0: the longest common prefix, if it holds the whole image and leaves every prompt a token
     n0 = 0
@@ -329,11 +430,12 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
         n0 = 0
     cache = None
     if n0:
+        grid_one = enc["image_grid_thw"][:len(images)]                     # the first prompt's images
         first = model(input_ids=torch.tensor([toks[0][:n0]], device=device),
                       attention_mask=torch.ones(1, n0, dtype=torch.long, device=device),
                       position_ids=pos[0][:, None, :n0], mm_token_type_ids=types[0][None, :n0],
-                      pixel_values=enc["pixel_values"][:int(enc["image_grid_thw"][0].prod())],
-                      image_grid_thw=enc["image_grid_thw"][:1], use_cache=True, logits_to_keep=1)
+                      pixel_values=enc["pixel_values"][:int(grid_one.prod(-1).sum())],
+                      image_grid_thw=grid_one, use_cache=True, logits_to_keep=1)
         cache = first.past_key_values
         cache.batch_repeat_interleave(len(distinct))
 
@@ -353,9 +455,9 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
     last1 = lens1 - 1
     keep1 = torch.unique(last1)
     mask_01 = torch.cat([torch.ones(len(distinct), n0, dtype=torch.long, device=device), mask1], dim=1)
-    second = model(input_ids=ids1, attention_mask=mask_01, position_ids=pos1, past_key_values=cache,
-                   use_cache=True, logits_to_keep=keep1, **kwargs)
-    prompt_last = second.logits[torch.arange(len(distinct), device=device), torch.searchsorted(keep1, last1)]
+    second, second_logits = _forward(model, input_ids=ids1, attention_mask=mask_01, position_ids=pos1,
+                                     past_key_values=cache, use_cache=True, logits_to_keep=keep1, **kwargs)
+    prompt_last = second_logits[torch.arange(len(distinct), device=device), torch.searchsorted(keep1, last1)]
     cache = second.past_key_values
     cache.batch_select_indices(src)
 
@@ -370,8 +472,8 @@ def _shared_prompt_pass(model, processor, prompts: list[str], comp: list[list[in
     need = lens2[:, None] - n_gt + torch.tensor(digit_idx, device=device)[None, :] - 1
     keep2 = torch.unique(need.clamp(min=0))
     col = torch.searchsorted(keep2, need.clamp(min=0))
-    logits = model(input_ids=ids2, attention_mask=mask, position_ids=pos2, past_key_values=cache,
-                   use_cache=True, logits_to_keep=keep2).logits            # (rows, len(keep2), vocab)
+    _, logits = _forward(model, input_ids=ids2, attention_mask=mask, position_ids=pos2, past_key_values=cache,
+                         use_cache=True, logits_to_keep=keep2)             # (rows, len(keep2), vocab), float32
     sel = torch.gather(logits, 1, col[:, :, None].expand(-1, -1, logits.shape[-1]))
     # a digit that opens its completion is predicted by the prompt's last position
     sel = torch.where((need < 0)[:, :, None], prompt_last[src][:, None, :].expand_as(sel), sel)
@@ -470,11 +572,30 @@ class PDReward:
     are (ZeRO-3 needs equal *numbers* of calls, not equal rows). The forced rows start from the
     sampled ``completion_ids`` (:func:`forced_ids_from_sampled`: the tokens the policy sampled, then
     the ground truth's), so teacher forcing sees exactly the sampled tokens; a rollout whose score
-    does not start at a token boundary falls back to re-tokenised text (counted as
-    ``refine/pd_retokenised``). With ``reference="sampled"`` and a ``no_think_sample`` column (one
-    sampled no-think completion per rollout, the authors' reference) each correct rollout's
-    ``r_ref`` comes from its own sample, forced in the *same* pass (one prompt encoding for both
-    prompts) and the fixed reference row is not computed.
+    does not start at a token boundary (or has no score) falls back to re-tokenised text. With
+    ``reference="sampled"`` and a ``no_think_sample`` column (one sampled no-think completion per
+    rollout, the authors' reference) each correct rollout's ``r_ref`` comes from its own sample,
+    forced in the *same* pass (one prompt encoding for both prompts) from its sampled token ids
+    (column ``no_think_sample_ids``) in the same way, and the fixed reference row is not computed.
+    Every row forced from re-tokenised text - a think rollout or a sampled reference - is counted
+    in ``refine/pd_retokenised``.
+
+    **The prompt TRL sampled from.** The think prompt is the row's own chat messages as TRL passed
+    them (``prompts``; else ``prompt_text`` with one image placeholder per image), the no-think
+    prompt ``no_think_text`` with the same images; both are rendered with TRL's chat template and
+    ``chat_template_kwargs`` (:attr:`chat_template`, :attr:`chat_template_kwargs`, set by the
+    trainer). With the column ``sampled_prompt_ids`` (the prompt token ids TRL generated the
+    rollout from; :class:`refine_iqa_lib.training.trainer.RefineGRPOTrainer` adds it) every forced
+    think row is checked to start with exactly those ids, and a row that does not raises
+    ``ValueError`` naming it. Every image of a row is passed (a row of two pictures has two
+    placeholders and two images).
+
+    **Numbers.** The digit probabilities are softmaxes of float32 logits (:class:`_Fp32Head`), so
+    that rounding cannot make rollouts that are equally good differ (Eq. 6 divides by the group's
+    bare standard deviation; see :mod:`refine_iqa_lib.method.advantages` on near-ties). Probabilities
+    that are not finite (a diverged policy) give NaN for ``r_think`` / ``r_ref`` and a NaN reward
+    for a correct rollout - TRL leaves a NaN out of the weighted sum, and the loss guard stops the
+    run with a checkpoint - instead of an exception in the middle of a step.
 
     **Ungated PD for the metrics.** Every ``raw_every`` steps (TRL's ``trainer_state``), every
     rollout is teacher-forced, and ``refine/pd_raw`` (ungated Eq. 4 over all rollouts),
@@ -487,7 +608,8 @@ class PDReward:
     __name__ = "pd"
 
     def __init__(self, policy: Callable[[], Any], processor: Callable[[], Any], eps: float = 0.5,
-                 variant: str = "paper", reference: str = "forced", raw_every: int = 1):
+                 variant: str = "paper", reference: str = "forced", raw_every: int = 1,
+                 chat_template: str | None = None, chat_template_kwargs: dict | None = None):
         if reference not in ("forced", "sampled"):
             raise ValueError(f"reference {reference!r}: expected 'forced' or 'sampled'")
         if int(raw_every) < 0:
@@ -495,11 +617,25 @@ class PDReward:
         self.policy, self.processor = policy, processor
         self.eps, self.variant, self.reference = float(eps), check_variant(variant), reference
         self.raw_every = int(raw_every)
+        #: TRL's chat template (``GRPOTrainer.chat_template``, ``None`` = the processor's) and
+        #: ``GRPOConfig.chat_template_kwargs``: the prompts are rendered as TRL renders them.
+        self.chat_template, self.chat_template_kwargs = chat_template, dict(chat_template_kwargs or {})
+
+    def _forced_ids(self, tok, sampled_ids, text: str, gt_text: str, gt_ids: list[int], mode: str
+                    ) -> tuple[list[int], bool]:
+        """``(forced token ids, whether they come from re-tokenised text)`` of one completion."""
+        if sampled_ids is not None:
+            forced = forced_ids_from_sampled(tok, sampled_ids, gt_ids)
+            if forced is not None:
+                return forced, False
+        text_ids = _encode_completions(tok, [forced_completion(text, gt_text, mode, self.variant)], gt_ids)[0]
+        return text_ids, sampled_ids is not None
 
     def compute(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
-                **kw) -> dict[str, Any]:
+                prompts: Sequence[Any] | None = None, **kw) -> dict[str, Any]:
         """Per rollout: ``gated`` (the reward), ``raw`` / ``r_think`` / ``r_ref`` (NaN where not
-        computed), ``correct``; plus ``full`` (whether every rollout was forced) and ``rows``."""
+        computed), ``correct``; plus ``full`` (whether every rollout was forced), ``rows`` (forced
+        rows run) and ``retokenised`` (rows forced from re-tokenised text)."""
         texts = [completion_to_text(c) for c in completions]
         n = len(texts)
         for col in ("mos", "images", "prompt_text", "no_think_text"):
@@ -507,42 +643,51 @@ class PDReward:
                 raise ValueError(f"reward 'pd' needs the dataset column {col!r} ({n} values); got {sorted(kw)}")
         keys = list(kw["id"]) if kw.get("id") is not None else list(zip(kw["prompt_text"], map(float, kw["mos"])))
         sampled = kw.get("no_think_sample") if self.reference == "sampled" else None
+        sampled_ids = kw.get("no_think_sample_ids") if sampled is not None else None
+        expected = kw.get("sampled_prompt_ids")
         state = kw.get("trainer_state")
         step = int(getattr(state, "global_step", 0) or 0)
         full = self.raw_every > 0 and step % self.raw_every == 0
         policy, processor, variant = self.policy(), self.processor(), self.variant
         tok = getattr(processor, "tokenizer", processor)
+        template = (self.chat_template, self.chat_template_kwargs)
         correct = np.array([is_correct(t, m, self.eps, variant, "think") for t, m in zip(texts, kw["mos"])], bool)
         nan = float("nan")
         raw, r_think, r_ref = np.full(n, nan), np.full(n, nan), np.full(n, nan)
         rows_run, retokenised = 0, 0
         for lo, hi in group_bounds(keys):
-            images = kw["images"][lo]
-            image = images[0] if isinstance(images, (list, tuple)) else images
-            n_img = len(images) if isinstance(images, (list, tuple)) else 1
-            think_prompt = _prompt_text(processor, user_message(kw["prompt_text"][lo], n_img))
-            no_think_prompt = _prompt_text(processor, user_message(kw["no_think_text"][lo], n_img))
+            images = _image_list(kw["images"][lo])
+            think_messages = (prompts[lo] if prompts is not None and isinstance(prompts[lo], list)
+                              else user_message(kw["prompt_text"][lo], len(images)))
+            think_prompt = _prompt_text(processor, think_messages, *template)
+            no_think_prompt = _prompt_text(processor, user_message(kw["no_think_text"][lo], len(images)), *template)
             gt_text = format_mos_text(float(kw["mos"][lo]), variant)
             gt_ids, _ = _gt_token_layout(tok, gt_text)
             want = [j for j in range(lo, hi) if full or correct[j]]
-            prompts, ids = [], []
+            rows, ids, expect = [], [], []
             for j in want:                                   # the think rollouts, token-exact where possible
-                forced = forced_ids_from_sampled(tok, completion_ids[j], gt_ids) if completion_ids is not None else None
-                if forced is None:
-                    retokenised += completion_ids is not None
-                    forced = _encode_completions(tok, [forced_completion(texts[j], gt_text, "think", variant)], gt_ids)[0]
-                prompts.append(think_prompt)
+                forced, re = self._forced_ids(tok, None if completion_ids is None else completion_ids[j], texts[j],
+                                              gt_text, gt_ids, "think")
+                retokenised += re
+                rows.append((think_prompt, f"row {j}" + (f" (id {kw['id'][j]})" if kw.get("id") is not None else "")))
                 ids.append(forced)
+                expect.append(None if expected is None else expected[j])
             if sampled is not None and want:                  # each rollout's own sampled no-think answer
                 for j in want:
-                    ref = forced_completion(sampled[j], gt_text, "no_think", variant)
-                    prompts.append(no_think_prompt)
-                    ids.append(_encode_completions(tok, [ref], gt_ids)[0])
+                    forced, re = self._forced_ids(tok, None if sampled_ids is None else sampled_ids[j], sampled[j],
+                                                  gt_text, gt_ids, "no_think")
+                    retokenised += re
+                    rows.append((no_think_prompt, f"row {j} (no-think reference)"))
+                    ids.append(forced)
+                    expect.append(None)
             else:                                             # the fixed no-think layout (Eq. 4), or the cheap row
-                prompts.append(no_think_prompt)
+                rows.append((no_think_prompt, f"group at row {lo} (no-think reference)"))
                 ids.append(_encode_completions(tok, [reference_completion(gt_text, variant)], gt_ids)[0])
-            z = forced_digit_probs(policy, processor, prompts, None, image, gt_text, forced_ids=ids)
-            rows_run += len(prompts)
+                expect.append(None)
+            z = forced_digit_probs(policy, processor, [p for p, _ in rows], None, images, gt_text, forced_ids=ids,
+                                   prompt_ids=expect if expected is not None else None,
+                                   row_names=[name for _, name in rows])
+            rows_run += len(rows)
             k = len(want)
             think_r = [mode_reward(p, variant) for p in z[:k]]
             ref_r = [mode_reward(p, variant) for p in z[k:]]
@@ -552,12 +697,16 @@ class PDReward:
                 raw[j] = pd_reward(r_think[j], r_ref[j])
             if sampled is None:
                 r_ref[lo:hi] = ref_r[0]
-        gated = np.where(correct, np.nan_to_num(raw, nan=0.0), 0.0)
+        bad = int(np.sum(correct & np.isnan(raw)))
+        if bad:
+            log.warning("PD reward: %d correct rollout(s) with non-finite digit probabilities (is the policy "
+                        "diverging?); their PD reward is NaN and left out of the sum", bad)
+        gated = np.where(correct, raw, 0.0)
         return {"gated": gated, "raw": raw, "r_think": r_think, "r_ref": r_ref, "correct": correct, "full": full,
                 "rows": rows_run, "retokenised": retokenised}
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kw) -> list[float]:
-        out = self.compute(completions, completion_ids, **kw)
+        out = self.compute(completions, completion_ids, prompts=prompts, **kw)
         log_metric, log_extra = kw.get("log_metric"), kw.get("log_extra")
         if callable(log_metric):
             if out["full"]:

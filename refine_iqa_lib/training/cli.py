@@ -5,17 +5,17 @@
         [--run-dir DIR] [--resume | --no-resume] [--dry-run]
 
 It calls :func:`refine_iqa_lib.training.run.run_stage`. Only the main process logs at INFO
-level (every process would otherwise repeat each line).
+level (every process would otherwise repeat each line; :func:`refine_iqa_lib.configure_command_logging`).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from pathlib import Path
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import ConfigError, load_config
 from refine_iqa_lib.runs import STAGES, default_run_dir
 from refine_iqa_lib.training.run import last_complete_checkpoint, run_stage, stage_command
@@ -23,12 +23,6 @@ from refine_iqa_lib.training.run import last_complete_checkpoint, run_stage, sta
 log = logging.getLogger(__name__)
 
 __all__ = ["main"]
-
-
-def _quiet_other_ranks() -> None:
-    """Warnings and errors only on processes other than the main one (rank from the launcher)."""
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) != 0:
-        logging.getLogger("refine_iqa_lib").setLevel(logging.WARNING)
 
 
 def _interrupted(cfg, args) -> str:
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--no-resume", dest="resume", action="store_false")
     ap.add_argument("--dry-run", action="store_true", help="print settings and checks; train nothing")
     args = ap.parse_args(argv)
-    _quiet_other_ranks()
+    configure_command_logging()
     cfg = None
     try:
         cfg = load_config(args.profile, args.sets)

@@ -1,8 +1,9 @@
 """The TRL training datasets of both stages, built from the project's data sources.
 
 Every row is in TRL's conversational prompt layout with its images in an ``images`` column
-(decoded lazily by ``datasets.Image``); TRL inserts the image placeholders before the text and
-passes every other column to the reward functions.
+(image paths, opened when a row is read by :func:`refine_iqa_lib.io.open_image`, the library's one
+opener, with the rules of the config's ``images`` section); TRL inserts the image placeholders
+before the text and passes every other column to the reward functions.
 
 * **Stage-1** (:func:`stage1_dataset`): the Refine-Perception samples
   (:func:`refine_iqa_lib.data.stage1.load_stage1_dataset` on ``<work_dir>/perception``), all three
@@ -16,18 +17,20 @@ passes every other column to the reward functions.
   think and no-think prompts), ``dataset``.
 
 Checks before any training (:func:`check_dataset`): required columns present, MOS finite, and
-every image file decodes completely (:func:`refine_iqa_lib.io.check_images`); failures raise one
-error naming the source, the count and the first offenders.
+every image file decodes completely and passes the opener's rules (pixel limit, aspect ratio,
+pixel values: :func:`refine_iqa_lib.io.check_images`); failures raise one error naming the source,
+the count and the first offenders with their reasons.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from refine_iqa_lib.io import check_images, subsample
+from refine_iqa_lib.io import ImageRules, check_images, image_rules, open_image, subsample
 from refine_iqa_lib.prompts import scoring_prompt
 
 __all__ = ["STAGE1_COLUMNS", "STAGE2_COLUMNS", "DatasetCheckError", "check_images_load", "check_dataset",
@@ -42,11 +45,14 @@ class DatasetCheckError(ValueError):
     """A training dataset that cannot be used (missing columns, bad values, unreadable images)."""
 
 
-def check_images_load(paths: Iterable[str], source: str, workers: int = 4, max_examples: int = 5) -> int:
-    """Decode every image file fully (:func:`refine_iqa_lib.io.check_images`, so a truncated JPEG
-    fails here, not at step 1); raise :class:`DatasetCheckError` listing how many failed and the
-    first few with their reasons. Returns the number checked."""
-    report = check_images(paths, workers=workers, max_examples=max_examples, desc=f"checking {source} images")
+def check_images_load(paths: Iterable[str], source: str, workers: int = 4, max_examples: int = 5,
+                      rules: ImageRules | None = None) -> int:
+    """Decode every image file fully with ``rules`` (:func:`refine_iqa_lib.io.check_images`, so a
+    truncated JPEG or a picture above the pixel limit fails here, not at step 1); raise
+    :class:`DatasetCheckError` listing how many failed and the first few with their reasons.
+    Returns the number checked."""
+    report = check_images(paths, workers=workers, max_examples=max_examples, desc=f"checking {source} images",
+                          rules=rules)
     if not report.ok:
         problems = report.bad()
         shown = "; ".join(f"{b['image']} ({b['reason']})" for b in problems[:max_examples])
@@ -66,14 +72,26 @@ def check_dataset(ds, required: Sequence[str], source: str) -> None:
         raise DatasetCheckError(f"{source}: no rows")
 
 
-def to_trl_dataset(rows: pd.DataFrame | dict):
-    """A ``datasets.Dataset`` from rows whose ``images`` column holds lists of image paths (cast to
-    lazily decoded ``datasets.Image`` features)."""
-    from datasets import Dataset, Image, List
+def _open_row_images(batch: dict, rules: ImageRules) -> dict:
+    """The dataset's read transform: each row's image paths opened by the library's opener."""
+    if "images" in batch:
+        batch["images"] = [[open_image(p, rules) for p in imgs] for imgs in batch["images"]]
+    return batch
 
-    data = rows.to_dict(orient="list") if isinstance(rows, pd.DataFrame) else rows
+
+def to_trl_dataset(rows: pd.DataFrame | dict, rules: ImageRules | None = None):
+    """A ``datasets.Dataset`` from rows whose ``images`` column holds lists of image paths; reading
+    a row opens them with :func:`refine_iqa_lib.io.open_image` and ``rules`` (default:
+    :func:`refine_iqa_lib.io.image_rules`), so the trainer sees each picture exactly as the
+    pre-check, the evaluation and ``refine-iqa score`` do (``datasets.Image`` would clip a 16-bit
+    picture and decode any size)."""
+    from datasets import Dataset
+
+    data = rows.to_dict(orient="list") if isinstance(rows, pd.DataFrame) else dict(rows)
+    data["images"] = [[str(p) for p in imgs] for imgs in data["images"]]
     ds = Dataset.from_dict(data)
-    return ds.cast_column("images", List(Image()))
+    ds.set_transform(functools.partial(_open_row_images, rules=rules or image_rules()))
+    return ds
 
 
 # --------------------------------------------------------------------------- Stage-2
@@ -105,8 +123,9 @@ def stage2_dataset(cfg, split: str = "train", check_images: bool = True):
     """The Stage-2 (scoring) GRPO dataset of ``cfg`` (see the module docstring)."""
     s = cfg.stage2
     df = subsample(scoring_frame(cfg, split=split), s.max_samples, s.seed)
+    rules = ImageRules.from_config(cfg)
     if check_images:
-        check_images_load(df["image"], f"Stage-2 data {list(cfg.scoring.train)} ({split})")
+        check_images_load(df["image"], f"Stage-2 data {list(cfg.scoring.train)} ({split})", rules=rules)
     think_text = scoring_prompt(s.mode, s.variant)
     no_think_text = scoring_prompt("no_think", s.variant)
     rows = {
@@ -120,7 +139,7 @@ def stage2_dataset(cfg, split: str = "train", check_images: bool = True):
         "dataset": df["dataset"].astype(str).tolist(),
         "image_path": df["image"].astype(str).tolist(),
     }
-    ds = to_trl_dataset(rows)
+    ds = to_trl_dataset(rows, rules)
     check_dataset(ds, STAGE2_COLUMNS, "Stage-2 dataset")
     return ds
 
@@ -166,8 +185,9 @@ def stage1_dataset(cfg, split: str = "train", check_images: bool = True):
         raise DatasetCheckError(f"Stage-1 data: {len(bad)} sample(s) whose images do not match their form "
                                 f"(first ids {df['id'].iloc[bad[:3]].tolist()}); expected [reference, image] "
                                 "for 'fr' and [image] for 'nr'")
+    rules = ImageRules.from_config(cfg)
     if check_images:
-        check_images_load([p for imgs in images for p in imgs], f"Stage-1 data ({split})")
+        check_images_load([p for imgs in images for p in imgs], f"Stage-1 data ({split})", rules=rules)
     rows = {
         "prompt": [[{"role": "user", "content": t}] for t in df["prompt"]],
         "images": images,
@@ -179,6 +199,6 @@ def stage1_dataset(cfg, split: str = "train", check_images: bool = True):
         "form": df["form"].astype(str).tolist(),
         "sample_id": df["id"].astype(str).tolist(),
     }
-    ds = to_trl_dataset(rows)
+    ds = to_trl_dataset(rows, rules)
     check_dataset(ds, STAGE1_COLUMNS, "Stage-1 dataset")
     return ds

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import Config, ConfigError, accelerate_config_path, load_config, save_config
 from refine_iqa_lib.data.iqa import DATASETS
 from refine_iqa_lib.models import REQUIRED_FILES
@@ -103,6 +104,9 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
     child: the child would only find the marker and stop (the check of
     :func:`refine_iqa_lib.training.run.run_stage`), after the 8-9 s an ``accelerate launch`` takes
     to import the stack; ``resume=False`` always starts one (it retrains).
+    The child's lines are streamed through the library's logger as they come (the command line
+    shows them on the terminal); a failed child's ``RuntimeError`` repeats its last error line
+    (:func:`last_error_line`) and names the log file, which holds every line.
     """
     stage = check_stage(stage)
     cfg = load_config(cfg, overrides) if overrides else cfg
@@ -124,18 +128,19 @@ def run_stage_subprocess(cfg: Config, stage, run_dir: str | os.PathLike | None =
     if threads:
         env.update(OMP_NUM_THREADS=str(int(threads)), MKL_NUM_THREADS=str(int(threads)))
     log_path = Path(log_file) if log_file else run_dir.parent / f"{run_dir.name}.log"
-    tail: list[str] = []
+    tail: list[str] = []                 # the last lines, searched for the error line of a failed child
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           bufsize=1) as proc, log_path.open("a", encoding="utf-8") as logfile:
         assert proc.stdout is not None
         for line in proc.stdout:
             logfile.write(line)
-            tail = (tail + [line.rstrip()])[-30:]
+            tail = (tail + [line.rstrip()])[-200:]
             if _worth_showing(line):
                 log.info("%s%s", prefix, line.rstrip("\n"))
         code = proc.wait()
     if code != 0:
-        raise RuntimeError(f"stage {stage} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
+        why = last_error_line(tail)
+        raise RuntimeError(f"stage {stage} failed (exit code {code}){f': {why}' if why else ''}; log: {log_path}")
     return run_dir
 
 
@@ -172,6 +177,35 @@ def run_concurrently(cfg: Config, jobs: list[dict], parallel: int | None = None)
         raise RuntimeError(f"{len(failed)} of {len(jobs)} jobs failed:\n" +
                            "\n".join(f"- {name}: {err}" for name, err in failed))
     return [f.result() for f in futures]
+
+
+#: Exceptions a launcher raises about its child (the child's own error comes before them).
+_LAUNCHER_ERRORS = ("CalledProcessError", "ChildFailedError")
+
+
+def last_error_line(lines: list[str]) -> str | None:
+    """The line that says why a child failed: its last ``error: ...`` line (the library's command
+    lines print their errors so; the prefix is dropped), else the last exception line of a
+    traceback that is not the launcher's own (accelerate's ``CalledProcessError``, torchrun's
+    ``ChildFailedError``), else the last non-blank line; ``None`` for no output.
+
+    >>> last_error_line(["step 3", "error: warm-up output not found; run ... first",
+    ...                  "Traceback (most recent call last):",
+    ...                  "subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1."])
+    'warm-up output not found; run ... first'
+    >>> last_error_line(["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad box"])
+    'ValueError: bad box'
+    """
+    import re
+
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ").strip()
+    pattern = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
+    for line in reversed(lines):
+        if pattern.match(line) and not any(name in line.split(":", 1)[0] for name in _LAUNCHER_ERRORS):
+            return line.strip()
+    return next((line.strip() for line in reversed(lines) if line.strip()), None)
 
 
 def _worth_showing(line: str) -> bool:
@@ -265,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the exact command and resolved settings")
     args = ap.parse_args(argv)
+    configure_command_logging()
     try:
         cfg = load_config(args.profile, args.sets)
         run_stage_subprocess(cfg, args.stage, args.run_dir, resume=not args.no_resume, dry_run=args.dry_run)

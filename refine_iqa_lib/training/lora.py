@@ -16,6 +16,12 @@ adapter, ``adapter_config.json`` + ``adapter_model.safetensors``) and ``final/``
 into the base (``merge_and_unload``), saved as a plain Qwen2.5-VL folder: every evaluator and the
 next stage load it like any other model. :func:`merge_adapter` does the same from the two folders.
 Checkpoints hold the adapter and the optimizer state; resuming restores both.
+
+Not under DeepSpeed ZeRO-3 (:data:`refine_iqa_lib.config.LORA_ZERO3` says why): the config is
+refused at load when ``launch.accelerate_config`` is a ZeRO-3 one, and a process that accelerate
+launched with ZeRO-3 anyway (its environment says so) refuses before the trainer is built
+(:func:`check_not_zero3`) and again before merging, so no ``final/`` is ever written from
+partitioned weights.
 """
 from __future__ import annotations
 
@@ -23,10 +29,10 @@ import logging
 import os
 from pathlib import Path
 
-from refine_iqa_lib.config import Config
+from refine_iqa_lib.config import LORA_ZERO3, Config, deepspeed_file_zero_stage
 
 __all__ = ["ADAPTER_DIR", "target_pattern", "peft_config", "is_peft_model", "trainable_parameters",
-           "save_lora_final", "merge_adapter"]
+           "save_lora_final", "merge_adapter", "check_not_zero3"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +52,34 @@ def target_pattern(names, vision: bool = False) -> str:
     return rf"^(?:.*\.)?(?:{alt})$" if vision else rf"^(?!.*\bvisual\b)(?:.*\.)?(?:{alt})$"
 
 
+def launched_zero_stage(trainer=None) -> int | None:
+    """The DeepSpeed ZeRO stage this process runs under: the trainer's DeepSpeed plugin, else what
+    ``accelerate launch`` put in the environment (``ACCELERATE_DEEPSPEED_ZERO_STAGE`` or the
+    stage of ``ACCELERATE_DEEPSPEED_CONFIG_FILE``); ``None`` without DeepSpeed."""
+    plugin = getattr(getattr(getattr(trainer, "accelerator", None), "state", None), "deepspeed_plugin", None)
+    if plugin is not None and getattr(plugin, "zero_stage", None) is not None:
+        return int(plugin.zero_stage)
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("true", "1"):
+        return None
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if stage and stage.isdigit():
+        return int(stage)
+    f = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    return deepspeed_file_zero_stage(f) if f else None
+
+
+def check_not_zero3(trainer=None) -> None:
+    """Raise ``ValueError`` (:data:`refine_iqa_lib.config.LORA_ZERO3`) when LoRA would run under ZeRO-3."""
+    if launched_zero_stage(trainer) == 3:
+        raise ValueError(f"lora.enabled under DeepSpeed ZeRO-3: {LORA_ZERO3}")
+
+
 def peft_config(cfg: Config):
-    """A peft ``LoraConfig`` from ``cfg.lora`` (causal LM task, no bias)."""
+    """A peft ``LoraConfig`` from ``cfg.lora`` (causal LM task, no bias); refuses a ZeRO-3 process
+    (:func:`check_not_zero3`)."""
     from peft import LoraConfig as PeftLoraConfig
 
+    check_not_zero3()
     lo = cfg.lora
     return PeftLoraConfig(r=int(lo.r), lora_alpha=float(lo.alpha), lora_dropout=float(lo.dropout),
                           target_modules=target_pattern(lo.target_modules, lo.vision), bias="none",
@@ -69,9 +99,10 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 def save_lora_final(trainer, processor, run_dir: str | os.PathLike, final: str | os.PathLike) -> None:
     """Save the adapter to ``<run_dir>/adapter`` and the merged model to ``final`` (main process
-    writes; single process: a ZeRO-3 shard cannot be merged this way)."""
+    writes). Under ZeRO-3 it refuses before writing anything (:func:`check_not_zero3`)."""
     from accelerate import PartialState
 
+    check_not_zero3(trainer)
     adapter = Path(run_dir) / ADAPTER_DIR
     trainer.save_model(str(adapter))
     if PartialState().is_main_process:

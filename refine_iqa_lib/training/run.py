@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Callable
 
 from refine_iqa_lib.config import Config, ConfigError, overrides_of, save_config
-from refine_iqa_lib.io import read_json, read_jsonl, repo_relative, seed_everything, write_json, write_jsonl
+from refine_iqa_lib.io import (read_json, read_jsonl, repo_relative, seed_everything, using_image_rules, write_json,
+                              write_jsonl)
 from refine_iqa_lib.models import check_model_dir, resolve_model_path
 from refine_iqa_lib.runs import (
     CHECKPOINT_MARKER, FINAL_MARKER, STAGE_SECTIONS, check_stage, default_run_dir, final_dir, is_complete,
@@ -364,9 +365,10 @@ def run_stage(cfg: Config, stage, run_dir: str | os.PathLike | None = None, resu
             raise ConfigError(f"dry run of stage {stage}: {len(missing)} check(s) failed: {', '.join(missing)} "
                               "(see the MISSING lines above)")
         return run_dir
-    if stage == "warmup":
-        return _run_warmup(cfg, run_dir, resume, callbacks or [])
-    return _run_grpo(cfg, stage, run_dir, resume, callbacks or [])
+    with using_image_rules(cfg):  # every picture of the run (data, validation) opened by cfg's images rules
+        if stage == "warmup":
+            return _run_warmup(cfg, run_dir, resume, callbacks or [])
+        return _run_grpo(cfg, stage, run_dir, resume, callbacks or [])
 
 
 def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list, *, seed: int,

@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 
+from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import ConfigError, load_config
 
 __all__ = ["build_data", "build_standin", "main"]
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder to write (default: warmup.prebuilt)")
     ap.add_argument("--no-resume", dest="resume", action="store_false", default=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_command_logging()
     try:
         cfg = load_config(args.profile, args.sets)
         out = build_standin(cfg, args.out, resume=args.resume)

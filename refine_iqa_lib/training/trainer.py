@@ -17,19 +17,29 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
 
    The PD reward needs the *live* policy: it is a
    :class:`refine_iqa_lib.method.teacher_forcing.PDReward` holding the trainer's current model.
-   For every local group it runs one batched no-grad forward of the G think rollouts with the
-   ground truth forced in + the fixed no-think layout. Every group is evaluated, also those where
-   nothing is correct (their PD is logged but gated to 0), so every process runs the same number
-   of forward passes (required under ZeRO-3). PD is detached: a number in the reward, no gradient.
+   For every local group it runs one batched no-grad forward of the group's *correct* think
+   rollouts (the only ones Eq. 5 uses) with the ground truth forced in, plus the group's no-think
+   reference row; every ``pd_raw_every`` steps all G rollouts are forced, for the ungated
+   ``refine/pd_raw`` metric. A group without a correct rollout still runs its reference row, so
+   every process makes the same number of forward calls (required under ZeRO-3). Each rollout is
+   forced from the token ids the policy sampled, up to its score (re-tokenised text only where the
+   score does not start at a token boundary or is missing; those rows are counted in
+   ``refine/pd_retokenised``). The forced rows continue exactly the prompt TRL sampled from: PD
+   renders it with TRL's chat template and ``chat_template_kwargs``, and every forced think row is
+   checked against the prompt ids TRL generated from (column ``sampled_prompt_ids``, added here;
+   a mismatch raises naming the row); every image of a row is shown. The digit probabilities
+   come from float32 logits. PD is detached: a number in the reward, no gradient.
 
 2. **Advantage** (Eq. 6, "PM"). TRL computes the GRPO advantage inline in
    ``_generate_and_score_completions`` from the rewards it gathered across processes in
    ``_calculate_rewards``. The override of ``_calculate_rewards`` computes
    :func:`refine_iqa_lib.method.advantages.refine_advantages` over those gathered groups
    (``correct`` = ``r_ans = r_fmt = 1`` from the same gathered columns) and keeps this process's
-   slice, exactly as TRL slices; the override of ``_generate_and_score_completions`` puts it in
-   place of TRL's ``advantages``. So every process computes the same advantages. ``use_pm=False``
-   keeps TRL's advantage (standard GRPO, the "w/o PM" ablation). The gathered advantages of every
+   slice, exactly as TRL slices. A rollout no reward function could score (every column NaN) is
+   left out of its group's statistics and gets advantage 0, as TRL does. The override of
+   ``_generate_and_score_completions`` puts the result in place of TRL's ``advantages``. So
+   every process computes the same advantages. ``use_pm=False`` keeps TRL's advantage (standard
+   GRPO, the "w/o PM" ablation). The gathered advantages of every
    step are written per process to ``<advantages_dir>/rank<r>.jsonl`` (audit; the distributed
    test compares them) and added to TRL's completions table as the column ``advantage_eq6``
    (TRL's own ``advantage`` column there is its standard GRPO value).
@@ -48,9 +58,11 @@ checkpointing and distribution are TRL's / transformers'. The subclass changes t
    samples never enter the loss. The authors' code did this at every step (it used the samples as
    the PD reference); here it is a metric only, so sampling every k steps keeps its cost at 1/k of
    a generation per step. ``pd_reference="sampled"`` reproduces the authors' reference:
-   r_no-think is then computed per rollout on its own sampled no-think completion (teacher-forced
-   like the think rollouts) instead of once per group on the fixed layout (Eq. 4); the no-think
-   samples are then drawn every step.
+   r_no-think is then computed per rollout on its own sampled no-think completion instead of once
+   per group on the fixed layout (Eq. 4); the no-think samples are then drawn every step, and
+   their sampled token ids go to PD as the column ``no_think_sample_ids``, so each reference is
+   teacher-forced from its own sampled tokens exactly like the think rollouts (and counted in
+   ``refine/pd_retokenised`` where it falls back to re-tokenised text).
 
 Loss: TRL's ``loss_type="dapo"`` normalises the summed per-token loss by the number of completion
 tokens in the whole (gathered, accumulated) generation batch - Eq. 7's token-level
@@ -302,10 +314,14 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
         training_args.reward_weights = refine.reward_weights()
         kwargs["reward_funcs"] = self._build_reward_funcs()
         self._eq6_local: torch.Tensor | None = None   # this step's Eq. 6 advantages (this process's rows)
+        self._sampled_prompt_ids: list | None = None  # this step's prompt ids, as TRL generated from them
         super().__init__(*args, **kwargs)
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, NaNGuardCallback):
                 cb.trainer = self
+        for func in self.reward_funcs:                # PD renders its prompts as TRL renders them
+            if isinstance(func, PDReward):
+                func.chat_template, func.chat_template_kwargs = self.chat_template, dict(self.chat_template_kwargs)
 
     # ------------------------------------------------------------------ rewards
     def _build_reward_funcs(self) -> list:
@@ -347,8 +363,9 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
         return reward
 
     # ------------------------------------------------------------------ no-think samples
-    def _sample_no_think(self, prompts: list, inputs: list[dict]) -> list[str]:
-        """One sampled no-think completion per rollout (TRL's own generation path and settings)."""
+    def _sample_no_think(self, prompts: list, inputs: list[dict]) -> tuple[list[str], list[list[int]]]:
+        """One sampled no-think completion per rollout (TRL's own generation path and settings):
+        ``(texts, token ids)``."""
         nt_prompts = []
         for x in inputs:
             imgs = x.get("images")
@@ -358,19 +375,33 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
                                                           images=list(imgs or [])))
         prompt_ids, images, mm_fields = self._tokenize_prompts(nt_prompts)
         completion_ids, _ = self._generate_single_turn(prompt_ids, images, mm_fields, self.num_generations)
-        return self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        return (self.processing_class.batch_decode(completion_ids, skip_special_tokens=True),
+                [[int(t) for t in ids] for ids in completion_ids])
+
+    def _generate(self, prompts: list):
+        """TRL's generation; keeps the prompt token ids it generated from (handed to the reward
+        functions as the column ``sampled_prompt_ids``, which PD checks its prompts against)."""
+        out = super()._generate(prompts)
+        self._sampled_prompt_ids = [[int(t) for t in ids] for ids in out[0]]
+        return out
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        """TRL's rewards (gathered over processes), then Eq. 6 on them. On steps that need them,
-        one sampled no-think completion per rollout is added to the inputs as the column
-        ``no_think_sample``, which TRL hands to every reward function."""
+        """TRL's rewards (gathered over processes), then Eq. 6 on them. The prompt ids TRL generated
+        from are added to the inputs as the column ``sampled_prompt_ids``; on steps that need them,
+        one sampled no-think completion per rollout as ``no_think_sample`` (and its token ids as
+        ``no_think_sample_ids``). TRL hands every input column to every reward function."""
         r = self.refine
         self._eq6_local = None
+        sampled_ids, self._sampled_prompt_ids = self._sampled_prompt_ids, None
+        if sampled_ids is not None and len(sampled_ids) == len(inputs):
+            for x, ids in zip(inputs, sampled_ids):
+                x["sampled_prompt_ids"] = ids
         if self.model.training and r.samples_no_think:
             every = r.no_think_every
             if (r.pd_reference == "sampled" and r.use_pd) or (every > 0 and self.state.global_step % every == 0):
-                for x, text in zip(inputs, self._sample_no_think(prompts, inputs)):
-                    x["no_think_sample"] = text
+                texts, ids = self._sample_no_think(prompts, inputs)
+                for x, text, sample_ids in zip(inputs, texts, ids):
+                    x["no_think_sample"], x["no_think_sample_ids"] = text, sample_ids
         gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:
             self._eq6_local = self._advantages(gathered.detach(), len(prompts))
@@ -385,7 +416,8 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
         G = self.num_generations
         names = self.reward_func_names
         rpf = rpf.to(device)
-        rewards = torch.nan_to_num((rpf * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1), nan=0.0).double()
+        rewards = (rpf * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1).double()
+        rewards[torch.isnan(rpf).all(dim=1)] = float("nan")   # unscorable: out of the group's statistics, A = 0
         task_col = names.index(self.refine.task_reward)
         correct = correct_mask(rpf[:, task_col], rpf[:, names.index("format")])
         if self.refine.use_pm:

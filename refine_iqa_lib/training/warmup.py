@@ -50,6 +50,7 @@ import pandas as pd
 from trl import SFTTrainer
 
 from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
+from refine_iqa_lib.io import ImageRules
 from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text, scoring_prompt
 from refine_iqa_lib.training.data import check_images_load, perception_dir, scoring_frame, stage1_frame, to_trl_dataset
 from refine_iqa_lib.training.trainer import CheckpointLoadMixin, GuardedStepMixin
@@ -170,7 +171,8 @@ def warmup_dataset(cfg, n_samples: int | None = None):
     """The warm-up's prompt-completion dataset (``prompt``, ``completion``, ``images``, ``kind``) of
     the recipe ``warmup.recipe`` (see the module docstring)."""
     df = warmup_frame(cfg, n_samples)
-    check_images_load([p for imgs in df["images"] for p in imgs], "warm-up data")
+    rules = ImageRules.from_config(cfg)
+    check_images_load([p for imgs in df["images"] for p in imgs], "warm-up data", rules=rules)
     rows = {
         "prompt": [[{"role": "user", "content": t}] for t in df["prompt_text"]],
         "completion": [[{"role": "assistant", "content": t}] for t in df["completion_text"]],
@@ -182,7 +184,7 @@ def warmup_dataset(cfg, n_samples: int | None = None):
         # words, digits), and grouping by it would fill whole batches with one answer.
         "length": [len(p) + 64 * len(i) for p, i in zip(df["prompt_text"], df["images"])],
     }
-    return to_trl_dataset(rows)
+    return to_trl_dataset(rows, rules)
 
 
 def sft_config(cfg, run_dir: Path):
