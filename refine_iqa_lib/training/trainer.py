@@ -89,6 +89,7 @@ from refine_iqa_lib.method.rewards import (
     PAPER_REWARDS, REQUIRED_REWARDS, answer_reward, build_reward, check_reward_names, completion_to_text, correct_mask,
     extract_think, parse_score,
 )
+from refine_iqa_lib.method.teacher_forcing import PDReward
 from refine_iqa_lib.prompts import check_mode, check_variant
 
 __all__ = ["RefineSettings", "RefineGRPOTrainer", "NonFiniteLossError", "NaNGuardCallback", "GuardedStepMixin",
