@@ -28,7 +28,7 @@ def _images(n: int):
     import tempfile
 
     from refine_iqa_lib.config import load_config
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
+    from refine_iqa_lib.data.scoring_data import load_scoring_split
     from refine_iqa_lib.io import open_image
 
     with tempfile.TemporaryDirectory(prefix="bench_scoring_") as tmp:

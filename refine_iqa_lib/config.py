@@ -111,9 +111,9 @@ class ScoringDataConfig:
     embedded_image_size: int = 112
     embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
     # How the embedded set's synthetic MOS is made (EMBEDDED_MOS_MODELS): ``severity`` = the fixed map
-    # 4.5 - 0.8 s + noise of the generating severity (refine_iqa_lib.data.scoring_set.SYNTHETIC_MOS);
+    # 4.5 - 0.8 s + noise of the generating severity (refine_iqa_lib.standin.scoring_set.SYNTHETIC_MOS);
     # ``fidelity`` = a full-reference perceptual model of the distorted picture against its pristine
-    # crop, so the MOS depends on the content too (refine_iqa_lib.data.fidelity).
+    # crop, so the MOS depends on the content too (refine_iqa_lib.standin.fidelity).
     embedded_mos: str = "severity"
     seed: int = 0
 
@@ -130,7 +130,7 @@ class WarmupConfig:
     min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
     scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks); recipe labels only
     # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
-    # pre-training samples of refine_iqa_lib.data.pretrain (issue 13: no MOS, no Stage-1 sample)
+    # pre-training samples of refine_iqa_lib.standin.pretrain_data (issue 13: no MOS, no Stage-1 sample)
     recipe: str = "labels"
     # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
     # model.tiny_arch.vision_init "filters" survives it (issue 13); off = every parameter trains
@@ -148,7 +148,7 @@ class WarmupConfig:
 
 @dataclass
 class PretrainConfig:
-    """Stand-in pre-training data (issue 13; refine_iqa_lib.data.pretrain): the analogue of
+    """Stand-in pre-training data (issue 13; refine_iqa_lib.standin.pretrain_data): the analogue of
     Qwen2.5-VL's pre-training and instruction tuning, on training-side pictures and tasks other than
     the tested ones. Nothing reads it unless ``write_pretrain_dataset`` is called."""
 
@@ -159,7 +159,7 @@ class PretrainConfig:
     think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
     n_options: int = 4                    # options of the multiple-choice tasks
     pristine_share: float = 0.1           # global_distortion: share of undistorted pictures (answer "none")
-    # rate_attribute's attributes (data.pretrain.ATTRIBUTES); "undistorted" (distortion strength) is off by default
+    # rate_attribute's attributes (standin.pretrain_data.ATTRIBUTES); "undistorted" (distortion strength) is off by default
     attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty"])
     photo_crops: int = 8                  # crops cut from each training photograph of the scoring set
     exclude_heldout_photos: bool = True   # drop pictures holding pixels of a held-out scoring photograph

@@ -72,7 +72,7 @@ TINY_ARCH = {
     # vision tower conditioned by :func:`condition_vision_tower` after the random init.
     "vision_init": "random",
     # "project": the BPE is trained on the project's prompts and answers (the default stand-in);
-    # "pretrain": also on every phrase data.perceive can write and the pre-training questions
+    # "pretrain": also on every phrase standin.perceive can write and the pre-training questions
     # (issue 13), so that a think's words are whole tokens.
     "tokenizer_corpus": "project",
 }
@@ -222,8 +222,8 @@ def _tokenizer_corpus(kind: str = "project") -> list[str]:
     what the stand-in's training and evaluation time scale with.
 
     ``kind="pretrain"`` (``TINY_ARCH["tokenizer_corpus"]``) adds every phrase
-    :func:`refine_iqa_lib.data.perceive.describe` can write (:data:`~refine_iqa_lib.data.perceive.
-    PHRASES`) and the pre-training questions (:func:`refine_iqa_lib.data.pretrain.question_texts`),
+    :func:`refine_iqa_lib.standin.perceive.describe` can write (:data:`~refine_iqa_lib.standin.perceive.
+    PHRASES`) and the pre-training questions (:func:`refine_iqa_lib.standin.pretrain_data.question_texts`),
     so that the pixel descriptions of the pre-trained stand-in's thinks are whole-word tokens. The
     texts are the fixed phrase lists, never a sample, a label or a picture."""
     if kind not in TOKENIZER_CORPORA:
@@ -251,7 +251,7 @@ def _tokenizer_corpus(kind: str = "project") -> list[str]:
     lines += [f"<|im_start|>{r}\n<|im_end|>\n" for r in ("system", "user", "assistant")]
     lines += ["You are a helpful assistant.", "<think></think><answer></answer>"]
     if kind == "pretrain":
-        from refine_iqa_lib.data import perceive, pretrain
+        from refine_iqa_lib.standin import perceive, pretrain_data as pretrain
 
         lines += list(perceive.PHRASES) + pretrain.question_texts()
     return lines * 4

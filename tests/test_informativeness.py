@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.data.scoring_set import load_scoring_split
+from refine_iqa_lib.data.scoring_data import load_scoring_split
 from refine_iqa_lib.evaluation.informativeness import (COLUMNS, TARGETS, base_informativeness, description_chance,
                                                        target_met)
 

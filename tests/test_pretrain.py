@@ -1,4 +1,4 @@
-"""The stand-in pre-training data (refine_iqa_lib.data.pretrain): training-side pictures only,
+"""The stand-in pre-training data (refine_iqa_lib.standin.pretrain_data): training-side pictures only,
 no Stage-1 answers or MOS, uniform letters, seeded, boxes that match their sources."""
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from refine_iqa_lib.config import ConfigError, load_config
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.audit import SplitOverlapError, content_hash, hash_images
 from refine_iqa_lib.data.build import build_perception_dataset
-from refine_iqa_lib.data.perceive import describe, pixel_stats, words
-from refine_iqa_lib.data.pretrain import (ATTRIBUTES, DEFAULT_ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
+from refine_iqa_lib.standin.perceive import describe, pixel_stats, words
+from refine_iqa_lib.standin.pretrain_data import (ATTRIBUTES, DEFAULT_ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
                                           build_pretrain_samples, heldout_images, pretrain_pictures,
                                           write_pretrain_dataset)
-from refine_iqa_lib.data.qbench_set import build_embedded_qbench
-from refine_iqa_lib.data.scoring_set import build_embedded_scoring_set, photo_splits
+from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
+from refine_iqa_lib.standin.scoring_set import build_embedded_scoring_set, photo_splits
 from refine_iqa_lib.data.sources import EmbeddedSource
 from refine_iqa_lib.io import open_image, read_json, read_jsonl
 from refine_iqa_lib.prompts import format_mos_text

@@ -10,7 +10,7 @@ from PIL import Image
 
 from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
-from refine_iqa_lib.data.scoring_set import photo_splits
+from refine_iqa_lib.standin.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.probe import (
     PRISTINE, PROBE_SITES, leave_one_photo_out, linear_probe, probe_images, probe_report, probe_table, selection_score,
     vision_features, visible_families,
@@ -152,9 +152,9 @@ def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, t
 
 def test_tokenizer_corpus_switch_keeps_the_default_and_shortens_thinks(tiny_model_dir, tmp_path):
     """TINY_ARCH["tokenizer_corpus"]: "project" (default) is a cache hit of today's stand-in;
-    "pretrain" trains the BPE on data.perceive's phrases too, so a pixel description takes fewer
+    "pretrain" trains the BPE on standin.perceive's phrases too, so a pixel description takes fewer
     tokens; an unknown value fails naming the choices."""
-    from refine_iqa_lib.data.perceive import describe
+    from refine_iqa_lib.standin.perceive import describe
     from refine_iqa_lib.models import TINY_ARCH, _build_tokenizer, build_tiny_model
 
     assert TINY_ARCH["tokenizer_corpus"] == "project"

@@ -90,7 +90,7 @@ def pretrain_cfg(tmp_path_factory):
 
 
 def test_pretrain_recipe_trains_on_the_pretraining_samples_only(pretrain_cfg):
-    from refine_iqa_lib.data.pretrain import TASKS, pretrain_dir
+    from refine_iqa_lib.standin.pretrain_data import TASKS, pretrain_dir
     from refine_iqa_lib.io import read_jsonl
     from refine_iqa_lib.training.data import stage1_frame
 

@@ -77,7 +77,7 @@ fixed beforehand. Diagnosis: the frozen-tower base, greedy on its *own* pre-trai
 (24 per task and mode), answered every name_object and global_distortion question with one
 letter, every no-think box as ``[3, 1, 1, 1, 1]`` and think-mode boxes and ratings with a letter:
 it underfitted its training tasks, it did not merely fail to transfer. Two causes addressed,
-both default-off switches: the BPE did not know ``data.perceive``'s words (a think took a median
+both default-off switches: the BPE did not know ``standin.perceive``'s words (a think took a median
 55 tokens; ``TINY_ARCH["tokenizer_corpus"]: pretrain`` - 26), and length-grouped batches were
 each one task and mode (``warmup.group_by_length: false`` mixes them). Both runs below:
 ``vision_init: filters``, ``tokenizer_corpus: pretrain``, ``freeze_vision``, mixed batches, 900
@@ -102,7 +102,7 @@ On its own pre-training samples A now writes well-formed boxes (23 distinct of 2
 ratings (12 distinct), but still one letter for every multiple-choice question (B for 22-24 of
 24): the letter tasks are what the 5 M-parameter stand-in does not learn in 900 steps, and
 description accuracy stays at chance. What limits Eq. 8: no single pixel statistic of
-``data.perceive`` reaches |SRCC| 0.45 with the fidelity MOS on the validation split (saturation
+``standin.perceive`` reaches |SRCC| 0.45 with the fidelity MOS on the validation split (saturation
 0.42, colourfulness 0.29, contrast 0.26, sharpness -0.11; n 300), so a base that rates attributes
 transfers weakly to overall quality. With B as the base, 12 Stage-2 steps (tiny settings, think
 mode) with ``stage2.max_completion_length`` 20 (today's tiny value) truncate every completion

@@ -4,7 +4,7 @@ The instrument of issue 13's "the stand-in's vision tower must see every distort
 (reference-facts §5 explains why a random tower cannot see blur). Three steps, one function each:
 
 1. :func:`probe_images` - square crops of the embedded photographs of **one split** of
-   :func:`refine_iqa_lib.data.scoring_set.photo_splits` (training photographs to fit the probe,
+   :func:`refine_iqa_lib.standin.scoring_set.photo_splits` (training photographs to fit the probe,
    test photographs to score it, so a probe cannot recognise a scene it was fitted on). Every crop
    appears once pristine (severity 0) and once per family of
    :data:`refine_iqa_lib.data.distortions.DISTORTIONS` and severity 1-5 (whole-image
@@ -58,7 +58,7 @@ from PIL import Image
 
 from refine_iqa_lib.data.distortions import DISTORTIONS, distort
 from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.data.scoring_set import photo_splits
+from refine_iqa_lib.standin.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
@@ -67,7 +67,7 @@ __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", 
 
 #: Where features can be taken, in the order the tower computes them.
 PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
-#: The photograph splits of :func:`refine_iqa_lib.data.scoring_set.photo_splits`.
+#: The photograph splits of :func:`refine_iqa_lib.standin.scoring_set.photo_splits`.
 SPLITS = ("training", "validation", "test")
 #: ``family`` of the pristine pictures (severity 0).
 PRISTINE = "none"

@@ -302,7 +302,7 @@ def stage_settings(cfg: Config, stage) -> str:
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     """``[(check, ok, detail)]``: model folder, initial weights, datasets (what ``--dry-run`` prints)."""
-    from refine_iqa_lib.data.scoring_set import is_custom, is_embedded, load_custom_split
+    from refine_iqa_lib.data.scoring_data import is_custom, is_embedded, load_custom_split
     from refine_iqa_lib.training.data import perception_dir
 
     stage = check_stage(stage)

@@ -27,8 +27,8 @@ def build_data(cfg) -> float:
     """Build (or reuse) the perception dataset, every embedded scoring set's splits and the Q-Bench
     stand-in of ``cfg``; returns the seconds it took."""
     from refine_iqa_lib.data.build import build_perception_dataset
-    from refine_iqa_lib.data.qbench_set import build_embedded_qbench
-    from refine_iqa_lib.data.scoring_set import is_embedded, load_scoring_split
+    from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
+    from refine_iqa_lib.data.scoring_data import is_embedded, load_scoring_split
 
     t0 = time.perf_counter()
     build_perception_dataset(cfg, progress=False)

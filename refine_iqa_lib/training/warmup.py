@@ -19,7 +19,7 @@ Data (:func:`warmup_dataset`), chosen by ``warmup.recipe``:
   otherwise a quality word from the MOS; for Stage-1 samples the distortion category. This trains
   the base on the very labels Stages 1 and 2 then train on (issue 13: a base must not).
 * ``pretrain``: ``max_steps × batch_size`` samples drawn (seeded, with replacement) from the
-  stand-in pre-training set of :func:`refine_iqa_lib.data.pretrain.write_pretrain_dataset` (built
+  stand-in pre-training set of :func:`refine_iqa_lib.standin.pretrain_data.write_pretrain_dataset` (built
   or reused in ``<work_dir>/pretrain``; tasks name_object, object_box, global_distortion,
   rate_attribute, think and no-think, think text from the shown pixels), each sample's own prompt
   and completion. No scoring-set MOS and no Stage-1 sample enters; ``warmup.scoring_share`` is
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from trl import SFTTrainer
 
-from refine_iqa_lib.data.scoring_set import is_embedded, resolve_iqa_root
+from refine_iqa_lib.data.scoring_data import is_embedded, resolve_iqa_root
 from refine_iqa_lib.prompts import answer_text, completion_text, format_mos_text, scoring_prompt
 from refine_iqa_lib.training.data import check_images_load, perception_dir, scoring_frame, stage1_frame, to_trl_dataset
 from refine_iqa_lib.training.trainer import CheckpointLoadMixin, GuardedStepMixin
@@ -132,7 +132,7 @@ def _stage1_pool(cfg) -> pd.DataFrame | None:
 
 def _pretrain_pool(cfg) -> pd.DataFrame:
     """The stand-in pre-training samples (``warmup.recipe: pretrain``), built or reused, as pool rows."""
-    from refine_iqa_lib.data.pretrain import write_pretrain_dataset
+    from refine_iqa_lib.standin.pretrain_data import write_pretrain_dataset
     from refine_iqa_lib.io import read_jsonl
 
     root = write_pretrain_dataset(cfg)

@@ -431,7 +431,7 @@ def _crops(names: list[str], n: int, sides: tuple[int, ...], rng: np.random.Gene
 
 
 def _split_photos(split: str) -> list[str]:
-    from refine_iqa_lib.data.scoring_set import photo_splits
+    from refine_iqa_lib.standin.scoring_set import photo_splits
 
     s = photo_splits(0)
     return s["training"] if split == "training" else s["validation"] + s["test"]
