@@ -13,7 +13,7 @@ is the photographs'. Full tables for the first probe seed, then one summary over
 (``--seeds``, default 0 1 2: the crops, the distortion variants and the bootstrap change, so the
 count of visible families is itself a measurement with a spread). Prints, never asserts.
 
-``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.data.photos.load_photo_folder`)
+``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.evaluation.probe.load_photo_folder`)
 to the probe's training side, for the towers and the pixel statistics alike. ``--test-photos-dir
 DIR`` adds a held-out side ``own``: the same probes scored on your photographs, which no design
 choice has seen (``probe_report(..., test_photos=)``).
@@ -34,10 +34,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 
 from refine_iqa_lib.evaluation.probe import (  # noqa: E402
-    PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, pixel_statistics, probe_report, probe_table,
-    srcc_lows, training_images, visible_families,
+    PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, load_photo_folder, pixel_statistics, probe_report,
+    probe_table, srcc_lows, training_images, visible_families,
 )
-from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
 from refine_iqa_lib.models import build_tiny_model  # noqa: E402
 
 

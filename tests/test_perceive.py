@@ -15,8 +15,8 @@ import refine_iqa_lib.standin.perceive as perceive
 from refine_iqa_lib.data.distortions import DISTORTIONS, distort
 from refine_iqa_lib.standin.perceive import (PHRASES, STAT_NAMES, TYPICAL, describe, describe_stats, description_lengths,
                                           deviations, pixel_stats, pristine_ranges, stat_response, vocabulary, words)
-from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.io import ImageNotFoundError
+from refine_iqa_lib.standin.world import load_photo
 
 
 def _square(name: str, side: int = 112) -> np.ndarray:

@@ -19,8 +19,8 @@ from refine_iqa_lib.standin.pretrain_data import (ATTRIBUTES, DEFAULT_ATTRIBUTES
                                           build_pretrain_samples, heldout_images, pretrain_pictures,
                                           write_pretrain_dataset)
 from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
+from refine_iqa_lib.standin.scenes import EmbeddedSource
 from refine_iqa_lib.standin.scoring_set import build_embedded_scoring_set, photo_splits
-from refine_iqa_lib.data.sources import EmbeddedSource
 from refine_iqa_lib.io import open_image, read_json, read_jsonl
 from refine_iqa_lib.prompts import format_mos_text
 

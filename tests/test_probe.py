@@ -274,7 +274,7 @@ def test_pixel_statistics_move_with_the_distortion_they_describe():
     """The model-free reference: each statistic rises with the family it was written for, on a
     photograph crop, and bad input names the picture."""
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
     from refine_iqa_lib.evaluation.probe import PIXEL_STATISTICS, pixel_statistics
 
     crop = np.array(Image.fromarray(load_photo("astronaut")[:224, :224]).resize((112, 112)))
@@ -301,7 +301,8 @@ def _smooth_photo(seed: int, shape=(150, 200)) -> np.ndarray:
 
 
 def test_photo_folder_names_every_unusable_file(tmp_path):
-    from refine_iqa_lib.data.photos import load_photo, load_photo_folder
+    from refine_iqa_lib.evaluation.probe import load_photo_folder
+    from refine_iqa_lib.standin.world import load_photo
 
     Image.fromarray(_smooth_photo(1)).save(tmp_path / "mine.png")
     Image.fromarray(_smooth_photo(2)).save(tmp_path / "other.jpg", quality=95)

@@ -216,7 +216,7 @@ def test_fidelity_build_is_deterministic_keyed_and_reads_as_koniq(tmp_path):
 
 def test_fidelity_model_functions():
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     ref = np.asarray(Image.fromarray(load_photo("coffee")).resize((112, 84)))
     same = fidelity_features(ref, ref)

@@ -116,12 +116,12 @@ from PIL import Image
 from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.audit import SplitOverlapError, audit_splits, content_hash
-from refine_iqa_lib.standin.perceive import describe, pixel_stats, words
-from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.data.sources import (MIN_BOX_SIDE, EmbeddedSource, fit_size, intersection, load_embedded_annotations,
-                                         resize_rgb, scale_box)
+from refine_iqa_lib.data.sources import MIN_BOX_SIDE, fit_size, intersection, resize_rgb, scale_box
 from refine_iqa_lib.io import atomic_dir, build_lock, open_image, read_json, write_bytes, write_json, write_jsonl
 from refine_iqa_lib.prompts import SCORE_PLACEHOLDER, answer_text, check_mode, completion_text, format_mos_text, instruction
+from refine_iqa_lib.standin.perceive import describe, pixel_stats, words
+from refine_iqa_lib.standin.scenes import EmbeddedSource, load_embedded_annotations
+from refine_iqa_lib.standin.world import load_photo
 
 __all__ = ["TASKS", "ATTRIBUTES", "NONE_OPTION", "Picture", "PretrainSet", "attribute_target", "pretrain_pictures",
            "build_pretrain_samples", "write_pretrain_dataset", "pretrain_dir", "pretrain_facts", "heldout_images"]

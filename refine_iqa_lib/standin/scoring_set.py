@@ -8,7 +8,7 @@ default) or of what it did to the pixels (``fidelity``), see ``scoring.embedded_
 What is in it
 -------------
 * **Pictures.** Crops (70 %) of the photographs that ship inside scikit-image / scikit-learn
-  (:mod:`refine_iqa_lib.data.photos`) and side-by-side composites of two crops (30 %), each cut
+  (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) and side-by-side composites of two crops (30 %), each cut
   only from its split's own photographs (:func:`photo_splits`: two test photographs, one for
   validation, the rest for training; a pixel-hash audit at build time fails on any shared
   picture), resized to
@@ -178,16 +178,16 @@ def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.nda
 
 def photo_splits(seed: int = 0) -> dict[str, list[str]]:
     """Which source photographs each split draws from: a seeded assignment of the embedded photos
-    (:func:`refine_iqa_lib.data.photos.list_photos`) to test (2), validation (1) and training (the
+    (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) to test (2), validation (1) and training (the
     rest), so that no photograph - and therefore no crop of one - is on both sides of a split.
 
     >>> s = photo_splits(0)
     >>> sorted(len(v) for v in s.values()), set(s["test"]).isdisjoint(s["training"])
     ([1, 2, 5], True)
     """
-    from refine_iqa_lib.data.photos import list_photos
+    from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
 
-    names = list_photos()
+    names = sorted(SCENE_PHOTOS)
     order = [names[int(k)] for k in np.random.default_rng([int(seed), 0xF0]).permutation(len(names))]
     n_test, n_val = _PHOTOS_PER_SPLIT["test"], _PHOTOS_PER_SPLIT["validation"]
     return {"test": sorted(order[:n_test]), "validation": sorted(order[n_test:n_test + n_val]),
@@ -197,7 +197,7 @@ def photo_splits(seed: int = 0) -> dict[str, list[str]]:
 def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str],
              mos_model: str = "severity") -> tuple[np.ndarray, dict]:
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     rng = np.random.default_rng([int(seed), int(i)])
     sides = embedded_sides(max_side)
@@ -250,7 +250,7 @@ def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0
     """
     from refine_iqa_lib.data.distortions import DISTORTIONS, distort
     from refine_iqa_lib.standin.fidelity import FIDELITY_MOS, fidelity_features, fidelity_impairment
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     categories = list(DISTORTIONS) if categories is None else list(categories)
     names = photo_splits(seed)["training"]
