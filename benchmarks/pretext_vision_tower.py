@@ -5,13 +5,13 @@ pretext objective, a better-conditioned architecture of the same class, or both"
 ``models.condition_vision_tower`` is the architecture; this script measures the pretext.
 
 It builds the stand-in with the conditioned tower (``vision_init: filters``, in a temporary folder),
-probes it (:func:`refine_iqa_lib.evaluation.probe.probe_report`: ridge probes fitted on crops of the
+probes it (:func:`refine_iqa_lib.standin.probe.probe_report`: ridge probes fitted on crops of the
 *training* photographs, scored on the validation photograph and on the test photographs), then
 trains the tower with a pretext head - from the pooled merger output (mean and standard deviation
 over the image's tokens, what the probe reads), 13-way family logits (pristine + 12) with
 cross-entropy weighted ``--ce`` and 12 per-family severity outputs (target severity / 5 for the
 picture's family, 0 for the others) with squared error x 12 - on whole-picture distortions of
-crops of the training photographs (:func:`~refine_iqa_lib.evaluation.probe.probe_images` with seed
+crops of the training photographs (:func:`~refine_iqa_lib.standin.probe.probe_images` with seed
 ``--seed + 101``, so not the probe's own training crops), with ``transformers.Trainer``; the head
 is then dropped and the tower probed again. Prints, per split, the families visible after the
 merger before and after, and each family's lower SRCC bound. Prints, never asserts.
@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from refine_iqa_lib.data.distortions import DISTORTIONS
-from refine_iqa_lib.evaluation.probe import probe_images, probe_report, srcc_lows, visible_families
+from refine_iqa_lib.standin.probe import probe_images, probe_report, srcc_lows, visible_families
 from refine_iqa_lib.models import build_tiny_model, load_policy, vision_tower
 
 FAMILIES = ("none",) + tuple(DISTORTIONS)

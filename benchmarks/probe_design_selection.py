@@ -5,9 +5,9 @@ The committed tower (``models.condition_vision_tower``, the defaults) shows 11 o
 validation photograph and 9 of 12 on the two test photographs. One validation photograph is too
 few to choose a design by, so this script compares designs by a criterion fixed before any was run:
 
-* **score** (:func:`refine_iqa_lib.evaluation.probe.selection_score`): over six held-out folds -
+* **score** (:func:`refine_iqa_lib.standin.probe.selection_score`): over six held-out folds -
   each of the 5 training photographs held out from a probe fitted on the other 4
-  (:func:`~refine_iqa_lib.evaluation.probe.leave_one_photo_out`), and the validation photograph
+  (:func:`~refine_iqa_lib.standin.probe.leave_one_photo_out`), and the validation photograph
   held out from a probe fitted on all 5 - the number of (family, fold) pairs whose held-out SRCC
   with severity reaches 0.5 (of 72);
 * **adopt** a design over the committed one only if its score is at least 2 higher *and* it shows
@@ -93,7 +93,7 @@ import pandas as pd  # noqa: E402
 from refine_iqa_lib.data.distortions import distort  # noqa: E402
 from refine_iqa_lib.data.photos import load_photo  # noqa: E402
 from refine_iqa_lib.data.scoring_set import photo_splits  # noqa: E402
-from refine_iqa_lib.evaluation.probe import (  # noqa: E402
+from refine_iqa_lib.standin.probe import (  # noqa: E402
     VISIBLE_SRCC, held_out_images, leave_one_photo_out, linear_probe, probe_images, selection_score, vision_features,
 )
 from refine_iqa_lib.io import open_image  # noqa: E402

@@ -450,7 +450,7 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
     token by its RMS and so removes the high-frequency energy that blur lowers; its random patch
     filters respond mostly to the low frequencies that dominate natural images. This writes three
     deterministic pieces into the tower (same modules and shapes: the model stays a stock
-    ``Qwen2_5_VLForConditionalGeneration``), measured with :mod:`refine_iqa_lib.evaluation.probe`:
+    ``Qwen2_5_VLForConditionalGeneration``), measured with :mod:`refine_iqa_lib.standin.probe`:
 
     1. **Patch embedding** (Conv3d over 2 x 14 x 14 x RGB): the first channels become the 2-D DCT
        bases of luma (0.299 R + 0.587 G + 0.114 B) at the frequencies :data:`LUMA_FREQUENCIES` x

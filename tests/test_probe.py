@@ -1,4 +1,4 @@
-"""The vision-tower probe (evaluation.probe) and the conditioned stand-in (models.condition_vision_tower)."""
+"""The vision-tower probe (standin.probe) and the conditioned stand-in (models.condition_vision_tower)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from PIL import Image
 from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
 from refine_iqa_lib.standin.scoring_set import photo_splits
-from refine_iqa_lib.evaluation.probe import (
+from refine_iqa_lib.standin.probe import (
     PRISTINE, PROBE_SITES, leave_one_photo_out, linear_probe, probe_images, probe_report, probe_table, selection_score,
     vision_features, visible_families,
 )
@@ -233,7 +233,7 @@ def test_ridge_penalty_is_chosen_by_leaving_photographs_out():
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 
-    from refine_iqa_lib.evaluation.probe import RIDGE_ALPHAS, _standardise
+    from refine_iqa_lib.standin.probe import RIDGE_ALPHAS, _standardise
 
     rng = np.random.default_rng(3)
     y_tr = pd.concat([_labels(4, ("blur",), photo=ph) for ph in "abcd"], ignore_index=True)
@@ -275,7 +275,7 @@ def test_pixel_statistics_move_with_the_distortion_they_describe():
     photograph crop, and bad input names the picture."""
     from refine_iqa_lib.data.distortions import distort
     from refine_iqa_lib.standin.world import load_photo
-    from refine_iqa_lib.evaluation.probe import PIXEL_STATISTICS, pixel_statistics
+    from refine_iqa_lib.standin.probe import PIXEL_STATISTICS, pixel_statistics
 
     crop = np.array(Image.fromarray(load_photo("astronaut")[:224, :224]).resize((112, 112)))
     rng = np.random.default_rng(0)
@@ -301,7 +301,7 @@ def _smooth_photo(seed: int, shape=(150, 200)) -> np.ndarray:
 
 
 def test_photo_folder_names_every_unusable_file(tmp_path):
-    from refine_iqa_lib.evaluation.probe import load_photo_folder
+    from refine_iqa_lib.standin.probe import load_photo_folder
     from refine_iqa_lib.standin.world import load_photo
 
     Image.fromarray(_smooth_photo(1)).save(tmp_path / "mine.png")

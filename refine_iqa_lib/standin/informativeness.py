@@ -56,7 +56,7 @@ Neither base meets a target but the parse rate of today's (which trains on the s
 pre-trained one answers ``<answer>A</answer>`` to every multiple-choice and grounding question
 (one letter for all; 8 answers read), and in think mode (3 answers read) opens with ``<answer>``, writes a pixel description, then
 ``</think><answer>A</answer>``: no number, so nothing parses. The probe
-(:func:`refine_iqa_lib.evaluation.probe.probe_report`) of its vision tower shows the filters
+(:func:`refine_iqa_lib.standin.probe.probe_report`) of its vision tower shows the filters
 mostly did not survive the warm-up after the merger (post-merger SRCC untrained -> trained: blur
 0.83 -> 0.23, noise 0.87 -> 0.16, compression 0.39 -> 0.01, pixelate 0.72 -> 0.05, quantization
 0.80 -> 0.12; the exposure, contrast and saturation families stay 0.36-0.83).
