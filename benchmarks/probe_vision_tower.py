@@ -1,7 +1,7 @@
 """Which distortion families can a linear probe see in the stand-in's vision tower? Random vs conditioned.
 
 Builds the stand-in twice from the same seed - ``vision_init="random"`` (the default) and
-``"filters"`` (:func:`refine_iqa_lib.models.condition_vision_tower`) - in a temporary folder and
+``"filters"`` (:func:`refine_iqa_lib.standin.model.condition_vision_tower`) - in a temporary folder and
 runs :func:`refine_iqa_lib.standin.probe.probe_report` on each: ridge probes fitted on crops of
 the training photographs, scored on the validation photograph (where the conditioned design was
 chosen) and on the test photographs. Prints per family the held-out SRCC with severity and its
@@ -37,7 +37,7 @@ from refine_iqa_lib.standin.probe import (  # noqa: E402
     PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, load_photo_folder, pixel_statistics, probe_report,
     probe_table, srcc_lows, training_images, visible_families,
 )
-from refine_iqa_lib.models import build_tiny_model  # noqa: E402
+from refine_iqa_lib.standin.model import build_tiny_model  # noqa: E402
 
 
 def _lows(table: pd.DataFrame, where: str) -> dict[str, float]:

@@ -57,7 +57,7 @@ class ModelConfig:
     dtype: str = "float32"                # float32 on CPU; bfloat16 on GPUs (paper)
     min_pixels: int = 56 * 56
     max_pixels: int = 112 * 112           # paper: about 151,200
-    tiny_arch: dict = field(default_factory=dict)  # overrides of models.TINY_ARCH
+    tiny_arch: dict = field(default_factory=dict)  # overrides of standin.model.TINY_ARCH
 
 
 @dataclass

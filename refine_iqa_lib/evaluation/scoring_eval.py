@@ -60,10 +60,10 @@ from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD, bootstrap_ci
 from refine_iqa_lib.io import read_json, repo_relative, subsample, write_json, write_text
 from refine_iqa_lib.method.scoring import score_images
-from refine_iqa_lib.models import load_policy, resolve_model_path
+from refine_iqa_lib.models import load_policy
 from refine_iqa_lib.prompts import check_mode
-from refine_iqa_lib.runs import (FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, result_stem, uses_warmup,
-                                 weights_dir)
+from refine_iqa_lib.runs import (FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, resolve_model_path,
+                                 result_stem, uses_warmup, weights_dir)
 
 #: Input spelling of a scoring method -> spelling in result files.
 METHOD_SPELLING = {"prob": "prob", "numeric": "num", "num": "num"}

@@ -44,10 +44,10 @@ from typing import Callable
 
 from refine_iqa_lib.config import Config, ConfigError, overrides_of, save_config
 from refine_iqa_lib.io import read_json, read_jsonl, repo_relative, seed_everything, write_json, write_jsonl
-from refine_iqa_lib.models import check_model_dir, resolve_model_path
+from refine_iqa_lib.models import check_model_dir
 from refine_iqa_lib.runs import (
     CHECKPOINT_MARKER, FINAL_MARKER, STAGE_SECTIONS, check_stage, default_run_dir, final_dir, is_complete,
-    stage_section, uses_warmup,
+    resolve_model_path, stage_section, uses_warmup,
 )
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
 
     def build_trainer(model, processor, dataset, cbs):
         if cfg.warmup.freeze_vision:
-            from refine_iqa_lib.models import freeze_vision_tower
+            from refine_iqa_lib.standin.model import freeze_vision_tower
 
             log.info("[warmup] vision tower frozen: %d parameters fixed", freeze_vision_tower(model))
         return WarmupTrainer(model=model, args=sft_config(cfg, run_dir), train_dataset=dataset,
