@@ -139,7 +139,7 @@ class WarmupConfig:
     # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
     # different prompt lengths, so length-grouped batches are each nearly one task)
     group_by_length: bool = True
-    # a committed warm-up output (training/prebuilt.py), adopted instead of training when its key
+    # a committed warm-up output (standin/prebuilt.py), adopted instead of training when its key
     # matches this configuration; repository-relative folder, empty = always train
     prebuilt: str = ""
     save_steps: int = 100

@@ -1,4 +1,4 @@
-"""The committed pre-trained stand-in (training/prebuilt.py, training/standin.py): exported, adopted
+"""The committed pre-trained stand-in (standin/prebuilt.py, standin/__main__.py): exported, adopted
 only on an exact key, trained again (naming what differs) otherwise."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.runs import is_complete
-from refine_iqa_lib.training.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key
+from refine_iqa_lib.standin.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key
 from refine_iqa_lib.training.run import resolve_init, run_stage, stage_fingerprint
 
 
@@ -25,7 +25,7 @@ def cfg(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(cfg):
     """The regenerating command's library call, on the smoke profile (what `make standin` runs)."""
-    from refine_iqa_lib.training.standin import build_standin
+    from refine_iqa_lib.standin.__main__ import build_standin
 
     return build_standin(cfg)
 

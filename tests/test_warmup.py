@@ -11,7 +11,7 @@ from refine_iqa_lib.prompts import format_mos_text
 from refine_iqa_lib.method.rewards import completion_to_text, format_reward, parse_score
 from refine_iqa_lib.training.run import resolve_init, run_stage
 from refine_iqa_lib.training.metrics import read_metrics
-from refine_iqa_lib.training.warmup import quality_word, warmup_dataset
+from refine_iqa_lib.standin.pretraining import quality_word, warmup_dataset
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_group_by_length_switch(cfg, tmp_path):
     """warmup.group_by_length: on (default) = TRL/transformers' length-grouped sampler, off = uniform
     shuffling; in the resume fingerprint only when off."""
     from refine_iqa_lib.training.run import stage_fingerprint
-    from refine_iqa_lib.training.warmup import sft_config
+    from refine_iqa_lib.standin.pretraining import sft_config
 
     assert cfg.warmup.group_by_length is True
     assert str(sft_config(cfg, tmp_path).train_sampling_strategy).endswith("group_by_length")

@@ -259,7 +259,7 @@ def trl_kwargs(cfg: Config, stage, run_dir: str | os.PathLike = ".") -> dict:
     """
     stage = check_stage(stage)
     if stage == "warmup":
-        raise ConfigError("the warm-up is supervised (TRL's SFTConfig, training.warmup.sft_config), not GRPO")
+        raise ConfigError("the warm-up is supervised (TRL's SFTConfig, standin.pretraining.sft_config), not GRPO")
     s = stage_section(cfg, stage)
     kwargs = {trl: getattr(s, ours) for ours, trl in TRL_FIELDS.items()}
     kwargs.update({trl: getattr(cfg.launch, ours) for ours, trl in LAUNCH_FIELDS.items()})
@@ -441,11 +441,11 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
 
 
 def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Path:
-    """The stand-in's supervised warm-up (:mod:`refine_iqa_lib.training.warmup`); skipped with a
+    """The stand-in's supervised warm-up (:mod:`refine_iqa_lib.standin.pretraining`); skipped with a
     message for a real model or when ``warmup.enabled`` is false."""
     import pandas as pd
 
-    from refine_iqa_lib.training.warmup import WarmupTrainer, sft_config, warmup_dataset
+    from refine_iqa_lib.standin.pretraining import WarmupTrainer, sft_config, warmup_dataset
 
     if not uses_warmup(cfg):
         why = "warmup.enabled is false" if not cfg.warmup.enabled else f"{cfg.model.path} is not the offline stand-in"
@@ -470,7 +470,7 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
     if cfg.warmup.prebuilt and not (resume and is_complete(run_dir)):
         from accelerate import PartialState
 
-        from refine_iqa_lib.training.prebuilt import adopt_prebuilt
+        from refine_iqa_lib.standin.prebuilt import adopt_prebuilt
 
         if PartialState().num_processes == 1:  # one process: the committed base's key has world size 1
             init, _ = resolve_init(cfg, "warmup")

@@ -2,7 +2,7 @@
 re-train it (issue 13, part 5; **not in the paper**).
 
 The paper's base is downloaded, not trained. The stand-in's analogue of that download is a
-warm-up run (:mod:`refine_iqa_lib.training.warmup`, ``recipe: pretrain``) whose output is committed
+warm-up run (:mod:`refine_iqa_lib.standin.pretraining`, ``recipe: pretrain``) whose output is committed
 to the repository with the exact key of what it was trained from, and adopted by
 :func:`refine_iqa_lib.training.run.run_stage` instead of training when the key matches:
 
@@ -21,7 +21,7 @@ to the repository with the exact key of what it was trained from, and adopted by
 * :func:`export_prebuilt`: writes a finished warm-up run as a committed folder (``final/``,
   ``metrics.jsonl``, ``run_meta.json``, ``prebuilt.json`` with the key, its hash, the steps and
   the command that regenerates it). ``make standin`` runs the warm-up and exports it
-  (``python -m refine_iqa_lib.training.standin``).
+  (``python -m refine_iqa_lib.standin``).
 
 Training is deterministic by seed on one CPU process, so a regenerated folder has the same key;
 its weights agree to float rounding (thread counts change reduction order).
@@ -62,7 +62,7 @@ def _file_digest(path: str, cache: dict[str, str]) -> str:
 
 def warmup_key(cfg, init, world_size: int = 1) -> dict:
     """What the warm-up's weights are a function of (see the module docstring); a JSON-able dict."""
-    from refine_iqa_lib.training.warmup import warmup_frame
+    from refine_iqa_lib.standin.pretraining import warmup_frame
 
     stamp = Path(init) / "refine_iqa_stand_in.json"
     if not stamp.is_file():

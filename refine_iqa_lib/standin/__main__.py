@@ -1,11 +1,11 @@
 """Regenerate the committed pre-trained stand-in (``make standin``; issue 13, part 5)::
 
-    python -m refine_iqa_lib.training.standin --profile tiny [--set key=value ...] [--out DIR]
+    python -m refine_iqa_lib.standin --profile tiny [--set key=value ...] [--out DIR]
 
 Builds (or reuses) every data collection the pre-training set is audited against - the perception
 dataset, the embedded scoring set's splits and the Q-Bench stand-in - then trains the warm-up in
 ``<work_dir>/runs/standin`` (``warmup.prebuilt`` switched off for that run, so that it trains) and
-writes it to ``warmup.prebuilt`` (or ``--out``) with :func:`refine_iqa_lib.training.prebuilt.
+writes it to ``warmup.prebuilt`` (or ``--out``) with :func:`refine_iqa_lib.standin.prebuilt.
 export_prebuilt`. Run it after changing anything the key holds (the log of ``make reproduce``
 names what differs); commit the folder it writes.
 """
@@ -42,7 +42,7 @@ def build_data(cfg) -> float:
 
 def build_standin(cfg, out_dir=None, resume: bool = True):
     """Build the data, train the warm-up without the committed base and export it; returns the folder."""
-    from refine_iqa_lib.training.prebuilt import export_prebuilt
+    from refine_iqa_lib.standin.prebuilt import export_prebuilt
     from refine_iqa_lib.training.run import run_stage
 
     if cfg.model.path != "tiny":
@@ -58,7 +58,7 @@ def build_standin(cfg, out_dir=None, resume: bool = True):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.standin",
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.standin",
                                  description="Train the stand-in's pre-training warm-up and write it as the committed base.")
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
