@@ -10,7 +10,7 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.runs import is_complete
-from refine_iqa_lib.standin.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key
+from refine_iqa_lib.standin.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key, warmup_settings
 from refine_iqa_lib.training.run import resolve_init, run_stage, stage_fingerprint
 
 
@@ -73,3 +73,13 @@ def test_a_missing_folder_trains_and_the_switch_is_off_by_default(cfg, tmp_path,
 def test_export_refuses_an_unfinished_run(cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="not finished"):
         export_prebuilt(cfg, tmp_path / "empty", tmp_path / "out")
+
+
+def test_the_tiny_profiles_settings_still_match_the_committed_key():
+    """The committed base is adopted only on an exact key: the tiny profile's warm-up settings (with
+    the retired recipe fields held fixed), model and launch parts are those it was trained with.
+    (The data part needs the tiny build; it is checked whenever `make reproduce` adopts the base.)"""
+    tiny = load_config("tiny")
+    committed = json.loads((tiny.resolve(tiny.warmup.prebuilt) / PREBUILT_FILE).read_text())["key"]
+    assert warmup_settings(tiny) == committed["warmup"]
+    assert {k: getattr(tiny.model, k) for k in ("dtype", "min_pixels", "max_pixels")} == committed["model"]

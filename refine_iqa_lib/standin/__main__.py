@@ -48,9 +48,6 @@ def build_standin(cfg, out_dir=None, resume: bool = True):
     if cfg.model.path != "tiny":
         raise ConfigError(f"model.path = {cfg.model.path!r}: a committed pre-trained base exists only for the offline "
                           "stand-in (model.path: tiny); a real model is used as it is")
-    if cfg.warmup.recipe != "pretrain":
-        log.warning("[standin] warmup.recipe = %s: the committed base is meant to be the pre-trained stand-in "
-                    "(recipe pretrain)", cfg.warmup.recipe)
     log.info("[standin] data ready in %.0f s", build_data(cfg))
     train_cfg = load_config(cfg, {"warmup.prebuilt": ""})
     run_dir = run_stage(train_cfg, "warmup", run_dir=cfg.work_dir / "runs" / "standin", resume=resume)

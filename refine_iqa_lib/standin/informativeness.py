@@ -38,11 +38,11 @@ Table (one row per metric): ``metric``, ``split``, ``value``, ``low``, ``high``,
 
 Measured facts (first measurement, 2 Dec 2026, not tuned)
 ----------------------------------------------------------
-Tiny profile with ``warmup.recipe: pretrain``, ``model.tiny_arch: {vision_init: filters}``,
+Tiny profile with the pre-training warm-up, ``model.tiny_arch: {vision_init: filters}``,
 ``scoring.embedded_mos: fidelity`` and the seven families of ``tiny.yaml``'s comment; the warm-up
 (300 steps, 482 s, one thread under load; loss 4.05 at step 30 -> 0.75 at step 300), then
 ``max_images=250, max_scoring=300, max_new_tokens=64`` (about 30 s per model, two threads).
-Today's base (``labels`` recipe, default settings) measured on the same items::
+The base of that day (a warm-up on the scoring and Stage-1 labels, since removed) measured on the same items::
 
     metric                 split  pretrain+switches        today's base (labels)
     description_accuracy   test   0.004 [0.000, 0.012]     0.004 [0.000, 0.012]   n 250

@@ -144,8 +144,6 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
     stage = check_stage(stage)
     section = {k: v for k, v in asdict(stage_section(cfg, stage)).items()
                if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
-    if stage == "warmup" and section.get("recipe") == "labels":  # absent for the default: earlier runs still resume
-        section.pop("recipe")
     if stage == "warmup" and not section.get("freeze_vision", True):  # likewise
         section.pop("freeze_vision")
     if stage == "warmup" and section.get("group_by_length", False):  # likewise
@@ -158,7 +156,7 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         "init": str(Path(init_path).resolve()), "world_size": int(world_size),
         "launch": {"bf16": cfg.launch.bf16, "use_vllm": cfg.launch.use_vllm},
     }
-    if stage == "warmup" and cfg.warmup.recipe == "pretrain":  # its data is the pre-training set, not the MOS
+    if stage == "warmup":  # its data is the stand-in's pre-training set
         settings["pretrain"] = asdict(cfg.pretrain)
     if cfg.lora.enabled and stage != "warmup":  # absent otherwise: full fine-tuning runs keep their fingerprint
         settings["lora"] = asdict(cfg.lora)
