@@ -355,14 +355,14 @@ def condition_vision_tower(model, image_std=None, *, dc_gain: float = DC_GAIN, a
     12 / 12 / 10 and test 10 / 9 / 11, compression below the bar on test on every seed and
     overexposure on two). On a photograph no design choice has seen (matplotlib's
     ``grace_hopper.jpg``, ``--test-photos-dir``) 11 of 12 on every probe seed, underexposure the
-    one missing there. ``benchmarks/probe_design_selection.py`` finds no setting of
-    :data:`DC_GAIN`, :data:`ANCHOR_VALUE` and :data:`MERGER_GAIN`, and no ``quiet`` choice, that
-    does better.
+    one missing there. A design study (``benchmarks/probe_design_selection.py``, in the git
+    history) found no setting of :data:`DC_GAIN`, :data:`ANCHOR_VALUE` and :data:`MERGER_GAIN`, and
+    no ``quiet`` choice, that does better.
     Costs ~4 ms.
 
     ``dc_gain``, ``anchor_value``, ``merger_gain`` override :data:`DC_GAIN`, :data:`ANCHOR_VALUE`
-    and :data:`MERGER_GAIN` (the stand-in is built with the defaults; ``benchmarks/
-    probe_design_selection.py`` compares others). ``quiet`` (:data:`QUIET_CHOICES`) zeroes the
+    and :data:`MERGER_GAIN` (the stand-in is built with the defaults; the design study compared
+    others). ``quiet`` (:data:`QUIET_CHOICES`) zeroes the
     output projection of every block's random attention (``"attention"``), and also block 1's
     random MLP (``"blocks"``), so that no random mixing is added to the residual stream; the
     default ``"none"`` leaves them random.
