@@ -177,8 +177,11 @@ def test_deterministic_by_seed_and_reused(built, tmp_path):
 
 
 def test_config_section_defaults_and_checks(tmp_path):
+    from refine_iqa_lib.config import PretrainConfig
+
     cfg = load_config("smoke")
-    assert cfg.pretrain.n_samples == 6000 and set(cfg.pretrain.task_shares) == set(TASKS)
+    assert PretrainConfig().n_samples == 6000 and cfg.pretrain.n_samples == 48   # smoke's warm-up draws from 48
+    assert set(cfg.pretrain.task_shares) == set(TASKS)
     with pytest.raises(ConfigError, match="pretrain.think_share"):
         load_config("smoke", {"pretrain.think_share": 1.5})
     with pytest.raises(ConfigError, match="pretrain.image_size"):
