@@ -144,7 +144,7 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
     stage = check_stage(stage)
     section = {k: v for k, v in asdict(stage_section(cfg, stage)).items()
                if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
-    if stage == "warmup" and not section.get("freeze_vision", True):  # likewise
+    if stage == "warmup" and not section.get("freeze_vision", True):  # absent for the default: earlier runs still resume
         section.pop("freeze_vision")
     if stage == "warmup" and section.get("group_by_length", False):  # likewise
         section.pop("group_by_length")
