@@ -373,11 +373,11 @@ def scale_notes(cfg: Config, n: int) -> str:
         embedded = [d for d in wanted if d in cfg.scoring.eval and str(cfg.scoring.roots.get(d, "")) == "embedded"]
         absent = [d for d in wanted if d not in cfg.scoring.eval]
         if embedded:
-            notes.append(f"{', '.join(embedded)}: embedded synthetic stand-in (standin.scoring_set), not the real set")
+            notes.append(f"{', '.join(embedded)}: embedded synthetic stand-in (data.scoring_set), not the real set")
         if absent:
             notes.append(f"not evaluated at profile {cfg.profile!r} (not in scoring.eval): {', '.join(absent)}")
     if n in (4, 5, 6) and cfg.eval.qbench_root == "embedded":
-        notes.append("interpreting = synthetic Q-Bench stand-in (standin.qbench_set), not Q-Bench")
+        notes.append("interpreting = synthetic Q-Bench stand-in (data.qbench_set), not Q-Bench")
     if cfg.eval.max_samples:
         notes.append(f"at most {cfg.eval.max_samples} test items per set (eval.max_samples)")
     return "; ".join(notes)

@@ -265,7 +265,7 @@ def _build_tiny_folder(out_dir: Path, arch: dict, seed: int, fp: str) -> None:
         write_json(tmp / "refine_iqa_stand_in.json", {
             "fingerprint": fp, "seed": seed, "arch": arch, "n_parameters": n_params,
             "note": "Offline stand-in for Qwen2.5-VL-7B-Instruct: same model class, random weights"
-                    + (" (vision tower conditioned: standin.model.condition_vision_tower)." if arch.get("vision_init") == "filters"
+                    + (" (vision tower conditioned: models.condition_vision_tower)." if arch.get("vision_init") == "filters"
                        else "."),
         })
 

@@ -293,7 +293,7 @@ def _fingerprint(cfg, test_file: Path) -> str:
 
 def _readme(n_images: int, counts: dict) -> str:
     return (
-        "SYNTHETIC Q-Bench stand-in (refine_iqa_lib.standin.qbench_set). Not Q-Bench.\n\n"
+        "SYNTHETIC Q-Bench stand-in (refine_iqa_lib.data.qbench_set). Not Q-Bench.\n\n"
         "Multiple-choice questions in Q-Bench A1's llvisionqa_dev.json format, generated from the\n"
         f"Refine-Perception test split ({n_images} images): distortion questions (technical and\n"
         "in-context technical) are answered by what the dataset build applied; exposure and colour\n"

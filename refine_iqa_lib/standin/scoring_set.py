@@ -444,7 +444,7 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
 
 
 _NOTES = {"severity": "synthetic MOS from a fixed severity map; not human data",
-          "fidelity": "synthetic MOS from a full-reference perceptual model (refine_iqa_lib.standin.fidelity); "
+          "fidelity": "synthetic MOS from a full-reference perceptual model (refine_iqa_lib.data.fidelity); "
                       "not human data"}
 
 
@@ -456,7 +456,7 @@ def _readme(settings: dict) -> str:
     else:
         w = m["weights"]
         score = ("Training-scale score from a full-reference perceptual model of the picture against its pristine\n"
-                 f"crop (refine_iqa_lib.standin.fidelity): mos = clip({m['top']}*exp(-D^{m['slope']:g}) + "
+                 f"crop (refine_iqa_lib.data.fidelity): mos = clip({m['top']}*exp(-D^{m['slope']:g}) + "
                  f"N(0, {m['noise_sd']}^2), {m['low']}, {m['high']}),\n"
                  f"D = gain[family] * ({w['struct']:g}*(1 - SSIM two-scale) + {w['edge']:g}*GMSD + "
                  f"{w['energy']:g}*max(0, (30 - PSNR)/10) + {w['exposure']:g}*|mean-luma shift|\n"
