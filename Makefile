@@ -45,9 +45,9 @@ findings: $(STAMP)
 	$(PY) -m refine_iqa_lib.findings --profile $(PROFILE)
 
 # Re-train the stand-in's pre-training warm-up and write it to warmup.prebuilt (commit the folder);
-# make reproduce adopts it while its key matches (refine_iqa_lib/training/prebuilt.py).
+# make reproduce adopts it while its key matches (refine_iqa_lib/standin/prebuilt.py).
 standin: $(STAMP)
-	$(PY) -m refine_iqa_lib.training.standin --profile $(PROFILE)
+	$(PY) -m refine_iqa_lib.standin --profile $(PROFILE)
 
 dry-run: $(STAMP)
 	$(PY) -m refine_iqa_lib.reproduce --profile paper --dry-run

@@ -27,8 +27,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from refine_iqa_lib.config import load_config  # noqa: E402
-from refine_iqa_lib.data.build import build_perception_dataset, encode_png  # noqa: E402
-from refine_iqa_lib.data.sources import fit_size, make_source, resize_rgb  # noqa: E402
+from refine_iqa_lib.data.build import build_perception_dataset, encode_png, make_source  # noqa: E402
+from refine_iqa_lib.data.sources import fit_size, resize_rgb  # noqa: E402
 from refine_iqa_lib.io import read_json, write_bytes  # noqa: E402
 
 PAPER_IMAGES = 20_907

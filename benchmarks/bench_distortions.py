@@ -16,14 +16,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from refine_iqa_lib.data.photos import list_photos, load_photo
+from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+from refine_iqa_lib.standin.world import load_photo
 from refine_iqa_lib.data.distortions import DISTORTIONS, VARIANTS, distort
 
 SIZE = (512, 384)  # width, height (KonIQ's 512x384)
 
 
 def _photos(n: int) -> list[np.ndarray]:
-    return [cv2.resize(load_photo(name), SIZE, interpolation=cv2.INTER_AREA) for name in list_photos()[:n]]
+    return [cv2.resize(load_photo(name), SIZE, interpolation=cv2.INTER_AREA) for name in SCENE_PHOTOS[:n]]
 
 
 def _png(img: np.ndarray) -> bytes:

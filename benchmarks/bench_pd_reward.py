@@ -32,8 +32,9 @@ from PIL import Image
 
 from refine_iqa_lib import prompts
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.models import load_policy, resolve_model_path
+from refine_iqa_lib.standin.world import load_photo
+from refine_iqa_lib.models import load_policy
+from refine_iqa_lib.runs import resolve_model_path
 from refine_iqa_lib.method.teacher_forcing import pd_rewards_for_group, teacher_forced_digit_probs
 
 

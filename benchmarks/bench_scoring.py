@@ -28,7 +28,7 @@ def _images(n: int):
     import tempfile
 
     from refine_iqa_lib.config import load_config
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
+    from refine_iqa_lib.data.scoring_data import load_scoring_split
     from refine_iqa_lib.io import open_image
 
     with tempfile.TemporaryDirectory(prefix="bench_scoring_") as tmp:
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from refine_iqa_lib.config import load_config
-    from refine_iqa_lib.models import load_policy, resolve_model_path
+    from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.runs import resolve_model_path
     from refine_iqa_lib.method.scoring import score_images
 
     torch.set_num_threads(args.threads)

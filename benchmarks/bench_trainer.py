@@ -49,7 +49,7 @@ class StepTimer(TrainerCallback):
 
 
 def _weights(cfg) -> tuple[Path, str]:
-    from refine_iqa_lib.models import resolve_model_path
+    from refine_iqa_lib.runs import resolve_model_path
     from refine_iqa_lib.runs import default_run_dir, is_complete
 
     warm = default_run_dir(cfg, "warmup")

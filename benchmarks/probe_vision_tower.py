@@ -1,19 +1,19 @@
 """Which distortion families can a linear probe see in the stand-in's vision tower? Random vs conditioned.
 
 Builds the stand-in twice from the same seed - ``vision_init="random"`` (the default) and
-``"filters"`` (:func:`refine_iqa_lib.models.condition_vision_tower`) - in a temporary folder and
-runs :func:`refine_iqa_lib.evaluation.probe.probe_report` on each: ridge probes fitted on crops of
+``"filters"`` (:func:`refine_iqa_lib.standin.model.condition_vision_tower`) - in a temporary folder and
+runs :func:`refine_iqa_lib.standin.probe.probe_report` on each: ridge probes fitted on crops of
 the training photographs, scored on the validation photograph (where the conditioned design was
 chosen) and on the test photographs. Prints per family the held-out SRCC with severity and its
 bootstrap 95 % interval, the detection AUC, the families visible after the merger (SRCC interval
 at or above ``VISIBLE_SRCC``) and the seconds each step took. Then the same probe on
-:func:`refine_iqa_lib.evaluation.probe.pixel_statistics` of the same pictures (no model): a
+:func:`refine_iqa_lib.standin.probe.pixel_statistics` of the same pictures (no model): a
 family the tower misses but the pixel statistics see is the tower's limit, one that neither sees
 is the photographs'. Full tables for the first probe seed, then one summary over every seed
 (``--seeds``, default 0 1 2: the crops, the distortion variants and the bootstrap change, so the
 count of visible families is itself a measurement with a spread). Prints, never asserts.
 
-``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.data.photos.load_photo_folder`)
+``--photos-dir DIR`` adds your own photographs (:func:`refine_iqa_lib.standin.probe.load_photo_folder`)
 to the probe's training side, for the towers and the pixel statistics alike. ``--test-photos-dir
 DIR`` adds a held-out side ``own``: the same probes scored on your photographs, which no design
 choice has seen (``probe_report(..., test_photos=)``).
@@ -33,12 +33,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pandas as pd  # noqa: E402
 
-from refine_iqa_lib.evaluation.probe import (  # noqa: E402
-    PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, pixel_statistics, probe_report, probe_table,
-    srcc_lows, training_images, visible_families,
+from refine_iqa_lib.standin.probe import (  # noqa: E402
+    PROBE_SITES, VISIBLE_SRCC, held_out_images, linear_probe, load_photo_folder, pixel_statistics, probe_report,
+    probe_table, srcc_lows, training_images, visible_families,
 )
-from refine_iqa_lib.data.photos import load_photo_folder  # noqa: E402
-from refine_iqa_lib.models import build_tiny_model  # noqa: E402
+from refine_iqa_lib.standin.model import build_tiny_model  # noqa: E402
 
 
 def _lows(table: pd.DataFrame, where: str) -> dict[str, float]:
@@ -100,7 +99,7 @@ def main() -> None:
                 summary.append({"seed": seed, "features": "pixel statistics", "split": split,
                                 "visible": len(seen), **_lows(table, "pixel_stats")})
                 if seed == args.seeds[0]:
-                    print(f"\n== seed {seed}  reference: pixel statistics, no model (evaluation.probe.pixel_statistics)  "
+                    print(f"\n== seed {seed}  reference: pixel statistics, no model (standin.probe.pixel_statistics)  "
                           f"held-out {split} photographs ({time.perf_counter() - t0:.1f} s so far)")
                     print(probe_table(table).to_string())
                     print(f"visible to the pixel statistics (SRCC low >= {VISIBLE_SRCC}): {len(seen)}/12 {seen}")

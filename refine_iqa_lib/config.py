@@ -58,7 +58,7 @@ class ModelConfig:
     dtype: str = "float32"                # float32 on CPU; bfloat16 on GPUs (paper)
     min_pixels: int = 56 * 56
     max_pixels: int = 112 * 112           # paper: about 151,200
-    tiny_arch: dict = field(default_factory=dict)  # overrides of models.TINY_ARCH
+    tiny_arch: dict = field(default_factory=dict)  # overrides of standin.model.TINY_ARCH
 
 
 @dataclass
@@ -114,16 +114,20 @@ class ScoringDataConfig:
     embedded_image_size: int = 112
     embedded_categories: list = field(default_factory=lambda: ["noise", "underexposure"])
     # How the embedded set's synthetic MOS is made (EMBEDDED_MOS_MODELS): ``severity`` = the fixed map
-    # 4.5 - 0.8 s + noise of the generating severity (refine_iqa_lib.data.scoring_set.SYNTHETIC_MOS);
+    # 4.5 - 0.8 s + noise of the generating severity (refine_iqa_lib.standin.scoring_set.SYNTHETIC_MOS);
     # ``fidelity`` = a full-reference perceptual model of the distorted picture against its pristine
-    # crop, so the MOS depends on the content too (refine_iqa_lib.data.fidelity).
+    # crop, so the MOS depends on the content too (refine_iqa_lib.standin.fidelity).
     embedded_mos: str = "severity"
     seed: int = 0
 
 
 @dataclass
 class WarmupConfig:
-    """Supervised warm-up of the random stand-in (not in the paper; skipped for real models)."""
+    """The offline stand-in's pre-training, run as the stage ``warmup`` before Stage-1: a supervised
+    fine-tune (TRL's ``SFTTrainer``) of the random stand-in on the samples of
+    :mod:`refine_iqa_lib.standin.pretrain_data` (see :class:`PretrainConfig`), never on a Stage-1
+    answer or a MOS. Not in the paper, whose base model arrives pre-trained; skipped for any model
+    other than the stand-in."""
 
     enabled: bool = True                  # only ever applied when model.path == "tiny"
     max_steps: int = 500
@@ -131,19 +135,14 @@ class WarmupConfig:
     learning_rate: float = 1e-3
     warmup_steps: int = 20
     min_lr_ratio: float = 0.1             # cosine decay to this fraction of learning_rate
-    scoring_share: float = 0.6            # share of scoring samples (the rest: Stage-1 tasks); recipe labels only
-    # labels = scoring-MOS + Stage-1 samples (today's stand-in); pretrain = only the stand-in
-    # pre-training samples of refine_iqa_lib.data.pretrain (no MOS, no Stage-1 sample: a base must not
-    # have seen the labels it is then trained and tested on)
-    recipe: str = "labels"
     # keep the vision tower (patch embedding, blocks, merger) fixed during the warm-up, e.g. so that
     # model.tiny_arch.vision_init "filters" survives it; off = every parameter trains
     freeze_vision: bool = False
     # batches of similar prompt length (transformers' group_by_length: little padding); false =
-    # uniformly shuffled batches, each a mixture of tasks (the pretrain recipe's tasks have
+    # uniformly shuffled batches, each a mixture of tasks (the pre-training's tasks have
     # different prompt lengths, so length-grouped batches are each nearly one task)
     group_by_length: bool = True
-    # a committed warm-up output (training/prebuilt.py), adopted instead of training when its key
+    # a committed warm-up output (standin/prebuilt.py), adopted instead of training when its key
     # matches this configuration; repository-relative folder, empty = always train
     prebuilt: str = ""
     save_steps: int = 100
@@ -152,9 +151,10 @@ class WarmupConfig:
 
 @dataclass
 class PretrainConfig:
-    """Stand-in pre-training data (refine_iqa_lib.data.pretrain; not in the paper): the analogue of
-    Qwen2.5-VL's pre-training and instruction tuning, on training-side pictures and tasks other than
-    the tested ones. Nothing reads it unless ``write_pretrain_dataset`` is called."""
+    """The data of the stand-in's pre-training (:mod:`refine_iqa_lib.standin.pretrain_data`): the
+    analogue of Qwen2.5-VL's pre-training and instruction tuning, samples on training-side pictures
+    and tasks other than the tested ones, written by ``write_pretrain_dataset`` when the warm-up
+    (:class:`WarmupConfig`) trains."""
 
     n_samples: int = 6000
     image_size: int = 112                 # longest side of the pictures shown (a multiple of 28)
@@ -163,7 +163,7 @@ class PretrainConfig:
     think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
     n_options: int = 4                    # options of the multiple-choice tasks
     pristine_share: float = 0.1           # global_distortion: share of undistorted pictures (answer "none")
-    # rate_attribute's attributes (data.pretrain.ATTRIBUTES); "undistorted" (distortion strength) is off by default
+    # rate_attribute's attributes (standin.pretrain_data.ATTRIBUTES); "undistorted" (distortion strength) is off by default
     attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty"])
     photo_crops: int = 8                  # crops cut from each training photograph of the scoring set
     exclude_heldout_photos: bool = True   # drop pictures holding pixels of a held-out scoring photograph
@@ -491,7 +491,6 @@ def _deep_merge(a: dict, b: dict) -> dict:
 MODES = ("no_think", "think")
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")     # TRL loss formulations the trainer supports
 EMBEDDED_MOS_MODELS = ("severity", "fidelity")     # scoring.embedded_mos: the embedded set's synthetic MOS
-WARMUP_RECIPES = ("labels", "pretrain")            # warmup.recipe: what the stand-in's warm-up trains on
 _pos = lambda v: v > 0                                 # noqa: E731
 _ge = lambda n: (lambda v: v >= n)                     # noqa: E731
 _one_of = lambda opts: (lambda v: v in opts)           # noqa: E731
@@ -521,9 +520,6 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("warmup.max_steps", _ge(1), ">= 1"),
     ("warmup.batch_size", _ge(1), ">= 1"),
     ("warmup.learning_rate", _pos, "> 0"),
-    ("warmup.scoring_share", _unit, "a share in [0, 1]"),
-    ("warmup.recipe", _one_of(WARMUP_RECIPES), f"one of {', '.join(WARMUP_RECIPES)} (labels: scoring MOS + Stage-1 "
-                                               "samples; pretrain: the stand-in pre-training samples only)"),
     ("pretrain.n_samples", _ge(1), ">= 1"),
     ("pretrain.image_size", lambda v: v >= 56 and v % 28 == 0, "a multiple of 28, at least 56 (Qwen2.5-VL patches)"),
     ("pretrain.task_shares", lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -87,8 +87,8 @@ def link_shared(cfg: Config, seed_cfg: Config) -> list[Path]:
 def _shared_base(cfg: Config) -> None:
     """Data and base of the profile, built once (step 1 of the module docstring)."""
     from refine_iqa_lib.runs import uses_warmup
+    from refine_iqa_lib.standin.__main__ import build_data
     from refine_iqa_lib.training.launch import run_stage_subprocess
-    from refine_iqa_lib.training.standin import build_data
 
     build_data(cfg)
     if uses_warmup(cfg):

@@ -31,7 +31,7 @@ from refine_iqa_lib.config import Config, ConfigError
 
 __all__ = ["STAGES", "STAGE_DIRS", "STAGE_SECTIONS", "FINAL_MARKER", "CHECKPOINT_MARKER", "BASE_MODELS",
            "ABLATION_MODELS", "MODEL_NAMES", "EVALUATED_PREFIX", "check_stage", "stage_section", "default_run_dir", "final_dir",
-           "is_complete", "weights_dir", "uses_warmup", "model_paths", "normalise_model_name",
+           "is_complete", "weights_dir", "uses_warmup", "resolve_model_path", "model_paths", "normalise_model_name",
            "evaluated_name", "is_evaluated", "result_stem"]
 
 #: The training stages: the stand-in's SFT warm-up, Stage-1 (perception) and Stage-2 (scoring).
@@ -97,6 +97,19 @@ def uses_warmup(cfg: Config) -> bool:
     if not cfg.warmup.enabled:
         return False
     return cfg.model.path == "tiny" or is_stand_in(cfg.resolve(cfg.model.path))
+
+
+def resolve_model_path(cfg) -> Path:
+    """The policy folder a config names: ``model.path: tiny`` builds (or reuses) the stand-in in
+    ``<cache_dir>/tiny-seed<seed>``; any other value is a local Qwen2.5-VL folder, checked."""
+    from refine_iqa_lib.models import check_model_dir
+
+    if cfg.model.path == "tiny":
+        from refine_iqa_lib.standin.model import build_tiny_model
+
+        return build_tiny_model(cfg.cache_dir / f"tiny-seed{cfg.model.seed}", seed=cfg.model.seed,
+                                arch=cfg.model.tiny_arch or None)
+    return check_model_dir(cfg.resolve(cfg.model.path))
 
 
 def _base_model_dir(cfg: Config) -> Path:

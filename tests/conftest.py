@@ -23,7 +23,7 @@ def smoke_cfg():
 @pytest.fixture(scope="session")
 def tiny_model_dir(smoke_cfg):
     """The stand-in model folder (built once, cached under .cache/)."""
-    from refine_iqa_lib.models import resolve_model_path
+    from refine_iqa_lib.runs import resolve_model_path
 
     return resolve_model_path(smoke_cfg)
 

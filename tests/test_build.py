@@ -13,10 +13,11 @@ from PIL import Image
 from refine_iqa_lib.config import ConfigError, load_config
 from refine_iqa_lib.data import build as B
 from refine_iqa_lib.data.build import build_perception_dataset, main
-from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.review import ReviewPanel
-from refine_iqa_lib.data.sources import DataError, load_embedded_annotations
+from refine_iqa_lib.data.sources import DataError
 from refine_iqa_lib.data.stage1 import load_perception_images, load_stage1_dataset
+from refine_iqa_lib.standin.scenes import load_embedded_annotations
+from refine_iqa_lib.standin.world import load_photo
 
 REQUIRED = ["id", "image", "reference", "task", "form", "mode", "prompt", "options", "answer", "bbox",
             "category", "severity", "object", "split", "image_id"]

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import refine_iqa_lib.data.distortions as D
-from refine_iqa_lib.data.photos import list_photos, load_photo
 from refine_iqa_lib.data.distortions import (ALLOWED_PAIRS, DISTORTIONS, EASY, HARD, SEVERITIES, VARIANTS, distort,
                                         distort_pair, distort_pair_with_info, distort_with_info, strength,
                                         to_rgb_uint8)
+from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+from refine_iqa_lib.standin.world import load_photo
 
 ALL_VARIANTS = [(c, v) for c in DISTORTIONS for v in VARIANTS[c]]
 RANDOM_VARIANTS = {("blur", "motion"), ("blur", "glass"), ("blur", "jitter")}
@@ -204,7 +205,7 @@ def test_jpeg2000_roughly_hits_its_psnr_target():
 # --------------------------------------------------------------------------- strength rises with severity
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return [_photo(n, 144) for n in list_photos()[:5]]
+    return [_photo(n, 144) for n in SCENE_PHOTOS[:5]]
 
 
 @pytest.mark.parametrize("category,variant", ALL_VARIANTS)
@@ -348,7 +349,7 @@ def test_every_variant_works_on_tiny_and_flat_images():
 
 
 def test_strength_measures_boxes_smaller_than_the_ssim_window():
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     image = load_photo("chelsea")
     box = (40, 40, 48, 49)  # 8 x 9 px: narrower than SSIM's 11 px window

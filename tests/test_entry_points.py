@@ -33,7 +33,7 @@ def _commands(tmp, model_dir) -> dict[str, list[str]]:
                   "--set", f"paths.results_dir={tmp / 'results'}", "--workers", "1", *work],
         "reproduce_dry_run": ["refine_iqa_lib.reproduce", "--profile", "smoke", "--dry-run", *work],
         "findings_bad_profile": ["refine_iqa_lib.findings", "--profile", "no_such_profile"],
-        "standin_bad_profile": ["refine_iqa_lib.training.standin", "--profile", "no_such_profile"],
+        "standin_bad_profile": ["refine_iqa_lib.standin", "--profile", "no_such_profile"],
     }
 
 

@@ -27,7 +27,7 @@ def test_heldout_rows_carry_intervals_and_differences_are_paired(tmp_path, monke
         return object(), _Processor()
 
     def fake_score(model, processor, images, mode, method, **kw):
-        from refine_iqa_lib.data.scoring_set import load_scoring_split
+        from refine_iqa_lib.data.scoring_data import load_scoring_split
 
         df = load_scoring_split(cfg, cfg.scoring.train[0], "test").set_index("image")
         rng = np.random.default_rng(len(state["model"]) + (method == "prob"))

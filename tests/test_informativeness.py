@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.data.scoring_set import load_scoring_split
-from refine_iqa_lib.evaluation.informativeness import (COLUMNS, TARGETS, base_informativeness, description_chance,
+from refine_iqa_lib.data.scoring_data import load_scoring_split
+from refine_iqa_lib.standin.informativeness import (COLUMNS, TARGETS, base_informativeness, description_chance,
                                                        target_met)
 
 METRICS = ["description_accuracy", "description_chance", "description_vs_chance", "grounding_iou",

@@ -13,7 +13,8 @@ from PIL import Image
 
 from refine_iqa_lib.config import ConfigError, load_config
 from refine_iqa_lib.data.iqa import load_iqa, load_labels
-from refine_iqa_lib.data.scoring_set import build_embedded_scoring_set, default_split, load_scoring_split
+from refine_iqa_lib.data.scoring_data import default_split, load_scoring_split
+from refine_iqa_lib.standin.scoring_set import build_embedded_scoring_set
 
 
 @pytest.fixture(scope="module")

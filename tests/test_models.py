@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from refine_iqa_lib.models import build_tiny_model, check_model_dir, is_stand_in, load_policy, load_processor
+from refine_iqa_lib.models import check_model_dir, is_stand_in, load_policy, load_processor
+from refine_iqa_lib.standin.model import build_tiny_model
 
 
 def _digest(path):

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from refine_iqa_lib import prompts
-from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.method.teacher_forcing import (
     _gt_token_layout, forced_completion, forced_digit_probs, PDReward, pd_rewards_for_group,
     reference_completion, teacher_forced_digit_probs,
 )
+from refine_iqa_lib.standin.world import load_photo
 from refine_iqa_lib.method.rewards import mode_reward, parse_score
 
 ROLLOUTS = [

@@ -1,4 +1,4 @@
-"""Tests for refine_iqa_lib.data.perceive: label-free pixel statistics and the think texts made of them."""
+"""Tests for refine_iqa_lib.standin.perceive: label-free pixel statistics and the think texts made of them."""
 from __future__ import annotations
 
 import ast
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import refine_iqa_lib.data.perceive as perceive
+import refine_iqa_lib.standin.perceive as perceive
 from refine_iqa_lib.data.distortions import DISTORTIONS, distort
-from refine_iqa_lib.data.perceive import (PHRASES, STAT_NAMES, TYPICAL, describe, describe_stats, description_lengths,
+from refine_iqa_lib.standin.perceive import (PHRASES, STAT_NAMES, TYPICAL, describe, describe_stats, description_lengths,
                                           deviations, pixel_stats, pristine_ranges, stat_response, vocabulary, words)
-from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.io import ImageNotFoundError
+from refine_iqa_lib.standin.world import load_photo
 
 
 def _square(name: str, side: int = 112) -> np.ndarray:

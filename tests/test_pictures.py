@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from refine_iqa_lib.data.photos import load_photo
+from refine_iqa_lib.standin.world import load_photo
 from refine_iqa_lib.io import (ImageReadError, ImageRefusedError, ImageRules, check_images, open_image, to_rgb8,
                                using_image_rules)
 

@@ -9,13 +9,14 @@ import pytest
 from PIL import Image
 
 from refine_iqa_lib.data import distortions as D
-from refine_iqa_lib.data.photos import load_photo
 from refine_iqa_lib.data.pipeline import (QUALITY_SCORERS, PipelineParams, apply_review, check_categories,
                                           check_severities, draw_distortion, get_quality_scorer, mark_objects,
                                           min_of, perceptibility_stage, process_scene, quality_stage,
                                           register_quality_scorer, standardise, scene_split,
                                           technical_quality, valid_distractors)
-from refine_iqa_lib.data.sources import DataError, SceneObject, SourceRecord, load_embedded_annotations
+from refine_iqa_lib.data.sources import DataError, SceneObject, SourceRecord
+from refine_iqa_lib.standin.scenes import load_embedded_annotations
+from refine_iqa_lib.standin.world import load_photo
 
 
 def test_technical_quality_orders_defects():

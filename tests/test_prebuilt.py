@@ -1,4 +1,4 @@
-"""The committed pre-trained stand-in (training/prebuilt.py, training/standin.py): exported, adopted
+"""The committed pre-trained stand-in (standin/prebuilt.py, standin/__main__.py): exported, adopted
 only on an exact key, trained again (naming what differs) otherwise."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.runs import is_complete
-from refine_iqa_lib.training.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key
+from refine_iqa_lib.standin.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key, warmup_settings
 from refine_iqa_lib.training.run import resolve_init, run_stage, stage_fingerprint
 
 
@@ -25,7 +25,7 @@ def cfg(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(cfg):
     """The regenerating command's library call, on the smoke profile (what `make standin` runs)."""
-    from refine_iqa_lib.training.standin import build_standin
+    from refine_iqa_lib.standin.__main__ import build_standin
 
     return build_standin(cfg)
 
@@ -73,3 +73,13 @@ def test_a_missing_folder_trains_and_the_switch_is_off_by_default(cfg, tmp_path,
 def test_export_refuses_an_unfinished_run(cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="not finished"):
         export_prebuilt(cfg, tmp_path / "empty", tmp_path / "out")
+
+
+def test_the_tiny_profiles_settings_still_match_the_committed_key():
+    """The committed base is adopted only on an exact key: the tiny profile's warm-up settings (with
+    the retired recipe fields held fixed), model and launch parts are those it was trained with.
+    (The data part needs the tiny build; it is checked whenever `make reproduce` adopts the base.)"""
+    tiny = load_config("tiny")
+    committed = json.loads((tiny.resolve(tiny.warmup.prebuilt) / PREBUILT_FILE).read_text())["key"]
+    assert warmup_settings(tiny) == committed["warmup"]
+    assert {k: getattr(tiny.model, k) for k in ("dtype", "min_pixels", "max_pixels")} == committed["model"]

@@ -1,4 +1,4 @@
-"""The stand-in pre-training data (refine_iqa_lib.data.pretrain): training-side pictures only,
+"""The stand-in pre-training data (refine_iqa_lib.standin.pretrain_data): training-side pictures only,
 no Stage-1 answers or MOS, uniform letters, seeded, boxes that match their sources."""
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from refine_iqa_lib.config import ConfigError, load_config
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.audit import SplitOverlapError, content_hash, hash_images
 from refine_iqa_lib.data.build import build_perception_dataset
-from refine_iqa_lib.data.perceive import describe, pixel_stats, words
-from refine_iqa_lib.data.pretrain import (ATTRIBUTES, DEFAULT_ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
+from refine_iqa_lib.standin.perceive import describe, pixel_stats, words
+from refine_iqa_lib.standin.pretrain_data import (ATTRIBUTES, DEFAULT_ATTRIBUTES, NONE_OPTION, TASKS, Picture, attribute_target,
                                           build_pretrain_samples, heldout_images, pretrain_pictures,
                                           write_pretrain_dataset)
-from refine_iqa_lib.data.qbench_set import build_embedded_qbench
-from refine_iqa_lib.data.scoring_set import build_embedded_scoring_set, photo_splits
-from refine_iqa_lib.data.sources import EmbeddedSource
+from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
+from refine_iqa_lib.standin.scenes import EmbeddedSource
+from refine_iqa_lib.standin.scoring_set import build_embedded_scoring_set, photo_splits
 from refine_iqa_lib.io import open_image, read_json, read_jsonl
 from refine_iqa_lib.prompts import format_mos_text
 
@@ -177,8 +177,11 @@ def test_deterministic_by_seed_and_reused(built, tmp_path):
 
 
 def test_config_section_defaults_and_checks(tmp_path):
+    from refine_iqa_lib.config import PretrainConfig
+
     cfg = load_config("smoke")
-    assert cfg.pretrain.n_samples == 6000 and set(cfg.pretrain.task_shares) == set(TASKS)
+    assert PretrainConfig().n_samples == 6000 and cfg.pretrain.n_samples == 48   # smoke's warm-up draws from 48
+    assert set(cfg.pretrain.task_shares) == set(TASKS)
     with pytest.raises(ConfigError, match="pretrain.think_share"):
         load_config("smoke", {"pretrain.think_share": 1.5})
     with pytest.raises(ConfigError, match="pretrain.image_size"):

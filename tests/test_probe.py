@@ -1,4 +1,4 @@
-"""The vision-tower probe (evaluation.probe) and the conditioned stand-in (models.condition_vision_tower)."""
+"""The vision-tower probe (standin.probe) and the conditioned stand-in (standin.model.condition_vision_tower)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ from PIL import Image
 
 from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
-from refine_iqa_lib.data.scoring_set import photo_splits
-from refine_iqa_lib.evaluation.probe import (
+from refine_iqa_lib.standin.scoring_set import photo_splits
+from refine_iqa_lib.standin.probe import (
     PRISTINE, PROBE_SITES, leave_one_photo_out, linear_probe, probe_images, probe_report, probe_table, selection_score,
     vision_features, visible_families,
 )
@@ -101,7 +101,7 @@ def test_vision_features_shapes_and_determinism(tiny_policy):
 
 @pytest.fixture(scope="module")
 def filters_dir(tmp_path_factory):
-    from refine_iqa_lib.models import build_tiny_model
+    from refine_iqa_lib.standin.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("stand_in_filters") / "tiny", seed=0,
                             arch={"vision_init": "filters"})
@@ -112,7 +112,8 @@ def test_conditioned_stand_in_loads_and_generates(filters_dir, tiny_model_dir):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from refine_iqa_lib.generation import chat_text, generate_greedy
-    from refine_iqa_lib.models import ANCHOR_CHANNELS, ANCHOR_VALUE, condition_vision_tower, load_policy
+    from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.standin.model import ANCHOR_CHANNELS, ANCHOR_VALUE, condition_vision_tower
 
     torch.set_num_threads(1)
     model, processor = load_policy(filters_dir)
@@ -139,7 +140,7 @@ def test_conditioned_tower_sees_blur_better_than_the_random_one(tiny_model_dir, 
 
 
 def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, tmp_path):
-    from refine_iqa_lib.models import TINY_ARCH, build_tiny_model
+    from refine_iqa_lib.standin.model import TINY_ARCH, build_tiny_model
 
     assert TINY_ARCH["vision_init"] == "random"
     stamp = tiny_model_dir / "refine_iqa_stand_in.json"
@@ -152,10 +153,10 @@ def test_default_stand_in_is_unchanged_by_the_vision_init_flag(tiny_model_dir, t
 
 def test_tokenizer_corpus_switch_keeps_the_default_and_shortens_thinks(tiny_model_dir, tmp_path):
     """TINY_ARCH["tokenizer_corpus"]: "project" (default) is a cache hit of today's stand-in;
-    "pretrain" trains the BPE on data.perceive's phrases too, so a pixel description takes fewer
+    "pretrain" trains the BPE on standin.perceive's phrases too, so a pixel description takes fewer
     tokens; an unknown value fails naming the choices."""
-    from refine_iqa_lib.data.perceive import describe
-    from refine_iqa_lib.models import TINY_ARCH, _build_tokenizer, build_tiny_model
+    from refine_iqa_lib.standin.perceive import describe
+    from refine_iqa_lib.standin.model import TINY_ARCH, _build_tokenizer, build_tiny_model
 
     assert TINY_ARCH["tokenizer_corpus"] == "project"
     stamp = tiny_model_dir / "refine_iqa_stand_in.json"
@@ -205,7 +206,8 @@ def test_leave_one_photo_out_holds_each_photograph_out_and_scores_designs():
 def test_condition_vision_tower_constants_can_be_overridden(tiny_model_dir):
     import torch
 
-    from refine_iqa_lib.models import ANCHOR_CHANNELS, condition_vision_tower, load_policy
+    from refine_iqa_lib.models import load_policy
+    from refine_iqa_lib.standin.model import ANCHOR_CHANNELS, condition_vision_tower
 
     default = condition_vision_tower(load_policy(tiny_model_dir)[0]).state_dict()
     same = condition_vision_tower(load_policy(tiny_model_dir)[0], dc_gain=0.25, anchor_value=4.0,
@@ -233,7 +235,7 @@ def test_ridge_penalty_is_chosen_by_leaving_photographs_out():
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 
-    from refine_iqa_lib.evaluation.probe import RIDGE_ALPHAS, _standardise
+    from refine_iqa_lib.standin.probe import RIDGE_ALPHAS, _standardise
 
     rng = np.random.default_rng(3)
     y_tr = pd.concat([_labels(4, ("blur",), photo=ph) for ph in "abcd"], ignore_index=True)
@@ -274,8 +276,8 @@ def test_pixel_statistics_move_with_the_distortion_they_describe():
     """The model-free reference: each statistic rises with the family it was written for, on a
     photograph crop, and bad input names the picture."""
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
-    from refine_iqa_lib.evaluation.probe import PIXEL_STATISTICS, pixel_statistics
+    from refine_iqa_lib.standin.world import load_photo
+    from refine_iqa_lib.standin.probe import PIXEL_STATISTICS, pixel_statistics
 
     crop = np.array(Image.fromarray(load_photo("astronaut")[:224, :224]).resize((112, 112)))
     rng = np.random.default_rng(0)
@@ -301,7 +303,8 @@ def _smooth_photo(seed: int, shape=(150, 200)) -> np.ndarray:
 
 
 def test_photo_folder_names_every_unusable_file(tmp_path):
-    from refine_iqa_lib.data.photos import load_photo, load_photo_folder
+    from refine_iqa_lib.standin.probe import load_photo_folder
+    from refine_iqa_lib.standin.world import load_photo
 
     Image.fromarray(_smooth_photo(1)).save(tmp_path / "mine.png")
     Image.fromarray(_smooth_photo(2)).save(tmp_path / "other.jpg", quality=95)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.data import qbench_set as Q
+from refine_iqa_lib.standin import qbench_set as Q
 from refine_iqa_lib.data.iqa import QBENCH_CONCERNS, QBENCH_TYPES, load_qbench
 from refine_iqa_lib.data.stage1 import load_perception_images
 

@@ -10,13 +10,14 @@ import pytest
 from PIL import Image
 
 from refine_iqa_lib.config import ConfigError, load_config
-from refine_iqa_lib.data.fidelity import (
+from refine_iqa_lib.data.iqa import load_iqa
+from refine_iqa_lib.data.scoring_data import load_scoring_split, resolve_iqa_root
+from refine_iqa_lib.standin.fidelity import (
     FAMILY_GAINS, FIDELITY_MOS, fidelity_features, fidelity_impairment, fidelity_mos,
 )
-from refine_iqa_lib.data.iqa import load_iqa
-from refine_iqa_lib.data.scoring_set import (
+from refine_iqa_lib.standin.scoring_set import (
     SYNTHETIC_MOS, build_embedded_scoring_set, embedded_mos_facts, embedded_sides, fidelity_gain_calibration,
-    koniq_raw_from_mos, load_scoring_split, mos_from_koniq_raw, resolve_iqa_root, synthetic_mos,
+    koniq_raw_from_mos, mos_from_koniq_raw, synthetic_mos,
 )
 
 #: Seven families, blur and noise among them (the MOS model must span at least six).
@@ -215,7 +216,7 @@ def test_fidelity_build_is_deterministic_keyed_and_reads_as_koniq(tmp_path):
 
 def test_fidelity_model_functions():
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     ref = np.asarray(Image.fromarray(load_photo("coffee")).resize((112, 84)))
     same = fidelity_features(ref, ref)

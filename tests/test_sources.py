@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from refine_iqa_lib.data.photos import EMBEDDED_PHOTOS, load_photo
-from refine_iqa_lib.data.sources import (CocoSource, DataError, EmbeddedSource, JsonlSource, SceneObject,
-                                         SourceRecord, check_box, fit_size, intersection, keep_largest_per_name,
-                                         load_embedded_annotations, make_source, read_rgb, scale_box)
+from refine_iqa_lib.data.build import make_source
+from refine_iqa_lib.data.sources import (CocoSource, DataError, JsonlSource, SceneObject, SourceRecord, check_box,
+                                         fit_size, intersection, keep_largest_per_name, read_rgb, scale_box)
+from refine_iqa_lib.standin.scenes import SCENE_PHOTOS, EmbeddedSource, load_embedded_annotations
+from refine_iqa_lib.standin.world import load_photo
 
 
 # --------------------------------------------------------------------------- geometry
@@ -213,7 +214,7 @@ def test_jsonl_source(tmp_path):
 # --------------------------------------------------------------------------- embedded
 def test_embedded_annotations_are_sane():
     ann = load_embedded_annotations()
-    assert sorted(ann) == sorted(EMBEDDED_PHOTOS)
+    assert sorted(ann) == sorted(SCENE_PHOTOS)
     for name, objs in ann.items():
         h, w = load_photo(name).shape[:2]
         assert 2 <= len(objs) <= 5 and len({o.name for o in objs}) == len(objs), name
@@ -248,7 +249,7 @@ def test_embedded_composites_deterministic_distinct_and_exact():
 
 def test_embedded_photos_first_and_gray_backgrounds_used():
     src = EmbeddedSource(112)
-    assert [src.record(i).meta["photo"] for i in range(8)] == sorted(EMBEDDED_PHOTOS)
+    assert [src.record(i).meta["photo"] for i in range(8)] == sorted(SCENE_PHOTOS)
     assert src.candidates(5, seed=3) == [0, 1, 2, 3, 4]
     backgrounds = {src.record(8 + i).meta["background"] for i in range(80)}
     assert {"brick", "grass", "camera"} & backgrounds

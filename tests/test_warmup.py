@@ -1,4 +1,4 @@
-"""The stand-in's SFT warm-up: data, completion-only loss, a short run, skip for real models."""
+"""The stand-in's pre-training (the SFT warm-up): data, completion-only loss, a short run, skip for real models."""
 from __future__ import annotations
 
 import shutil
@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from refine_iqa_lib.config import load_config
-from refine_iqa_lib.prompts import format_mos_text
-from refine_iqa_lib.method.rewards import completion_to_text, format_reward, parse_score
-from refine_iqa_lib.training.run import resolve_init, run_stage
+from refine_iqa_lib.method.rewards import completion_to_text, format_reward
+from refine_iqa_lib.standin.pretraining import warmup_dataset
 from refine_iqa_lib.training.metrics import read_metrics
-from refine_iqa_lib.training.warmup import quality_word, warmup_dataset
+from refine_iqa_lib.training.run import resolve_init, run_stage
 
 
 @pytest.fixture(scope="module")
@@ -21,25 +20,35 @@ def cfg(tmp_path_factory):
                                  "warmup.batch_size": 4, "warmup.save_steps": 4})
 
 
-def test_dataset_teaches_both_layouts_and_the_mos(cfg):
-    ds = warmup_dataset(cfg, n_samples=40)
-    assert len(ds) == 40 and set(ds.column_names) >= {"prompt", "completion", "images", "kind"}
-    assert {"scoring/think", "scoring/no_think"} <= set(ds["kind"])
-    meta_words = {"clean", "noise", "dark"}
+def test_dataset_is_the_pretraining_samples_in_both_layouts(cfg):
+    """Every row is a sample of the pre-training set, verbatim, in the think and the no-think layout;
+    no Stage-1 question and no scoring prompt (the base is never trained on what it is tested on)."""
+    from refine_iqa_lib.io import read_jsonl
+    from refine_iqa_lib.standin.pretrain_data import TASKS, pretrain_dir
+    from refine_iqa_lib.training.data import stage1_frame
+
+    ds = warmup_dataset(cfg, n_samples=60)
+    assert len(ds) == 60 and set(ds.column_names) >= {"prompt", "completion", "images", "kind", "length"}
+    root = pretrain_dir(cfg)
+    samples = read_jsonl(root / "samples.jsonl")
+    assert len(samples) == cfg.pretrain.n_samples == 48     # smoke's pre-training set
+    known = {(r["prompt"], r["completion"], str((root / r["images"][0]).resolve())) for r in samples}
+    stage1_questions = set()
+    for mode in ("think", "no_think"):
+        stage1_questions |= set(stage1_frame(cfg, "train", mode=mode)["prompt"])
+    assert stage1_questions  # the perception build is there (the pre-training set is cut from it)
     for row in ds:
-        text = completion_to_text(row["completion"])
-        mode = row["kind"].split("/")[1]
-        assert format_reward(text, mode) == 1.0, text
-        assert len(row["images"]) == 1
-        if mode == "think":  # think cue from the embedded set's metadata: the distortion it carries
-            assert any(w in text for w in meta_words), text
-    # the answers are the training MOS written as the Stage-2 layout
-    score = [parse_score(completion_to_text(r["completion"])) for r in ds]
-    assert all(s is not None and 0 <= s <= 4.9 for s in score)
-    assert format_mos_text(3.44) == "3.4" and quality_word(2.2) == "fair"
-    # batches are grouped by length: the length must not depend on the target (else one batch = one answer)
-    think_lengths = {ln for ln, k in zip(ds["length"], ds["kind"]) if k == "scoring/think"}
-    assert len(think_lengths) == 1
+        prompt, completion = row["prompt"][0]["content"], completion_to_text(row["completion"])
+        image = row["images"][0]
+        path = str(Path(image.filename).resolve()) if hasattr(image, "filename") else str(image)
+        assert (prompt, completion, path) in known, (prompt, completion, path)   # a pre-training sample, verbatim
+        task, mode = row["kind"].split("/")
+        assert task in TASKS and format_reward(completion, mode) == 1.0
+        assert prompt not in stage1_questions and "How would you rate" not in prompt   # no Stage-1, no scoring MOS
+    assert len({r["kind"].split("/")[0] for r in ds}) >= 3
+    assert {r["kind"].split("/")[1] for r in ds} == {"think", "no_think"}
+    # batches may be grouped by length: the length must not depend on the target (else one batch = one answer)
+    assert ds["length"] == [len(r["prompt"][0]["content"]) + 64 * len(r["images"]) for r in ds]
 
 
 def test_loss_is_on_the_completion_tokens_only(cfg, tiny_policy):
@@ -52,7 +61,7 @@ def test_loss_is_on_the_completion_tokens_only(cfg, tiny_policy):
     for ids, labels, row in zip(batch["input_ids"], batch["labels"], ds):
         learned = tok.decode(ids[labels != -100])
         assert learned.startswith(completion_to_text(row["completion"]))
-        assert "<|im_end|>" in learned and "How would you rate" not in learned
+        assert "<|im_end|>" in learned and row["prompt"][0]["content"] not in learned
 
 
 def test_short_warmup_learns_and_resumes_done(cfg, capsys):
@@ -76,61 +85,18 @@ def test_skipped_for_a_model_that_is_not_the_stand_in(cfg, tiny_model_dir, tmp_p
     assert resolve_init(other, "1") == (real, "base model")      # Stage-1 then starts from the base model
 
 
-# --------------------------------------------------------------------------- warmup.recipe
-@pytest.fixture(scope="module")
-def pretrain_cfg(tmp_path_factory):
-    from refine_iqa_lib.data.build import build_perception_dataset
-
-    work = tmp_path_factory.mktemp("warmup_pretrain")
-    pcfg = load_config("smoke", {"paths.work_dir": str(work / "work"), "paths.results_dir": str(work / "results"),
-                                 "warmup.recipe": "pretrain", "pretrain.n_samples": 120, "warmup.max_steps": 8,
-                                 "warmup.batch_size": 4})
-    build_perception_dataset(pcfg, progress=False)
-    return pcfg
-
-
-def test_pretrain_recipe_trains_on_the_pretraining_samples_only(pretrain_cfg):
-    from refine_iqa_lib.data.pretrain import TASKS, pretrain_dir
-    from refine_iqa_lib.io import read_jsonl
-    from refine_iqa_lib.training.data import stage1_frame
-
-    ds = warmup_dataset(pretrain_cfg, n_samples=60)
-    assert len(ds) == 60 and set(ds.column_names) >= {"prompt", "completion", "images", "kind", "length"}
-    root = pretrain_dir(pretrain_cfg)
-    samples = read_jsonl(root / "samples.jsonl")
-    known = {(r["prompt"], r["completion"], str((root / r["images"][0]).resolve())) for r in samples}
-    stage1_questions = set()
-    for mode in ("think", "no_think"):
-        stage1_questions |= set(stage1_frame(pretrain_cfg, "train", mode=mode)["prompt"])
-    assert stage1_questions  # the perception build is there: the labels recipe would have used it
-    for row in ds:
-        prompt, completion = row["prompt"][0]["content"], completion_to_text(row["completion"])
-        image = row["images"][0]
-        path = str(Path(image.filename).resolve()) if hasattr(image, "filename") else str(image)
-        assert (prompt, completion, path) in known, (prompt, completion, path)   # a pre-training sample, verbatim
-        task, mode = row["kind"].split("/")
-        assert task in TASKS and format_reward(completion, mode) == 1.0
-        assert prompt not in stage1_questions and "How would you rate" not in prompt   # no Stage-1, no scoring MOS
-    assert len({r["kind"].split("/")[0] for r in ds}) >= 3
-
-
-def test_default_recipe_is_unchanged_and_stays_out_of_the_fingerprint(cfg, pretrain_cfg):
+def test_one_warmup_the_pretraining_and_its_data_in_the_fingerprint(cfg):
+    """The warm-up has one meaning: the stand-in's pre-training. Its resume fingerprint holds the
+    ``pretrain`` section (the data it trains on); the retired recipe switch is no key any more."""
     from refine_iqa_lib.config import ConfigError
     from refine_iqa_lib.training.run import stage_fingerprint
 
-    assert cfg.warmup.recipe == "labels"
-    explicit = load_config(cfg, {"warmup.recipe": "labels"})
-    a, b = warmup_dataset(cfg, n_samples=24), warmup_dataset(explicit, n_samples=24)
-    for key in ("prompt", "completion", "kind", "length"):
-        assert a[key] == b[key]
-    assert all(k.startswith("scoring/") for k in a["kind"])   # smoke without a perception build: scoring only
     fp = stage_fingerprint(cfg, "warmup", "/x", 1)
-    assert "recipe" not in fp["settings"]["section"] and "pretrain" not in fp["settings"]
-    assert fp == stage_fingerprint(explicit, "warmup", "/x", 1)
-    other = stage_fingerprint(pretrain_cfg, "warmup", "/x", 1)
-    assert other["settings"]["section"]["recipe"] == "pretrain" and "pretrain" in other["settings"]
-    with pytest.raises(ConfigError, match="labels, pretrain"):
-        load_config("smoke", {"warmup.recipe": "mos"})
+    assert fp["settings"]["pretrain"]["n_samples"] == 48 and "recipe" not in fp["settings"]["section"]
+    assert stage_fingerprint(load_config(cfg, {"pretrain.n_samples": 60}), "warmup", "/x", 1) != fp
+    for key in ("warmup.recipe", "warmup.scoring_share"):
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config("smoke", {key: "labels" if key.endswith("recipe") else 0.5})
 
 
 def test_freeze_vision_keeps_the_tower_and_trains_the_rest(cfg, tmp_path):
@@ -158,7 +124,7 @@ def test_group_by_length_switch(cfg, tmp_path):
     """warmup.group_by_length: on (default) = TRL/transformers' length-grouped sampler, off = uniform
     shuffling; in the resume fingerprint only when off."""
     from refine_iqa_lib.training.run import stage_fingerprint
-    from refine_iqa_lib.training.warmup import sft_config
+    from refine_iqa_lib.standin.pretraining import sft_config
 
     assert cfg.warmup.group_by_length is True
     assert str(sft_config(cfg, tmp_path).train_sampling_strategy).endswith("group_by_length")

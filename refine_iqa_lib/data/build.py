@@ -53,7 +53,7 @@ from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.pipeline import (STAGES, PipelineParams, apply_review, process_scene, scene_id,
                                           scene_split)
 from refine_iqa_lib.data.audit import audit_splits, hash_images
-from refine_iqa_lib.data.sources import DataError, EmbeddedSource, Skip, Source, make_source
+from refine_iqa_lib.data.sources import CocoSource, DataError, JsonlSource, Skip, Source
 from refine_iqa_lib.io import read_json, using_image_rules, write_bytes, write_json, write_jsonl, write_text
 
 #: Pillow PNG settings (fixed so that files are byte-identical between runs).
@@ -159,6 +159,24 @@ def _part_ok(out: Path, sid: str, fingerprint: str) -> dict | None:
     if part.get("fingerprint") != fingerprint or not all((out / f).is_file() for f in part.get("files", [])):
         return None
     return part
+
+
+def make_source(cfg, on_error: str = "skip") -> Source:
+    """The source named by ``cfg.perception.source`` (``embedded`` | ``coco`` | ``jsonl``)."""
+    p = cfg.perception
+    if p.source == "embedded":
+        from refine_iqa_lib.standin.scenes import EmbeddedSource
+
+        return EmbeddedSource(p.image_size, cfg.model.max_pixels, p.seed, p.min_box_side, p.min_object_area)
+    if p.source in ("coco", "jsonl"):
+        if not p.annotations or not p.root:
+            raise DataError(f"perception.source={p.source!r} needs perception.annotations and perception.root "
+                            f"(got annotations={p.annotations!r}, root={p.root!r})")
+        ann, root = cfg.resolve(p.annotations), cfg.resolve(p.root)
+        if p.source == "coco":
+            return CocoSource(ann, root, p.min_object_area, on_error=on_error)
+        return JsonlSource(ann, root, on_error=on_error)
+    raise DataError(f"unknown perception.source {p.source!r}; valid: ['coco', 'embedded', 'jsonl']")
 
 
 # --------------------------------------------------------------------------- review file
@@ -361,6 +379,8 @@ def _reuse_report(source: Source, scenes: Sequence[tuple[int, int]], scene_of: d
     """What test scenes share with training scenes below the level of a picture: for the embedded
     composites, the object cut-outs pasted into them and the photographs their backgrounds are
     windows of (stated, with counts; the pixels of every stored picture differ - see the audit)."""
+    from refine_iqa_lib.standin.scenes import EmbeddedSource
+
     if not isinstance(source, EmbeddedSource):
         return {"note": f"{source.name} source: every scene is its own source picture"}
     used: dict[str, dict[str, set]] = {s: {"cutouts": set(), "backgrounds": set()} for s in stage1.SPLITS}

@@ -46,7 +46,7 @@ A missing or malformed file raises an error naming the file and what was expecte
 
 Your own labels: :func:`load_labels` reads a CSV / JSONL (image path, MOS, optional split and
 standard deviation) with the MOS range and direction declared by the caller (config:
-``scoring.custom.<name>``, see :mod:`refine_iqa_lib.data.scoring_set`), into the same columns.
+``scoring.custom.<name>``, see :mod:`refine_iqa_lib.data.scoring_data`), into the same columns.
 
 >>> rescale([1.0, 3.0, 5.0], 1, 5, higher_is_better=True).tolist()
 [0.0, 2.5, 4.99]

@@ -132,7 +132,7 @@ def _ramp(x: float, lo: float, hi: float) -> float:
 def technical_quality(image: np.ndarray) -> float:
     """Heuristic technical quality in [0, 100]: min of sharpness, noise and exposure terms.
 
-    >>> from refine_iqa_lib.data.photos import load_photo
+    >>> from refine_iqa_lib.standin.world import load_photo
     >>> img = load_photo("astronaut")
     >>> technical_quality(img) > 80, technical_quality(cv2.GaussianBlur(img, (0, 0), 4)) < 20
     (True, True)

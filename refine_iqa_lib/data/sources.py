@@ -2,7 +2,7 @@
 
 A *source* is a finite (or unbounded) list of :class:`SourceRecord` s addressed by index; each
 record is an image (a file path or an array) plus a list of named objects with boxes. Three
-sources exist, picked by ``perception.source``:
+sources exist, picked by ``perception.source`` (:func:`refine_iqa_lib.data.build.make_source`):
 
 * ``coco`` (:class:`CocoSource`): a COCO ``instances_*.json`` + its image folder. Crowd
   annotations (``iscrowd = 1``) are left out; COCO's ``bbox = [x, y, w, h]`` (float pixels) becomes
@@ -17,14 +17,8 @@ sources exist, picked by ``perception.source``:
   per image (how LSVQ / Panda-70M keyframes with detector boxes would arrive). Boxes are half-open
   pixels of the file as stored; a repeated name keeps its largest box (as for COCO; the smaller
   ones are in ``source.skips``).
-* ``embedded`` (:class:`EmbeddedSource`, the offline default): the photographs of
-  :mod:`refine_iqa_lib.data.photos` with objects annotated by hand in
-  ``refine_iqa_lib/assets/embedded_objects.json`` (indices ``0 .. 7``), followed by an unbounded
-  sequence of *composite scenes*: crops of annotated objects pasted onto a random window of another
-  photograph (colour photos or the grayscale textures converted to RGB), at a random scale and
-  position, never overlapping each other or the background's own (fully visible) annotated
-  objects, so that every recorded box is exact. Composite ``i`` is a pure function of
-  ``(seed, i)``.
+* ``embedded`` (:class:`refine_iqa_lib.standin.scenes.EmbeddedSource`, the offline default): the
+  stand-in's annotated photographs and composite scenes (see that module).
 
 Stored-image geometry (every source, one rule)
 ----------------------------------------------
@@ -60,14 +54,12 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from refine_iqa_lib.data.photos import EMBEDDED_GRAY_PHOTOS, EMBEDDED_PHOTOS, load_photo
 from refine_iqa_lib.io import ImageReadError, open_image
 
 BBox = tuple[int, int, int, int]
@@ -76,8 +68,6 @@ BBox = tuple[int, int, int, int]
 PATCH_MULTIPLE = 28
 #: Smallest box side (px) of a stored object (the distortion engine's minimum).
 MIN_BOX_SIDE = 8
-#: Hand annotations of the embedded photographs.
-ANNOTATIONS_PATH = Path(__file__).resolve().parent.parent / "assets" / "embedded_objects.json"
 #: Boxes given as floats may stick out of the image by this much (px) and are clipped.
 EDGE_TOLERANCE = 1.0
 
@@ -199,7 +189,7 @@ def fit_size(width: int, height: int, longest: int, max_pixels: int | None = Non
         target -= multiple
 
 
-def _round_half_up(v: float) -> int:
+def round_half_up(v: float) -> int:
     return int(math.floor(v + 0.5))
 
 
@@ -207,7 +197,7 @@ def scale_box(bbox: Sequence[int], old_size: tuple[int, int], new_size: tuple[in
     """Scale a half-open box from an image of ``old_size = (w, h)`` to ``new_size``, per axis."""
     sx, sy = new_size[0] / old_size[0], new_size[1] / old_size[1]
     x1, y1, x2, y2 = bbox
-    out = (_round_half_up(x1 * sx), _round_half_up(y1 * sy), _round_half_up(x2 * sx), _round_half_up(y2 * sy))
+    out = (round_half_up(x1 * sx), round_half_up(y1 * sy), round_half_up(x2 * sx), round_half_up(y2 * sy))
     return (min(max(out[0], 0), new_size[0]), min(max(out[1], 0), new_size[1]),
             min(max(out[2], 0), new_size[0]), min(max(out[3], 0), new_size[1]))
 
@@ -504,151 +494,3 @@ class JsonlSource(_FileSource):
                 records.append(SourceRecord(source_id=f"jsonl:{row['image']}", objects=objs,
                                             path=self.root / str(row["image"]), where=where))
         return records
-
-
-# --------------------------------------------------------------------------- embedded
-@lru_cache(maxsize=1)
-def load_embedded_annotations(path: str | None = None) -> dict[str, list[SceneObject]]:
-    """Hand annotations of the embedded photographs: ``{photo: [SceneObject, ...]}`` (original pixels)."""
-    p = Path(path) if path else ANNOTATIONS_PATH
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: cannot read the embedded annotations ({e})") from e
-    out = {}
-    for name, entry in data.get("photos", {}).items():
-        if name not in EMBEDDED_PHOTOS:
-            raise DataError(f"{p}: photo {name!r} is not an embedded photo; valid: {sorted(EMBEDDED_PHOTOS)}")
-        w, h = int(entry["width"]), int(entry["height"])
-        objs = [SceneObject(str(o["name"]), check_box(o["bbox"], w, h, f"{p} photo {name!r} object {o['name']!r}"))
-                for o in entry["objects"]]
-        if len({o.name for o in objs}) != len(objs):
-            raise DataError(f"{p}: photo {name!r} repeats an object name")
-        out[name] = objs
-    return out
-
-
-#: Composite scenes: how many crops are pasted (inclusive range) and how large (longest side of the
-#: pasted crop as a fraction of the canvas's shorter side).
-COMPOSITE_PASTES = (2, 4)
-COMPOSITE_SCALE = (0.28, 0.6)
-COMPOSITE_TRIES = 40
-
-
-class EmbeddedSource(Source):
-    """The offline default: the annotated photographs, then composite scenes ``0, 1, 2, ...``."""
-
-    name = "embedded"
-    bounded = False
-
-    def __init__(self, image_size: int = 112, max_pixels: int | None = None, seed: int = 0,
-                 min_box_side: int = MIN_BOX_SIDE, min_object_area: float = 0.0):
-        self.image_size = int(image_size)
-        self.max_pixels = max_pixels
-        self.seed = int(seed)
-        self.min_box_side = int(min_box_side)
-        self.min_object_area = float(min_object_area)
-        self.skips = []
-        self.annotations = load_embedded_annotations()
-        self.photos = sorted(self.annotations)
-        self.backgrounds = sorted(EMBEDDED_PHOTOS) + sorted(EMBEDDED_GRAY_PHOTOS)
-        fit_size(1, 1, self.image_size)  # validates image_size
-        for name in self.backgrounds:  # decode once here; forked build workers inherit the cache
-            load_photo(name)
-
-    def __len__(self) -> int:
-        return 2**31 - 1
-
-    def candidates(self, n: int, seed: int) -> list[int]:
-        """The photographs first, then composites in order (index ``k`` is always the same scene)."""
-        return list(range(n))
-
-    def describe(self) -> dict:
-        return {"source": self.name, "pool": None, "photos": len(self.photos)}
-
-    def record(self, index: int) -> SourceRecord:
-        if index < 0:
-            raise IndexError(index)
-        if index < len(self.photos):
-            name = self.photos[index]
-            return SourceRecord(source_id=f"embedded:photo:{name}", objects=list(self.annotations[name]),
-                                array=load_photo(name), where=f"embedded photo {name!r}", meta={"photo": name})
-        return self.composite(index - len(self.photos))
-
-    def composite(self, i: int) -> SourceRecord:
-        """Composite scene ``i``: a pure function of ``(seed, i)``."""
-        rng = np.random.default_rng([self.seed, 0xC0, int(i)])
-        bg_name = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-        bg = load_photo(bg_name)
-        bh, bw = bg.shape[:2]
-        aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5))))  # width / height of the canvas
-        W, H = fit_size(max(1, round(1000 * aspect)), 1000, self.image_size, self.max_pixels)
-        # background window with the canvas's aspect ratio, 55-100% of the largest that fits
-        a = W / H
-        ww_max = min(bw, bh * a)
-        ww = ww_max * rng.uniform(0.55, 1.0)
-        wh = ww / a
-        x0 = rng.uniform(0, bw - ww)
-        y0 = rng.uniform(0, bh - wh)
-        win = (int(round(x0)), int(round(y0)), int(round(x0 + ww)), int(round(y0 + wh)))
-        canvas = resize_rgb(np.ascontiguousarray(bg[win[1]:win[3], win[0]:win[2]]), (W, H)).copy()
-        sx, sy = W / (win[2] - win[0]), H / (win[3] - win[1])
-
-        objects: list[SceneObject] = []
-        # the background photo's own annotated objects that lie fully inside the window
-        for o in self.annotations.get(bg_name, []):
-            x1, y1, x2, y2 = o.bbox
-            if x1 >= win[0] and y1 >= win[1] and x2 <= win[2] and y2 <= win[3]:
-                b = (_round_half_up((x1 - win[0]) * sx), _round_half_up((y1 - win[1]) * sy),
-                     _round_half_up((x2 - win[0]) * sx), _round_half_up((y2 - win[1]) * sy))
-                b = (max(0, b[0]), max(0, b[1]), min(W, b[2]), min(H, b[3]))
-                if self._big_enough(b, W, H):
-                    objects.append(SceneObject(o.name, b))
-
-        pool = [(p, o) for p in self.photos for o in self.annotations[p]]
-        want = int(rng.integers(COMPOSITE_PASTES[0], COMPOSITE_PASTES[1] + 1))
-        pasted = []
-        for _ in range(COMPOSITE_TRIES):
-            if len(pasted) >= want:
-                break
-            photo, obj = pool[int(rng.integers(len(pool)))]
-            L = rng.uniform(*COMPOSITE_SCALE) * min(W, H)
-            ow, oh = obj.bbox[2] - obj.bbox[0], obj.bbox[3] - obj.bbox[1]
-            f = L / max(ow, oh)
-            pw, ph = max(1, int(round(ow * f))), max(1, int(round(oh * f)))
-            px = int(rng.integers(0, W - pw + 1)) if pw <= W else -1
-            py = int(rng.integers(0, H - ph + 1)) if ph <= H else -1
-            if px < 0 or py < 0:
-                continue
-            box = (px, py, px + pw, py + ph)
-            if obj.name in {o.name for o in objects} or not self._big_enough(box, W, H):
-                continue
-            if any(intersection(box, o.bbox) for o in objects):
-                continue
-            crop = load_photo(photo)[obj.bbox[1]:obj.bbox[3], obj.bbox[0]:obj.bbox[2]]
-            canvas[py:py + ph, px:px + pw] = resize_rgb(np.ascontiguousarray(crop), (pw, ph))
-            objects.append(SceneObject(obj.name, box))
-            pasted.append({"photo": photo, "object": obj.name, "bbox": list(box)})
-        return SourceRecord(source_id=f"embedded:composite:{i:06d}", objects=objects, array=canvas,
-                            where=f"embedded composite {i} (seed {self.seed})",
-                            meta={"background": bg_name, "window": list(win), "pasted": pasted})
-
-    def _big_enough(self, b: Sequence[int], W: int, H: int) -> bool:
-        return (b[2] - b[0] >= self.min_box_side and b[3] - b[1] >= self.min_box_side
-                and box_area(b) >= self.min_object_area * W * H)
-
-
-def make_source(cfg, on_error: str = "skip") -> Source:
-    """The source named by ``cfg.perception.source`` (``embedded`` | ``coco`` | ``jsonl``)."""
-    p = cfg.perception
-    if p.source == "embedded":
-        return EmbeddedSource(p.image_size, cfg.model.max_pixels, p.seed, p.min_box_side, p.min_object_area)
-    if p.source in ("coco", "jsonl"):
-        if not p.annotations or not p.root:
-            raise DataError(f"perception.source={p.source!r} needs perception.annotations and perception.root "
-                            f"(got annotations={p.annotations!r}, root={p.root!r})")
-        ann, root = cfg.resolve(p.annotations), cfg.resolve(p.root)
-        if p.source == "coco":
-            return CocoSource(ann, root, p.min_object_area, on_error=on_error)
-        return JsonlSource(ann, root, on_error=on_error)
-    raise DataError(f"unknown perception.source {p.source!r}; valid: ['coco', 'embedded', 'jsonl']")

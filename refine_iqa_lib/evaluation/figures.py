@@ -302,7 +302,7 @@ def grid_photo() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The photo and box of the 12 x 5 distortion grid (:data:`GRID_PHOTO`)."""
     from PIL import Image
 
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     name, side, frac = GRID_PHOTO
     img = load_photo(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refine_iqa_lib.data.scoring_set import load_scoring_split
+from refine_iqa_lib.data.scoring_data import load_scoring_split
 from refine_iqa_lib.evaluation.metrics import srcc
 from refine_iqa_lib.evaluation.scoring_eval import prediction_used
 from refine_iqa_lib.evaluation.statistics import Interval, bootstrap_ci, paired_difference_ci

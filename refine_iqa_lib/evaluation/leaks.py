@@ -11,7 +11,7 @@ import pandas as pd
 
 from refine_iqa_lib.data.audit import AuditReport, audit_splits, hash_images
 from refine_iqa_lib.data.iqa import get_info
-from refine_iqa_lib.data.scoring_set import load_scoring_split, loader_name
+from refine_iqa_lib.data.scoring_data import load_scoring_split, loader_name
 from refine_iqa_lib.data.stage1 import load_perception_images
 
 __all__ = ["audit_scoring_sets", "training_pictures", "audit_against_training"]

@@ -24,7 +24,7 @@ the result schema of :mod:`refine_iqa_lib.evaluation.tables`::
 
 A group without questions has accuracy ``null``. ``ci`` holds 95 % bootstrap intervals
 (questions resampled; :mod:`refine_iqa_lib.evaluation.statistics`). With ``eval.qbench_root: embedded`` the
-questions are the synthetic stand-in of :mod:`refine_iqa_lib.data.qbench_set` (the record then
+questions are the synthetic stand-in of :mod:`refine_iqa_lib.standin.qbench_set` (the record then
 says ``"synthetic": true``); otherwise the real ``llvisionqa_dev.json`` is read (the public test
 split has no answers and cannot be scored). Per-question answers go to
 ``<work_dir>/eval/qbench/<model>__<mode>.jsonl``.
@@ -176,7 +176,7 @@ def predict_qbench(model, processor, questions: pd.DataFrame, mode: str, batch_s
 def resolve_qbench_root(cfg: Config) -> Path:
     """The Q-Bench folder: ``eval.qbench_root``, or the embedded stand-in (built on demand)."""
     if cfg.eval.qbench_root == "embedded":
-        from refine_iqa_lib.data.qbench_set import build_embedded_qbench
+        from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
 
         return build_embedded_qbench(cfg)
     root = cfg.resolve(cfg.eval.qbench_root)

@@ -23,8 +23,9 @@ import pandas as pd
 from refine_iqa_lib.config import Config
 from refine_iqa_lib.evaluation.statistics import METHOD as CI_METHOD
 from refine_iqa_lib.io import repo_relative, write_json
-from refine_iqa_lib.models import load_policy, resolve_model_path
-from refine_iqa_lib.runs import FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, uses_warmup, weights_dir
+from refine_iqa_lib.models import load_policy
+from refine_iqa_lib.runs import (FINAL_MARKER, is_evaluated, model_paths, normalise_model_name, resolve_model_path,
+                                 uses_warmup, weights_dir)
 
 __all__ = ["RESULT_KINDS", "eval_model_path", "available_models", "ensure_base_model", "load_eval_model",
            "usable_images", "is_current", "result_dir", "predictions_dir", "clean_number", "repo_relative_root",

@@ -48,7 +48,7 @@ import pandas as pd
 
 from refine_iqa_lib.config import Config
 from refine_iqa_lib.data.iqa import get_info
-from refine_iqa_lib.data.scoring_set import default_split, is_custom, load_scoring_split, loader_name
+from refine_iqa_lib.data.scoring_data import default_split, is_custom, load_scoring_split, loader_name
 from refine_iqa_lib.evaluation.metrics import correlation_report
 from refine_iqa_lib.evaluation.results import (
     ci_method, eval_model_path, is_current, load_eval_model, predictions_dir, repo_relative_root, result_dir,

@@ -100,7 +100,7 @@ def to_trl_dataset(rows: pd.DataFrame | dict, rules: ImageRules | None = None):
 def scoring_frame(cfg, names: Sequence[str] | None = None, split: str = "train") -> pd.DataFrame:
     """The scoring pictures of ``names`` (default ``scoring.train``) in ``split``: one DataFrame with
     ``dataset``, ``image``, ``mos`` and the loaders' extra columns (see ``load_scoring_split``)."""
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
+    from refine_iqa_lib.data.scoring_data import load_scoring_split
 
     names = list(cfg.scoring.train if names is None else names)
     if not names:

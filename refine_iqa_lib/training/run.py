@@ -45,10 +45,10 @@ from typing import Callable
 from refine_iqa_lib.config import Config, ConfigError, overrides_of, save_config
 from refine_iqa_lib.io import (read_json, read_jsonl, repo_relative, seed_everything, using_image_rules, write_json,
                               write_jsonl)
-from refine_iqa_lib.models import check_model_dir, resolve_model_path
+from refine_iqa_lib.models import check_model_dir
 from refine_iqa_lib.runs import (
     CHECKPOINT_MARKER, FINAL_MARKER, STAGE_SECTIONS, check_stage, default_run_dir, final_dir, is_complete,
-    stage_section, uses_warmup,
+    resolve_model_path, stage_section, uses_warmup,
 )
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,7 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
     stage = check_stage(stage)
     section = {k: v for k, v in asdict(stage_section(cfg, stage)).items()
                if stage == "warmup" or k not in FINGERPRINT_EXCLUDED}
-    if stage == "warmup" and section.get("recipe") == "labels":  # absent for the default: earlier runs still resume
-        section.pop("recipe")
-    if stage == "warmup" and not section.get("freeze_vision", True):  # likewise
+    if stage == "warmup" and not section.get("freeze_vision", True):  # absent for the default: earlier runs still resume
         section.pop("freeze_vision")
     if stage == "warmup" and section.get("group_by_length", False):  # likewise
         section.pop("group_by_length")
@@ -159,7 +157,7 @@ def stage_fingerprint(cfg: Config, stage, init_path: str | os.PathLike, world_si
         "init": str(Path(init_path).resolve()), "world_size": int(world_size),
         "launch": {"bf16": cfg.launch.bf16, "use_vllm": cfg.launch.use_vllm},
     }
-    if stage == "warmup" and cfg.warmup.recipe == "pretrain":  # its data is the pre-training set, not the MOS
+    if stage == "warmup":  # its data is the stand-in's pre-training set
         settings["pretrain"] = asdict(cfg.pretrain)
     if cfg.lora.enabled and stage != "warmup":  # absent otherwise: full fine-tuning runs keep their fingerprint
         settings["lora"] = asdict(cfg.lora)
@@ -260,7 +258,7 @@ def trl_kwargs(cfg: Config, stage, run_dir: str | os.PathLike = ".") -> dict:
     """
     stage = check_stage(stage)
     if stage == "warmup":
-        raise ConfigError("the warm-up is supervised (TRL's SFTConfig, training.warmup.sft_config), not GRPO")
+        raise ConfigError("the warm-up is supervised (TRL's SFTConfig, standin.pretraining.sft_config), not GRPO")
     s = stage_section(cfg, stage)
     kwargs = {trl: getattr(s, ours) for ours, trl in TRL_FIELDS.items()}
     kwargs.update({trl: getattr(cfg.launch, ours) for ours, trl in LAUNCH_FIELDS.items()})
@@ -303,7 +301,7 @@ def stage_settings(cfg: Config, stage) -> str:
 
 def stage_checks(cfg: Config, stage) -> list[tuple[str, bool, str]]:
     """``[(check, ok, detail)]``: model folder, initial weights, datasets (what ``--dry-run`` prints)."""
-    from refine_iqa_lib.data.scoring_set import is_custom, is_embedded, load_custom_split
+    from refine_iqa_lib.data.scoring_data import is_custom, is_embedded, load_custom_split
     from refine_iqa_lib.training.data import perception_dir
 
     stage = check_stage(stage)
@@ -443,11 +441,11 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
 
 
 def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Path:
-    """The stand-in's supervised warm-up (:mod:`refine_iqa_lib.training.warmup`); skipped with a
+    """The stand-in's supervised warm-up (:mod:`refine_iqa_lib.standin.pretraining`); skipped with a
     message for a real model or when ``warmup.enabled`` is false."""
     import pandas as pd
 
-    from refine_iqa_lib.training.warmup import WarmupTrainer, sft_config, warmup_dataset
+    from refine_iqa_lib.standin.pretraining import WarmupTrainer, sft_config, warmup_dataset
 
     if not uses_warmup(cfg):
         why = "warmup.enabled is false" if not cfg.warmup.enabled else f"{cfg.model.path} is not the offline stand-in"
@@ -457,7 +455,7 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
 
     def build_trainer(model, processor, dataset, cbs):
         if cfg.warmup.freeze_vision:
-            from refine_iqa_lib.models import freeze_vision_tower
+            from refine_iqa_lib.standin.model import freeze_vision_tower
 
             log.info("[warmup] vision tower frozen: %d parameters fixed", freeze_vision_tower(model))
         return WarmupTrainer(model=model, args=sft_config(cfg, run_dir), train_dataset=dataset,
@@ -472,7 +470,7 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
     if cfg.warmup.prebuilt and not (resume and is_complete(run_dir)):
         from accelerate import PartialState
 
-        from refine_iqa_lib.training.prebuilt import adopt_prebuilt
+        from refine_iqa_lib.standin.prebuilt import adopt_prebuilt
 
         if PartialState().num_processes == 1:  # one process: the committed base's key has world size 1
             init, _ = resolve_init(cfg, "warmup")

@@ -56,7 +56,7 @@ VAL_SPLITS = ("val", "test")
 
 def validation_frame(cfg: Config) -> pd.DataFrame:
     """The fixed validation subset of a Stage-2 run (see the module docstring)."""
-    from refine_iqa_lib.data.scoring_set import load_scoring_split
+    from refine_iqa_lib.data.scoring_data import load_scoring_split
 
     parts = []
     for name in cfg.scoring.train:

@@ -5,7 +5,7 @@ tower cannot see blur: :func:`refine_iqa_lib.models.condition_vision_tower` says
 one function each:
 
 1. :func:`probe_images` - square crops of the embedded photographs of **one split** of
-   :func:`refine_iqa_lib.data.scoring_set.photo_splits` (training photographs to fit the probe,
+   :func:`refine_iqa_lib.standin.scoring_set.photo_splits` (training photographs to fit the probe,
    test photographs to score it, so a probe cannot recognise a scene it was fitted on). Every crop
    appears once pristine (severity 0) and once per family of
    :data:`refine_iqa_lib.data.distortions.DISTORTIONS` and severity 1-5 (whole-image
@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -59,17 +60,20 @@ import pandas as pd
 from PIL import Image
 
 from refine_iqa_lib.data.distortions import DISTORTIONS, distort
-from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.data.scoring_set import photo_splits
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
+from refine_iqa_lib.io import open_image
+from refine_iqa_lib.standin.scenes import GRAY_TEXTURES, SCENE_PHOTOS, load_scene_picture
+from refine_iqa_lib.standin.scoring_set import photo_splits
+from refine_iqa_lib.standin.world import load_photo
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
            "held_out_images", "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
-           "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score"]
+           "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score",
+           "PHOTO_SUFFIXES", "COPY_CORRELATION", "load_photo_folder"]
 
 #: Where features can be taken, in the order the tower computes them.
 PROBE_SITES = ("patch_embed", "pre_merger", "post_merger")
-#: The photograph splits of :func:`refine_iqa_lib.data.scoring_set.photo_splits`.
+#: The photograph splits of :func:`refine_iqa_lib.standin.scoring_set.photo_splits`.
 SPLITS = ("training", "validation", "test")
 #: ``family`` of the pristine pictures (severity 0).
 PRISTINE = "none"
@@ -148,7 +152,7 @@ def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, famili
                     ) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The probe's training side: :func:`probe_images` of the training photographs, then, if
     given, of ``extra_photos`` (name -> H x W x 3 uint8, e.g.
-    :func:`refine_iqa_lib.data.photos.load_photo_folder`; ``n_per_cell`` crops per cell of them
+    :func:`load_photo_folder`; ``n_per_cell`` crops per cell of them
     too). An extra photograph named like an embedded one raises ``ValueError``."""
     images, labels = probe_images(seed, n_per_cell, size, "training", families, split_seed)
     if not extra_photos:
@@ -172,6 +176,69 @@ def held_out_images(seed: int = 0, n_per_cell: int = 12, size: int = 112, split:
     if photos is not None:
         return (*probe_images(seed, n_per_cell, size, "test", families, split_seed, photos=photos), "own")
     return (*probe_images(seed, n_per_cell, size, split, families, split_seed), split)
+
+
+#: File endings :func:`load_photo_folder` reads.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Correlation of 32 x 32 grey thumbnails above which a photograph counts as a copy of another.
+COPY_CORRELATION = 0.95
+
+
+def _thumbnail(arr: np.ndarray) -> np.ndarray:
+    grey = np.asarray(Image.fromarray(arr).convert("L").resize((32, 32), Image.BOX), dtype=np.float64).ravel()
+    grey -= grey.mean()
+    return grey / (np.linalg.norm(grey) or 1.0)
+
+
+def load_photo_folder(folder: str | Path, min_side: int = 112) -> dict[str, np.ndarray]:
+    """Your own photographs, for the embedded scale's instruments: ``{file stem: H x W x 3 uint8}``.
+
+    Every file of ``folder`` (not its subfolders) ending in :data:`PHOTO_SUFFIXES` is decoded
+    with :func:`refine_iqa_lib.io.open_image`. Nothing is dropped silently: a file that does not
+    decode, one whose shorter side is below ``min_side`` pixels (the probe crops squares of at
+    least that size), two files with one stem, and a copy of an embedded photograph (its 32 x 32
+    grey thumbnail correlates above :data:`COPY_CORRELATION` with one of
+    :data:`~refine_iqa_lib.standin.scenes.SCENE_PHOTOS` / :data:`~refine_iqa_lib.standin.scenes.GRAY_TEXTURES`,
+    which also catches a resized or re-encoded copy; a crop of one is not caught) each make it
+    raise ``ValueError`` naming every
+    such file and what was expected. Record each photograph's licence next to it: the project
+    never redistributes them.
+
+    >>> load_photo_folder("/no/such/folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: /no/such/folder: expected a folder of photographs (.jpg, .jpeg, .png, .webp, .bmp, .tif, .tiff)
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: expected a folder of photographs ({', '.join(PHOTO_SUFFIXES)})")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no photographs (expected files ending in {', '.join(PHOTO_SUFFIXES)})")
+    embedded = {name: _thumbnail(load_scene_picture(name)) for name in sorted([*SCENE_PHOTOS, *GRAY_TEXTURES])}
+    photos: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for path in files:
+        try:
+            arr = np.asarray(open_image(path), dtype=np.uint8)
+        except ValueError as e:
+            problems.append(f"{path.name}: does not decode ({e})")
+            continue
+        if min(arr.shape[:2]) < int(min_side):
+            problems.append(f"{path.name}: {arr.shape[1]} x {arr.shape[0]} pixels, expected a shorter side >= {min_side}")
+            continue
+        if path.stem in photos:
+            problems.append(f"{path.name}: a second file named {path.stem!r}; expected one file per name")
+            continue
+        thumb = _thumbnail(arr)
+        copies = [n for n, t in embedded.items() if float(thumb @ t) > COPY_CORRELATION]
+        if copies:
+            problems.append(f"{path.name}: a copy of the embedded photograph {copies[0]!r}; expected new scenes")
+            continue
+        photos[path.stem] = arr
+    if problems:
+        raise ValueError(f"{folder}: {len(problems)} of {len(files)} photograph(s) unusable:\n  " + "\n  ".join(problems))
+    return photos
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,7 +668,7 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     ``model_dir`` again. ``table.attrs`` records the seconds each step took, the photographs of
     each side and the settings. ``test_split="validation"`` scores on the validation photograph
     instead: choose settings there, report on the test photographs. ``extra_train_photos``
-    (name -> H x W x 3 uint8, e.g. :func:`refine_iqa_lib.data.photos.load_photo_folder`): more
+    (name -> H x W x 3 uint8, e.g. :func:`load_photo_folder`): more
     photographs on the probe's training side only, ``n_train`` crops per cell of them too (the
     penalty is still chosen by leaving one photograph out, now over more of them). ``test_photos``
     (the same kind of mapping): score on these photographs instead of ``test_split``'s

@@ -12,7 +12,7 @@ Pictures (:func:`pretrain_pictures`)
 * the pristine references of the perception build's **training** scenes (``images_train.jsonl``:
   the build's own scene split, :func:`refine_iqa_lib.data.pipeline.scene_split`, is reused, never
   redrawn), with their recorded objects and boxes;
-* the scoring set's **training** photographs (:func:`refine_iqa_lib.data.scoring_set.photo_splits`
+* the scoring set's **training** photographs (:func:`refine_iqa_lib.standin.scoring_set.photo_splits`
   ``["training"]``): each whole photograph and ``pretrain.photo_crops`` seeded crops of it, fitted
   to ``pretrain.image_size``, with the hand-annotated objects lying fully inside.
 
@@ -41,12 +41,12 @@ Tasks (:data:`TASKS`; shares ``pretrain.task_shares``, allocated exactly by larg
 * ``rate_attribute`` - *a number in the scoring layout*: "How bright / colourful / sharp /
   contrasty is this picture?", answered ``<answer>X.X</answer>`` (:func:`refine_iqa_lib.prompts.
   format_mos_text` / ``answer_text``) with a target computed from
-  :func:`refine_iqa_lib.data.perceive.pixel_stats` of the shown picture by the monotone maps of
+  :func:`refine_iqa_lib.standin.perceive.pixel_stats` of the shown picture by the monotone maps of
   :data:`ATTRIBUTES` (:func:`attribute_target`). Half the pictures are first distorted globally
   (as above) so that the targets spread. Never a MOS, never a scoring-set label.
 
 Every task is in think mode with probability ``pretrain.think_share`` and no-think otherwise;
-the think text is :func:`refine_iqa_lib.data.perceive.describe` of the very picture shown
+the think text is :func:`refine_iqa_lib.standin.perceive.describe` of the very picture shown
 (pixels only; seeded phrasing), never a label.
 
 What it never contains: a Stage-1 sample or its answer layout (no "degraded region", no
@@ -116,12 +116,12 @@ from PIL import Image
 from refine_iqa_lib.data import distortions as D
 from refine_iqa_lib.data import stage1
 from refine_iqa_lib.data.audit import SplitOverlapError, audit_splits, content_hash
-from refine_iqa_lib.data.perceive import describe, pixel_stats, words
-from refine_iqa_lib.data.photos import load_photo
-from refine_iqa_lib.data.sources import (MIN_BOX_SIDE, EmbeddedSource, fit_size, intersection, load_embedded_annotations,
-                                         resize_rgb, scale_box)
+from refine_iqa_lib.data.sources import MIN_BOX_SIDE, fit_size, intersection, resize_rgb, scale_box
 from refine_iqa_lib.io import atomic_dir, build_lock, open_image, read_json, write_bytes, write_json, write_jsonl
 from refine_iqa_lib.prompts import SCORE_PLACEHOLDER, answer_text, check_mode, completion_text, format_mos_text, instruction
+from refine_iqa_lib.standin.perceive import describe, pixel_stats, words
+from refine_iqa_lib.standin.scenes import EmbeddedSource, load_embedded_annotations
+from refine_iqa_lib.standin.world import load_photo
 
 __all__ = ["TASKS", "ATTRIBUTES", "NONE_OPTION", "Picture", "PretrainSet", "attribute_target", "pretrain_pictures",
            "build_pretrain_samples", "write_pretrain_dataset", "pretrain_dir", "pretrain_facts", "heldout_images"]
@@ -252,7 +252,7 @@ def _perception_folder(cfg) -> Path:
 def pretrain_pictures(cfg) -> list[Picture]:
     """The pictures the pre-training may use: training scenes of the perception build and crops of
     the scoring set's training photographs (see the module docstring); seeded by ``pretrain.seed``."""
-    from refine_iqa_lib.data.scoring_set import photo_splits
+    from refine_iqa_lib.standin.scoring_set import photo_splits
 
     p = cfg.pretrain
     size, max_pixels = int(p.image_size), cfg.model.max_pixels
@@ -447,7 +447,7 @@ def heldout_images(cfg) -> dict[str, list[Path]]:
     references of ``images_test.jsonl``), ``Q-Bench stand-in`` (``<work_dir>/qbench/images``),
     ``scoring test`` and ``scoring validation`` (the embedded set's pictures of those splits).
     Collections that are not built are absent (the stamp lists which were checked)."""
-    from refine_iqa_lib.data.scoring_set import embedded_set_dir
+    from refine_iqa_lib.standin.scoring_set import embedded_set_dir
 
     out: dict[str, list[Path]] = {}
     test_file = cfg.work_dir / "perception" / "images_test.jsonl"
@@ -471,7 +471,7 @@ def _file_digest(path: Path) -> str | None:
 
 
 def _fingerprint(cfg, n: int, seed: int, explicit: Sequence[Picture] | None) -> str:
-    from refine_iqa_lib.data.scoring_set import embedded_set_dir
+    from refine_iqa_lib.standin.scoring_set import embedded_set_dir
 
     w = cfg.work_dir
     blob = {"version": _BUILD_VERSION, "pretrain": asdict(cfg.pretrain), "n": n, "seed": seed,

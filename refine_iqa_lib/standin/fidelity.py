@@ -64,7 +64,7 @@ Per-family gains ``g_family`` (:data:`FAMILY_GAINS`): how much viewers mind one 
 infidelity of that kind. They are set by one rule, not by hand: the median crop at severity 3
 ("relatively obvious", DepictQA-v2's middle step) scores 2.5, the middle of the scale -
 ``g = sqrt(ln(4.5 / 2.5)) / median(index at severity 3)`` over 60 crops of the training
-photographs (:func:`refine_iqa_lib.data.scoring_set.fidelity_gain_calibration`, rounded to 2
+photographs (:func:`refine_iqa_lib.standin.scoring_set.fidelity_gain_calibration`, rounded to 2
 decimals). Read as perception:
 
 =====================================  ==========  ==============================================
@@ -88,7 +88,7 @@ oversaturate                           0.27        term moves); read as a style 
 
 The score depends on the content: the same distortion at the same severity costs a textured crop
 more SSIM than a flat one, a dark crop loses less to underexposure than a bright one, and so on
-(measured facts about the built set: :mod:`refine_iqa_lib.data.scoring_set`).
+(measured facts about the built set: :mod:`refine_iqa_lib.standin.scoring_set`).
 
 >>> ref = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))[..., None].repeat(3, 2)
 >>> f = fidelity_features(ref, ref)

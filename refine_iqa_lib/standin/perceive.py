@@ -166,7 +166,7 @@ def pixel_stats(image: Any) -> dict[str, float]:
       blurred luma and divided by their mean local range. 0 = no overshoot; sharpening halos
       raise it (pristine ~0.04).
 
-    >>> from refine_iqa_lib.data.photos import load_photo
+    >>> from refine_iqa_lib.standin.world import load_photo
     >>> s = pixel_stats(load_photo("chelsea")[:112, :112])
     >>> sorted(s) == sorted(STAT_NAMES), 0 < s["mean_luma"] < 1, s["blockiness"] >= 1
     (True, True, True)
@@ -412,7 +412,7 @@ def _crops(names: list[str], n: int, sides: tuple[int, ...], rng: np.random.Gene
     the crop covering 30-100 % of the largest one of that aspect, area-resized to ``w x h``."""
     from PIL import Image
 
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     if not names or n < 1 or not sides or min(sides) < _MIN_SIDE:
         raise ValueError(f"photos {names!r}, n_crops {n}, sides {sides!r}: expected photos, "
@@ -431,7 +431,7 @@ def _crops(names: list[str], n: int, sides: tuple[int, ...], rng: np.random.Gene
 
 
 def _split_photos(split: str) -> list[str]:
-    from refine_iqa_lib.data.scoring_set import photo_splits
+    from refine_iqa_lib.standin.scoring_set import photo_splits
 
     s = photo_splits(0)
     return s["training"] if split == "training" else s["validation"] + s["test"]

@@ -8,7 +8,7 @@ default) or of what it did to the pixels (``fidelity``), see ``scoring.embedded_
 What is in it
 -------------
 * **Pictures.** Crops (70 %) of the photographs that ship inside scikit-image / scikit-learn
-  (:mod:`refine_iqa_lib.data.photos`) and side-by-side composites of two crops (30 %), each cut
+  (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) and side-by-side composites of two crops (30 %), each cut
   only from its split's own photographs (:func:`photo_splits`: two test photographs, one for
   validation, the rest for training; a pixel-hash audit at build time fails on any shared
   picture), resized to
@@ -31,7 +31,7 @@ What is in it
     seeded draw (:data:`SYNTHETIC_MOS`). Pristine pictures score about 4.5, the most severe about
     0.5; a deterministic function of the severity up to the noise, blind to the content.
   - ``fidelity``: a full-reference perceptual model of the distorted picture against its pristine
-    crop (:mod:`refine_iqa_lib.data.fidelity`, which documents every constant)::
+    crop (:mod:`refine_iqa_lib.standin.fidelity`, which documents every constant)::
 
         D   = g_family · (2 (1 − SSIM₂) + 2 GMSD + 0.5 max(0, (30 − PSNR)/10) + 3 |Δ mean luma|
                           + min(2, |ln colourfulness ratio|) + 2 |ln contrast ratio|)
@@ -40,7 +40,7 @@ What is in it
     SSIM₂ = the mean of luma SSIM (scikit-image, Gaussian window sigma 1.5, 11 px) at full and half
     resolution; GMSD = gradient magnitude similarity deviation (Prewitt, scikit-image); PSNR over
     RGB in dB; the colourfulness of Hasler & Süsstrunk; ``g_family`` = per-family gains
-    (:data:`refine_iqa_lib.data.fidelity.FAMILY_GAINS`, each family's median severity-3 crop at 2.5,
+    (:data:`refine_iqa_lib.standin.fidelity.FAMILY_GAINS`, each family's median severity-3 crop at 2.5,
     :func:`fidelity_gain_calibration`); the normal draw is the same single per-image draw as the
     severity map's. Pristine pictures (D = 0) score 4.5 ± 0.15; the same severity costs different
     crops different amounts. Measured facts: see *The fidelity MOS, measured* below.
@@ -53,7 +53,7 @@ What is in it
   counts ``c1..c5`` are an illustrative discretised normal around the MOS (100 votes,
   sd 0.6), not votes. ``MOS_zscore`` is ``25·(MOS − 1)``. ``embedded_metadata.csv`` records each
   picture's source, kind, category and severity, and with ``fidelity`` also ``mos_model``, the
-  seven features of :func:`refine_iqa_lib.data.fidelity.fidelity_features` and the impairment ``D``
+  seven features of :func:`refine_iqa_lib.standin.fidelity.fidelity_features` and the impairment ``D``
   (``impairment``); ``README.txt`` repeats this description.
 
 The fidelity MOS, measured
@@ -102,7 +102,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -115,16 +114,12 @@ from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.io import atomic_dir, build_lock, write_json, write_text
 
 __all__ = [
-    "SYNTHETIC_MOS", "EMBEDDED", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
+    "SYNTHETIC_MOS", "synthetic_mos", "koniq_raw_from_mos", "mos_from_koniq_raw",
     "embedded_sides", "photo_splits", "fidelity_gain_calibration", "embedded_mos_facts",
-    "build_embedded_scoring_set", "embedded_set_dir", "resolve_iqa_root",
-    "is_embedded", "is_custom", "default_split", "load_custom_split", "loader_name", "load_scoring_split",
+    "build_embedded_scoring_set", "embedded_set_dir",
 ]
 
-log = logging.getLogger(__name__)
 
-#: The root value (``scoring.roots.<name>: embedded``) that selects this synthetic set.
-EMBEDDED = "embedded"
 #: The fixed, documented severity -> MOS map (training scale [0, 5)).
 SYNTHETIC_MOS = {"top": 4.5, "slope": 0.8, "noise_sd": 0.15, "low": 0.0, "high": 4.9}
 _SPLIT_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
@@ -183,16 +178,16 @@ def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.nda
 
 def photo_splits(seed: int = 0) -> dict[str, list[str]]:
     """Which source photographs each split draws from: a seeded assignment of the embedded photos
-    (:func:`refine_iqa_lib.data.photos.list_photos`) to test (2), validation (1) and training (the
+    (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) to test (2), validation (1) and training (the
     rest), so that no photograph - and therefore no crop of one - is on both sides of a split.
 
     >>> s = photo_splits(0)
     >>> sorted(len(v) for v in s.values()), set(s["test"]).isdisjoint(s["training"])
     ([1, 2, 5], True)
     """
-    from refine_iqa_lib.data.photos import list_photos
+    from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
 
-    names = list_photos()
+    names = sorted(SCENE_PHOTOS)
     order = [names[int(k)] for k in np.random.default_rng([int(seed), 0xF0]).permutation(len(names))]
     n_test, n_val = _PHOTOS_PER_SPLIT["test"], _PHOTOS_PER_SPLIT["validation"]
     return {"test": sorted(order[:n_test]), "validation": sorted(order[n_test:n_test + n_val]),
@@ -202,7 +197,7 @@ def photo_splits(seed: int = 0) -> dict[str, list[str]]:
 def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str],
              mos_model: str = "severity") -> tuple[np.ndarray, dict]:
     from refine_iqa_lib.data.distortions import distort
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.world import load_photo
 
     rng = np.random.default_rng([int(seed), int(i)])
     sides = embedded_sides(max_side)
@@ -232,7 +227,7 @@ def _picture(i: int, seed: int, max_side: int, categories: list[str], names: lis
     info = {"source": "+".join(src), "kind": kind, "category": category, "severity": severity,
             "width": w, "height": h}
     if mos_model == "fidelity":  # the same single normal draw from ``rng`` as the severity map's
-        from refine_iqa_lib.data.fidelity import fidelity_features, fidelity_impairment, fidelity_mos
+        from refine_iqa_lib.standin.fidelity import fidelity_features, fidelity_impairment, fidelity_mos
 
         features = fidelity_features(pristine, img)
         info["features"] = {**features, "impairment": fidelity_impairment(features, category)}
@@ -244,7 +239,7 @@ def _picture(i: int, seed: int, max_side: int, categories: list[str], names: lis
 
 def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0, n_crops: int = 60,
                               severity: int = 3, target: float = 2.5, max_side: int = 112) -> dict[str, float]:
-    """How :data:`refine_iqa_lib.data.fidelity.FAMILY_GAINS` were set: for each family, the gain that
+    """How :data:`refine_iqa_lib.standin.fidelity.FAMILY_GAINS` were set: for each family, the gain that
     puts the median crop at ``severity`` on ``target`` (noiseless),
     ``g = ln(top / target) ** (1 / slope) / median(index)``, rounded to 2 decimals. ``n_crops``
     pristine crops of the *training* photographs of :func:`photo_splits` (``seed``), sides as in the set, one seeded
@@ -254,8 +249,8 @@ def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0
     {'underexposure': 0.32}
     """
     from refine_iqa_lib.data.distortions import DISTORTIONS, distort
-    from refine_iqa_lib.data.fidelity import FIDELITY_MOS, fidelity_features, fidelity_impairment
-    from refine_iqa_lib.data.photos import load_photo
+    from refine_iqa_lib.standin.fidelity import FIDELITY_MOS, fidelity_features, fidelity_impairment
+    from refine_iqa_lib.standin.world import load_photo
 
     categories = list(DISTORTIONS) if categories is None else list(categories)
     names = photo_splits(seed)["training"]
@@ -358,7 +353,7 @@ def _settings(cfg) -> dict:
                 "categories": cats, "seed": int(s.seed), "mos_map": SYNTHETIC_MOS,
                 "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION}
     if model != "severity":  # absent for the default, so that sets built before the key existed stay current
-        from refine_iqa_lib.data.fidelity import FIDELITY_MOS
+        from refine_iqa_lib.standin.fidelity import FIDELITY_MOS
 
         settings.update(embedded_mos=model, mos_map=FIDELITY_MOS)
     return settings
@@ -479,87 +474,3 @@ def _readme(settings: dict) -> str:
         "so no photograph is on both sides (embedded_set.json lists them and the pixel-hash audit).\n"
         "Per-picture source, distortion and severity: embedded_metadata.csv.\n"
     )
-
-
-# --------------------------------------------------------------------------- roots and loading
-
-
-def is_embedded(cfg, name: str) -> bool:
-    """Whether dataset ``name`` resolves to the embedded set (name or root ``embedded``)."""
-    return name == EMBEDDED or str(cfg.scoring.roots.get(name, "")) == EMBEDDED
-
-
-def resolve_iqa_root(cfg, name: str) -> Path:
-    """The folder holding IQA dataset ``name`` as distributed.
-
-    ``scoring.roots[name]`` is a folder (relative to the repository or absolute), or ``embedded``
-    (also the dataset name ``embedded``), which builds / reuses :func:`build_embedded_scoring_set`.
-    """
-    from refine_iqa_lib.config import ConfigError
-
-    if is_embedded(cfg, name):
-        return build_embedded_scoring_set(cfg)
-    roots = cfg.scoring.roots
-    if name not in roots:
-        raise ConfigError(f"scoring.roots has no folder for dataset {name!r}; set scoring.roots.{name}=/path "
-                          f"(or 'embedded'); configured: {sorted(roots)}")
-    root = cfg.resolve(roots[name])
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: folder for IQA dataset {name!r} (scoring.roots.{name}) not found")
-    return root
-
-
-def is_custom(cfg, name: str) -> bool:
-    """Whether dataset ``name`` is your own labels file (``scoring.custom.<name>``)."""
-    return name in cfg.scoring.custom
-
-
-def default_split(cfg, name: str) -> str:
-    """The split a dataset is evaluated on: the adapter's default, or for your own labels ``test``
-    with a split column and ``all`` without."""
-    if is_custom(cfg, name):
-        from refine_iqa_lib.config import custom_labels
-
-        return "test" if custom_labels(cfg, name)["split_column"] else "all"
-    from refine_iqa_lib.data.iqa import get_info
-
-    return get_info(loader_name(cfg, name)).default_split
-
-
-def load_custom_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
-    """Your own labels ``scoring.custom.<name>`` (:func:`refine_iqa_lib.data.iqa.load_labels`), rows
-    of ``split``. Without a split column every split is the whole file (logged: training and
-    evaluating on it then use the same pictures)."""
-    from refine_iqa_lib.config import custom_labels
-    from refine_iqa_lib.data.iqa import load_labels
-
-    c = custom_labels(cfg, name)
-    df = load_labels(cfg.resolve(c["labels"]), image_dir=cfg.resolve(c["image_dir"]) if c["image_dir"] else None,
-                     image_column=c["image_column"], mos_column=c["mos_column"], mos_range=tuple(c["range"]),
-                     higher_is_better=c["higher_is_better"], split_column=c["split_column"] or None,
-                     std_column=c["std_column"] or None, name=name)
-    split = split or default_split(cfg, name)
-    if split == "all":
-        return df
-    if not c["split_column"]:
-        log.warning("scoring.custom.%s has no split_column: its %r split is the whole labels file", name, split)
-        return df
-    return df[df["split"] == split].reset_index(drop=True)
-
-
-def loader_name(cfg, name: str) -> str:
-    """The :data:`refine_iqa_lib.data.iqa.DATASETS` adapter that reads ``name`` (the embedded set is KonIQ)."""
-    return "koniq" if is_embedded(cfg, name) else name
-
-
-def load_scoring_split(cfg, name: str, split: str | None = None) -> pd.DataFrame:
-    """``load_iqa`` for a configured dataset name (embedded, a folder, or your own labels in
-    ``scoring.custom``); the ``dataset`` column keeps the configured name. ``split``: the adapter's
-    split names (KonIQ: train/val/test/all)."""
-    from refine_iqa_lib.data.iqa import load_iqa
-
-    if is_custom(cfg, name):
-        return load_custom_split(cfg, name, split)
-    df = load_iqa(loader_name(cfg, name), resolve_iqa_root(cfg, name), split=split)
-    df["dataset"] = name
-    return df

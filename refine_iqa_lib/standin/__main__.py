@@ -1,11 +1,11 @@
 """Regenerate the committed pre-trained stand-in (``make standin``)::
 
-    python -m refine_iqa_lib.training.standin --profile tiny [--set key=value ...] [--out DIR]
+    python -m refine_iqa_lib.standin --profile tiny [--set key=value ...] [--out DIR]
 
 Builds (or reuses) every data collection the pre-training set is audited against - the perception
 dataset, the embedded scoring set's splits and the Q-Bench stand-in - then trains the warm-up in
 ``<work_dir>/runs/standin`` (``warmup.prebuilt`` switched off for that run, so that it trains) and
-writes it to ``warmup.prebuilt`` (or ``--out``) with :func:`refine_iqa_lib.training.prebuilt.
+writes it to ``warmup.prebuilt`` (or ``--out``) with :func:`refine_iqa_lib.standin.prebuilt.
 export_prebuilt`. Run it after changing anything the key holds (the log of ``make reproduce``
 names what differs); commit the folder it writes.
 """
@@ -28,8 +28,8 @@ def build_data(cfg) -> float:
     """Build (or reuse) the perception dataset, every embedded scoring set's splits and the Q-Bench
     stand-in of ``cfg``; returns the seconds it took."""
     from refine_iqa_lib.data.build import build_perception_dataset
-    from refine_iqa_lib.data.qbench_set import build_embedded_qbench
-    from refine_iqa_lib.data.scoring_set import is_embedded, load_scoring_split
+    from refine_iqa_lib.standin.qbench_set import build_embedded_qbench
+    from refine_iqa_lib.data.scoring_data import is_embedded, load_scoring_split
 
     t0 = time.perf_counter()
     build_perception_dataset(cfg, progress=False)
@@ -43,15 +43,12 @@ def build_data(cfg) -> float:
 
 def build_standin(cfg, out_dir=None, resume: bool = True):
     """Build the data, train the warm-up without the committed base and export it; returns the folder."""
-    from refine_iqa_lib.training.prebuilt import export_prebuilt
+    from refine_iqa_lib.standin.prebuilt import export_prebuilt
     from refine_iqa_lib.training.run import run_stage
 
     if cfg.model.path != "tiny":
         raise ConfigError(f"model.path = {cfg.model.path!r}: a committed pre-trained base exists only for the offline "
                           "stand-in (model.path: tiny); a real model is used as it is")
-    if cfg.warmup.recipe != "pretrain":
-        log.warning("[standin] warmup.recipe = %s: the committed base is meant to be the pre-trained stand-in "
-                    "(recipe pretrain)", cfg.warmup.recipe)
     log.info("[standin] data ready in %.0f s", build_data(cfg))
     train_cfg = load_config(cfg, {"warmup.prebuilt": ""})
     run_dir = run_stage(train_cfg, "warmup", run_dir=cfg.work_dir / "runs" / "standin", resume=resume)
@@ -59,7 +56,7 @@ def build_standin(cfg, out_dir=None, resume: bool = True):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.training.standin",
+    ap = argparse.ArgumentParser(prog="python -m refine_iqa_lib.standin",
                                  description="Train the stand-in's pre-training warm-up and write it as the committed base.")
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")

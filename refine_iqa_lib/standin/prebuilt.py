@@ -2,7 +2,7 @@
 re-train it (**not in the paper**).
 
 The paper's base is downloaded, not trained. The stand-in's analogue of that download is a
-warm-up run (:mod:`refine_iqa_lib.training.warmup`, ``recipe: pretrain``) whose output is committed
+warm-up run (:mod:`refine_iqa_lib.standin.pretraining`) whose output is committed
 to the repository with the exact key of what it was trained from, and adopted by
 :func:`refine_iqa_lib.training.run.run_stage` instead of training when the key matches:
 
@@ -10,7 +10,8 @@ to the repository with the exact key of what it was trained from, and adopted by
   lies. ``tiny.yaml`` names ``results/tiny/stand_in``.
 * :func:`warmup_key`: what the weights are a function of, independent of where the repository
   lies - the stand-in's build fingerprint (architecture, tokenizer corpus, seed; from its
-  ``refine_iqa_stand_in.json``), the ``warmup`` section (less ``prebuilt`` and ``save_steps``),
+  ``refine_iqa_stand_in.json``), the ``warmup`` section (less ``prebuilt`` and ``save_steps``;
+  two retired settings held fixed, :data:`_RETIRED_KEY_FIELDS`),
   the model's dtype and pixel limits, the launch's bf16 flag and world size, and a SHA-256 over
   the warm-up rows in training order (prompt, completion and the bytes of every image file).
   Any change of the data build, the pre-training set or a warm-up setting changes the key.
@@ -21,7 +22,7 @@ to the repository with the exact key of what it was trained from, and adopted by
 * :func:`export_prebuilt`: writes a finished warm-up run as a committed folder (``final/``,
   ``metrics.jsonl``, ``run_meta.json``, ``prebuilt.json`` with the key, its hash, the steps and
   the command that regenerates it). ``make standin`` runs the warm-up and exports it
-  (``python -m refine_iqa_lib.training.standin``).
+  (``python -m refine_iqa_lib.standin``).
 
 Training is deterministic by seed on one CPU process, so a regenerated folder has the same key;
 its weights agree to float rounding (thread counts change reduction order).
@@ -38,8 +39,8 @@ from pathlib import Path
 from refine_iqa_lib.io import atomic_dir, read_json, repo_relative, write_json
 from refine_iqa_lib.runs import FINAL_MARKER, final_dir, is_complete
 
-__all__ = ["PREBUILT_FILE", "REGENERATE", "warmup_key", "key_hash", "key_differences", "adopt_prebuilt",
-           "export_prebuilt"]
+__all__ = ["PREBUILT_FILE", "REGENERATE", "warmup_settings", "warmup_key", "key_hash", "key_differences",
+           "adopt_prebuilt", "export_prebuilt"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ PREBUILT_FILE = "prebuilt.json"
 REGENERATE = "make standin"
 #: Warm-up settings that do not change the weights.
 _NOT_IN_KEY = ("prebuilt", "save_steps")
+#: Two settings of a warm-up recipe since removed (the warm-up trains on the pre-training set only),
+#: held at the values the committed base's key was written with, so that it is still adopted; they
+#: change nothing that trains. Drop them when the base is regenerated.
+_RETIRED_KEY_FIELDS = {"recipe": "pretrain", "scoring_share": 0.75}
 
 
 def _file_digest(path: str, cache: dict[str, str]) -> str:
@@ -60,9 +65,15 @@ def _file_digest(path: str, cache: dict[str, str]) -> str:
     return cache[path]
 
 
+def warmup_settings(cfg) -> dict:
+    """The ``warmup`` part of :func:`warmup_key`: the section less :data:`_NOT_IN_KEY`, with
+    :data:`_RETIRED_KEY_FIELDS` held fixed."""
+    return {**{k: v for k, v in asdict(cfg.warmup).items() if k not in _NOT_IN_KEY}, **_RETIRED_KEY_FIELDS}
+
+
 def warmup_key(cfg, init, world_size: int = 1) -> dict:
     """What the warm-up's weights are a function of (see the module docstring); a JSON-able dict."""
-    from refine_iqa_lib.training.warmup import warmup_frame
+    from refine_iqa_lib.standin.pretraining import warmup_frame
 
     stamp = Path(init) / "refine_iqa_stand_in.json"
     if not stamp.is_file():
@@ -72,8 +83,7 @@ def warmup_key(cfg, init, world_size: int = 1) -> dict:
     h, cache = hashlib.sha256(), {}
     for prompt, completion, images in zip(frame["prompt_text"], frame["completion_text"], frame["images"]):
         h.update(json.dumps([prompt, completion, [_file_digest(str(p), cache) for p in images]]).encode())
-    warm = {k: v for k, v in asdict(cfg.warmup).items() if k not in _NOT_IN_KEY}
-    return {"stand_in": read_json(stamp)["fingerprint"], "warmup": warm,
+    return {"stand_in": read_json(stamp)["fingerprint"], "warmup": warmup_settings(cfg),
             "model": {k: getattr(cfg.model, k) for k in ("dtype", "min_pixels", "max_pixels")},
             "launch": {"bf16": bool(cfg.launch.bf16), "world_size": int(world_size)},
             "data": {"rows": len(frame), "images": len(cache), "sha256": h.hexdigest()}}

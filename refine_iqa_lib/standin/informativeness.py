@@ -38,11 +38,11 @@ Table (one row per metric): ``metric``, ``split``, ``value``, ``low``, ``high``,
 
 Measured facts (first measurement, 2 Dec 2026, not tuned)
 ----------------------------------------------------------
-Tiny profile with ``warmup.recipe: pretrain``, ``model.tiny_arch: {vision_init: filters}``,
+Tiny profile with the pre-training warm-up, ``model.tiny_arch: {vision_init: filters}``,
 ``scoring.embedded_mos: fidelity`` and the seven families of ``tiny.yaml``'s comment; the warm-up
 (300 steps, 482 s, one thread under load; loss 4.05 at step 30 -> 0.75 at step 300), then
 ``max_images=250, max_scoring=300, max_new_tokens=64`` (about 30 s per model, two threads).
-Today's base (``labels`` recipe, default settings) measured on the same items::
+The base of that day (a warm-up on the scoring and Stage-1 labels, since removed) measured on the same items::
 
     metric                 split  pretrain+switches        today's base (labels)
     description_accuracy   test   0.004 [0.000, 0.012]     0.004 [0.000, 0.012]   n 250
@@ -56,7 +56,7 @@ Neither base meets a target but the parse rate of today's (which trains on the s
 pre-trained one answers ``<answer>A</answer>`` to every multiple-choice and grounding question
 (one letter for all; 8 answers read), and in think mode (3 answers read) opens with ``<answer>``, writes a pixel description, then
 ``</think><answer>A</answer>``: no number, so nothing parses. The probe
-(:func:`refine_iqa_lib.evaluation.probe.probe_report`) of its vision tower shows the filters
+(:func:`refine_iqa_lib.standin.probe.probe_report`) of its vision tower shows the filters
 mostly did not survive the warm-up after the merger (post-merger SRCC untrained -> trained: blur
 0.83 -> 0.23, noise 0.87 -> 0.16, compression 0.39 -> 0.01, pixelate 0.72 -> 0.05, quantization
 0.80 -> 0.12; the exposure, contrast and saturation families stay 0.36-0.83).
@@ -77,7 +77,7 @@ fixed beforehand. Diagnosis: the frozen-tower base, greedy on its *own* pre-trai
 (24 per task and mode), answered every name_object and global_distortion question with one
 letter, every no-think box as ``[3, 1, 1, 1, 1]`` and think-mode boxes and ratings with a letter:
 it underfitted its training tasks, it did not merely fail to transfer. Two causes addressed,
-both default-off switches: the BPE did not know ``data.perceive``'s words (a think took a median
+both default-off switches: the BPE did not know ``standin.perceive``'s words (a think took a median
 55 tokens; ``TINY_ARCH["tokenizer_corpus"]: pretrain`` - 26), and length-grouped batches were
 each one task and mode (``warmup.group_by_length: false`` mixes them). Both runs below:
 ``vision_init: filters``, ``tokenizer_corpus: pretrain``, ``freeze_vision``, mixed batches, 900
@@ -102,7 +102,7 @@ On its own pre-training samples A now writes well-formed boxes (23 distinct of 2
 ratings (12 distinct), but still one letter for every multiple-choice question (B for 22-24 of
 24): the letter tasks are what the 5 M-parameter stand-in does not learn in 900 steps, and
 description accuracy stays at chance. What limits Eq. 8: no single pixel statistic of
-``data.perceive`` reaches |SRCC| 0.45 with the fidelity MOS on the validation split (saturation
+``standin.perceive`` reaches |SRCC| 0.45 with the fidelity MOS on the validation split (saturation
 0.42, colourfulness 0.29, contrast 0.26, sharpness -0.11; n 300), so a base that rates attributes
 transfers weakly to overall quality. With B as the base, 12 Stage-2 steps (tiny settings, think
 mode) with ``stage2.max_completion_length`` 20 (today's tiny value) truncate every completion
