@@ -70,8 +70,8 @@ TINY_ARCH = {
     # vision tower conditioned by :func:`condition_vision_tower` after the random init.
     "vision_init": "random",
     # "project": the BPE is trained on the project's prompts and answers (the default stand-in);
-    # "pretrain": also on every phrase standin.perceive can write and the pre-training questions
-    # (issue 13), so that a think's words are whole tokens.
+    # "pretrain": also on every phrase standin.perceive can write and the pre-training questions,
+    # so that a think's words are whole tokens.
     "tokenizer_corpus": "project",
 }
 #: Values of ``TINY_ARCH["vision_init"]``.
