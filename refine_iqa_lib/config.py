@@ -66,6 +66,9 @@ class PerceptionConfig:
     """Refine-Perception dataset construction (Fig. 2)."""
 
     source: str = "embedded"              # embedded | coco | jsonl
+    # embedded source: the world split its held-out scenes come from - test (the tables) or
+    # validation (measurements that choose settings; standin.informativeness)
+    heldout: str = "test"
     root: str = ""                        # image folder (coco / jsonl sources)
     annotations: str = ""                 # COCO instances JSON or the objects JSONL
     n_images: int = 200                   # source scenes drawn from the pool (embedded: composites)
@@ -158,15 +161,17 @@ class PretrainConfig:
 
     n_samples: int = 6000
     image_size: int = 112                 # longest side of the pictures shown (a multiple of 28)
-    task_shares: dict = field(default_factory=lambda: {"name_object": 0.25, "object_box": 0.25,
-                                                       "global_distortion": 0.3, "rate_attribute": 0.2})
+    task_shares: dict = field(default_factory=lambda: {"name_object": 0.15, "object_box": 0.2,
+                                                       "distortion_type": 0.25, "distortion_severity": 0.15,
+                                                       "rate_attribute": 0.25})
     think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
-    n_options: int = 4                    # options of the multiple-choice tasks
-    pristine_share: float = 0.1           # global_distortion: share of undistorted pictures (answer "none")
-    # rate_attribute's attributes (standin.pretrain_data.ATTRIBUTES); "undistorted" (distortion strength) is off by default
-    attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty"])
-    photo_crops: int = 8                  # crops cut from each training photograph of the scoring set
-    exclude_heldout_photos: bool = True   # drop pictures holding pixels of a held-out scoring photograph
+    n_options: int = 4                    # options of name_object (the distortion tasks list every family / word)
+    pristine_share: float = 0.08          # distortion_type: share of undistorted pictures (answer "none")
+    region_share: float = 0.5             # share of distortions confined to a random rectangle (never an object box)
+    composite_share: float = 0.5          # distortion / rating pictures that are composite scenes (the rest: photo windows)
+    # rate_attribute's attributes (standin.pretrain_data.ATTRIBUTES)
+    attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty", "undistorted"])
+    workers: int = 2                      # processes drawing the samples (the result does not depend on it)
     seed: int = 0
 
 
@@ -501,6 +506,8 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("model.dtype", _one_of(("float32", "bfloat16", "float16", "auto")), "one of float32, bfloat16, float16, auto"),
     ("model.min_pixels", _ge(1), ">= 1"),
     ("perception.source", _one_of(("embedded", "coco", "jsonl")), "one of embedded, coco, jsonl"),
+    ("perception.heldout", _one_of(("test", "validation")), "test or validation (the world split of the embedded "
+                                                            "source's held-out scenes)"),
     ("perception.n_images", _ge(1), ">= 1"),
     ("perception.image_size", lambda v: v >= 28 and v % 28 == 0, "a positive multiple of 28 (Qwen2.5-VL patches)"),
     ("perception.min_object_area", lambda v: 0 <= v < 1, "a fraction of the image area in [0, 1)"),
@@ -524,12 +531,14 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("pretrain.image_size", lambda v: v >= 56 and v % 28 == 0, "a multiple of 28, at least 56 (Qwen2.5-VL patches)"),
     ("pretrain.task_shares", lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                       and x >= 0 for x in v.values()) and sum(v.values()) > 0,
-     "a mapping task -> share >= 0 with a positive sum (tasks: name_object, object_box, global_distortion, "
-     "rate_attribute)"),
+     "a mapping task -> share >= 0 with a positive sum (tasks: name_object, object_box, distortion_type, "
+     "distortion_severity, rate_attribute)"),
     ("pretrain.think_share", _unit, "a share in [0, 1]"),
     ("pretrain.n_options", _ge(2), ">= 2 options per question"),
     ("pretrain.pristine_share", _unit, "a share in [0, 1]"),
-    ("pretrain.photo_crops", _ge(0), ">= 0"),
+    ("pretrain.region_share", _unit, "a share in [0, 1]"),
+    ("pretrain.composite_share", _unit, "a share in [0, 1]"),
+    ("pretrain.workers", _ge(1), ">= 1"),
     ("*.mode", _one_of(MODES), "one of no_think, think"),
     ("*.num_generations", _ge(2), ">= 2 (G: GRPO's advantages compare at least two completions of a prompt)"),
     ("*.prompts_per_step", _ge(1), ">= 1 (the generation batch is prompts_per_step x num_generations "

@@ -167,7 +167,8 @@ def make_source(cfg, on_error: str = "skip") -> Source:
     if p.source == "embedded":
         from refine_iqa_lib.standin.scenes import EmbeddedSource
 
-        return EmbeddedSource(p.image_size, cfg.model.max_pixels, p.seed, p.min_box_side, p.min_object_area)
+        return EmbeddedSource(p.image_size, cfg.model.max_pixels, p.seed, p.min_box_side, p.min_object_area,
+                              heldout=p.heldout)
     if p.source in ("coco", "jsonl"):
         if not p.annotations or not p.root:
             raise DataError(f"perception.source={p.source!r} needs perception.annotations and perception.root "
@@ -307,11 +308,22 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
     unknown = sorted(k for k in decisions if k not in known)
     skips += [Skip(r["id"], "marked", "rejected by reviewer", f"{r['id']}: rejected in {review_file.name}").to_dict()
               for r in rejected]
-    # the split unit is the pristine picture's content: scenes whose stored originals are identical
-    # (one file listed twice by a source, say) stay together
-    refs = sorted({r["reference"] for r in kept})
-    group = dict(zip(refs, hash_images([out / x for x in refs], workers=4)))
-    mask = scene_split([group[r["reference"]] for r in kept], p.test_size, np.random.default_rng([p.seed, 0x5B]))
+    declared = [r.get("declared_split") for r in kept]
+    if any(d is not None for d in declared):
+        # a source that cuts each scene from split-specific pictures declares its side (the embedded one)
+        if not all(d in stage1.SPLITS for d in declared):
+            raise DataError(f"{source.name} source: some scenes declare a split and some do not "
+                            f"({sorted({str(d) for d in declared})}); expected every scene to declare train or test")
+        mask = np.array([d == "test" for d in declared], dtype=bool)
+        if int(mask.sum()) < p.test_size:
+            raise DataError(f"perception.test_size {p.test_size}: the {source.name} source's held-out scenes give "
+                            f"{int(mask.sum())} marked images; raise perception.n_images (now {p.n_images})")
+    else:
+        # the split unit is the pristine picture's content: scenes whose stored originals are identical
+        # (one file listed twice by a source, say) stay together
+        refs = sorted({r["reference"] for r in kept})
+        group = dict(zip(refs, hash_images([out / x for x in refs], workers=4)))
+        mask = scene_split([group[r["reference"]] for r in kept], p.test_size, np.random.default_rng([p.seed, 0x5B]))
     split_rows = {"train": [], "test": []}
     for r, is_test in zip(kept, mask):
         split = "test" if is_test else "train"
@@ -376,34 +388,36 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
 
 
 def _reuse_report(source: Source, scenes: Sequence[tuple[int, int]], scene_of: dict[str, str]) -> dict:
-    """What test scenes share with training scenes below the level of a picture: for the embedded
-    composites, the object cut-outs pasted into them and the photographs their backgrounds are
-    windows of (stated, with counts; the pixels of every stored picture differ - see the audit)."""
-    from refine_iqa_lib.standin.scenes import EmbeddedSource
-
-    if not isinstance(source, EmbeddedSource):
-        return {"note": f"{source.name} source: every scene is its own source picture"}
+    """What test scenes share with training scenes below the level of a picture: for composite
+    scenes (records whose ``meta`` names a ``background`` photograph and ``pasted`` cut-outs), the
+    cut-outs and background photographs used on each side and how many are used on both (the pixels
+    of every stored picture differ - see the audit)."""
     used: dict[str, dict[str, set]] = {s: {"cutouts": set(), "backgrounds": set()} for s in stage1.SPLITS}
     per_test_scene = []
+    composite = False
     for k, idx in scenes:
         split = scene_of.get(scene_id(k))
         if split is None:
             continue
         meta = source.record(idx).meta
-        cut = {f"{p['photo']}:{p['object']}" for p in meta.get("pasted", [])}
-        bg = {meta["background"]} if meta.get("background") else {meta.get("photo")} - {None}
+        if "background" not in meta:
+            continue
+        composite = True
+        cut = {p["object"] for p in meta.get("pasted", [])}
+        bg = {meta["background"]}
         used[split]["cutouts"] |= cut
         used[split]["backgrounds"] |= bg
         if split == "test":
             per_test_scene.append((cut, bg))
+    if not composite:
+        return {"note": f"{source.name} source: every scene is its own source picture"}
     out = {}
     for key in ("cutouts", "backgrounds"):
         both = used["train"][key] & used["test"][key]
         out[key] = {"train": len(used["train"][key]), "test": len(used["test"][key]), "in_both": len(both),
                     "test_scenes_reusing_one": sum(bool((c if key == "cutouts" else b) & used["train"][key])
                                                    for c, b in per_test_scene)}
-    out["note"] = ("object cut-outs (hand-annotated objects of the embedded photographs) and background "
-                   "photographs are reused across composites of both splits; no stored picture is")
+    out["note"] = "cut-outs and background photographs per side; in_both counts those used on both sides"
     return out
 
 

@@ -59,7 +59,7 @@ from refine_iqa_lib.data.sources import (BBox, DataError, SceneObject, Skip, Sou
                                          fit_size, intersection, keep_largest_per_name, resize_rgb, scale_box)
 
 #: Bump when a change to the pipeline changes its outputs (invalidates resumed builds).
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 #: Stage counts recorded by the build, in Fig. 2 order: (key, unit, description).
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -400,7 +400,7 @@ def process_scene(k: int, record: SourceRecord, params: PipelineParams) -> Scene
                "width": int(image.shape[1]), "height": int(image.shape[0]), "quality": res.info["quality"],
                "category": steps[0][0], "severity": int(steps[0][1]),
                "categories": [c for c, _ in steps], "severities": [int(s) for _, s in steps],
-               "combo": len(steps) > 1, "status": "marked"}
+               "combo": len(steps) > 1, "status": "marked", "declared_split": record.meta.get("split")}
         try:
             out, infos = apply_distortion(image, obj.bbox, steps, rng)
         except (ValueError, TypeError) as e:

@@ -120,7 +120,10 @@ def _tokenizer_corpus(kind: str = "project") -> list[str]:
     if kind == "pretrain":
         from refine_iqa_lib.standin import perceive, pretrain_data as pretrain
 
-        lines += list(perceive.PHRASES) + pretrain.question_texts()
+        from refine_iqa_lib.standin.world import catalogue
+
+        names = sorted(set(catalogue().query("kind == 'object'")["name"]))
+        lines += list(perceive.PHRASES) + pretrain.question_texts() + [", ".join(names)]
     return lines * 4
 
 

@@ -433,14 +433,14 @@ def _crops(names: list[str], n: int, sides: tuple[int, ...], rng: np.random.Gene
 def _split_photos(split: str) -> list[str]:
     from refine_iqa_lib.standin.scoring_set import photo_splits
 
-    s = photo_splits(0)
+    s = photo_splits()
     return s["training"] if split == "training" else s["validation"] + s["test"]
 
 
 def pristine_ranges(photos: list[str] | None = None, n_crops: int = 120,
                     sides: tuple[int, ...] = SCORING_SIDES, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """(5th, 50th, 95th) percentile of every statistic over pristine crops of ``photos`` (default:
-    the training photographs of ``photo_splits(0)``), rounded to 4 significant digits; this is how
+    the training photographs of ``photo_splits()``), rounded to 4 significant digits; this is how
     :data:`TYPICAL` was fixed."""
     crops = _crops(photos or _split_photos("training"), n_crops, sides, np.random.default_rng(seed))
     stats = [pixel_stats(c) for c in crops]

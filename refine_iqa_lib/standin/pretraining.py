@@ -8,11 +8,11 @@ the samples of :mod:`refine_iqa_lib.standin.pretrain_data`, run as the stage ``w
 :func:`refine_iqa_lib.training.run.run_stage`. It is skipped, with a message, for any model that is
 not the stand-in (:func:`refine_iqa_lib.runs.uses_warmup`), or when ``warmup.enabled`` is false.
 
-Data (:func:`warmup_dataset`): ``max_steps × batch_size`` samples drawn (seeded, with replacement)
-from the stand-in pre-training set of :func:`refine_iqa_lib.standin.pretrain_data.write_pretrain_dataset`
-(built or reused in ``<work_dir>/pretrain``; tasks name_object, object_box, global_distortion,
-rate_attribute, think and no-think, think text from the shown pixels), each sample's own prompt
-and completion. No scoring-set MOS and no Stage-1 sample enters. ``kind`` is ``<task>/<mode>``;
+Data (:func:`warmup_dataset`): ``max_steps × batch_size`` rows taken in seeded passes over the
+stand-in pre-training set of :func:`refine_iqa_lib.standin.pretrain_data.write_pretrain_dataset`
+(built or reused in ``<work_dir>/pretrain``; tasks name_object, object_box, distortion_type,
+distortion_severity, rate_attribute, think and no-think, think text from the shown pixels): each
+pass is a fresh permutation, so every sample is seen before any is seen twice. No scoring-set MOS and no Stage-1 sample enters. ``kind`` is ``<task>/<mode>``;
 the ``pretrain`` section joins the resume fingerprint.
 
 Recipe (measured on this machine): AdamW lr 1e-3, betas (0.9, 0.95), no weight decay, 20 linear
@@ -64,7 +64,10 @@ def warmup_frame(cfg, n_samples: int | None = None) -> pd.DataFrame:
     n = int(n_samples or max(1, w.max_steps) * w.batch_size)
     rng = np.random.default_rng([int(w.seed), 7])
     pool = _pretrain_pool(cfg)
-    return pool.iloc[rng.integers(0, len(pool), size=n)].reset_index(drop=True)
+    # whole passes over the pool, each in a fresh seeded order: every sample is seen before any twice
+    passes = -(-n // len(pool))
+    order = np.concatenate([rng.permutation(len(pool)) for _ in range(passes)])[:n]
+    return pool.iloc[order].reset_index(drop=True)
 
 
 def warmup_dataset(cfg, n_samples: int | None = None):

@@ -1,200 +1,170 @@
-"""The first stand-in's scenes: 8 photographs with objects annotated by hand, and composites of them.
+"""The embedded scenes: named cut-outs pasted on photographs, each scene cut from one split of the world.
 
 The ``embedded`` perception source (``perception.source: embedded``, the offline default;
-:class:`EmbeddedSource`): the photographs :data:`SCENE_PHOTOS` (read by
-:func:`refine_iqa_lib.standin.world.load_photo`) with objects annotated by hand in
-``refine_iqa_lib/standin/assets/embedded_objects.json`` (indices ``0 .. 7``), followed by an
-unbounded sequence of *composite scenes*: crops of annotated objects pasted onto a random window
-of another photograph (colour photos or the grayscale textures :data:`GRAY_TEXTURES` converted to
-RGB), at a random scale and position, never overlapping each other or the background's own (fully
-visible) annotated objects, so that every recorded box is exact. Composite ``i`` is a pure
-function of ``(seed, i)``. Records follow :mod:`refine_iqa_lib.data.sources` (its stored-image
-geometry, boxes and errors).
+:class:`EmbeddedSource`) is the stand-in's COCO: an unbounded sequence of *composite scenes*, each
+a window of one photograph of :mod:`refine_iqa_lib.standin.world` with :data:`PASTES` named
+cut-outs (alpha-blended, at a random scale and place, never overlapping) whose recorded boxes are
+the tight boxes of their masks. Scene ``k`` is a pure function of ``(seed, k)``.
 
-Licences: scikit-image's sample photographs are public domain / CC0 (see
-``skimage/data/README.txt``); scikit-learn's ``china.jpg`` and ``flower.jpg`` are CC BY 2.0.
+Splits are declared, not drawn: scene ``k`` is *held out* when ``k % 5`` is in
+:data:`HELDOUT_SLOTS` (2 of every 5 scenes) and *training* otherwise. A training scene takes its
+photograph and cut-outs from the world's ``train`` split only; a held-out scene from the split
+named by ``heldout`` (``test`` for the perception build, ``validation`` for the measurements that
+choose settings). So a test scene shares no photograph, no cut-out and no pristine pixel with any
+training scene, and its objects are held-out instances of names seen in training
+(:func:`refine_iqa_lib.standin.world.assign_splits`). Each record says its side in
+``meta["split"]`` (``train`` / ``test``), which the perception build keeps.
+
+Records follow :mod:`refine_iqa_lib.data.sources` (stored-image geometry, boxes, errors); ``meta``
+holds ``split``, ``world_split``, ``background`` (photo id), ``window`` (its pixels) and
+``pasted`` (``object`` id, ``name``, ``bbox``).
 """
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from pathlib import Path
-from typing import Sequence
-
 import numpy as np
+from PIL import Image
 
-from refine_iqa_lib.data.sources import (MIN_BOX_SIDE, DataError, SceneObject, Source, SourceRecord, box_area,
-                                         check_box, fit_size, intersection, resize_rgb, round_half_up)
-from refine_iqa_lib.io import open_image
-from refine_iqa_lib.standin.world import load_photo
+from refine_iqa_lib.data.sources import (MIN_BOX_SIDE, SceneObject, Source, SourceRecord, box_area, fit_size,
+                                         intersection)
+from refine_iqa_lib.standin import world
 
-__all__ = ["SCENE_PHOTOS", "GRAY_TEXTURES", "ANNOTATIONS_PATH", "COMPOSITE_PASTES", "COMPOSITE_SCALE",
-           "COMPOSITE_TRIES", "load_scene_picture", "load_embedded_annotations", "EmbeddedSource"]
+__all__ = ["PASTES", "PASTE_SCALE", "HELDOUT_SLOTS", "scene_split_of", "photo_window", "paste_object",
+           "compose_scene", "EmbeddedSource"]
 
-#: The 8 colour photographs of the scenes, the embedded scoring set and the probes: ids of
-#: :mod:`refine_iqa_lib.standin.world`'s catalogue, installed with scikit-image and scikit-learn.
-SCENE_PHOTOS = ("astronaut", "chelsea", "china", "coffee", "flower", "motorcycle_left", "motorcycle_right", "rocket")
-#: Grayscale textures of scikit-image (name -> file in its data folder), composite backgrounds after
-#: conversion to RGB. Not in the world's catalogue.
-GRAY_TEXTURES = {"camera": "camera.png", "coins": "coins.png", "moon": "moon.png", "grass": "grass.png",
-                 "gravel": "gravel.png", "brick": "brick.png"}
-#: Hand annotations of the embedded photographs.
-ANNOTATIONS_PATH = Path(__file__).resolve().parent / "assets" / "embedded_objects.json"
+#: Cut-outs pasted per scene (inclusive range) and their longer side as a fraction of the canvas's
+#: shorter side.
+PASTES, PASTE_SCALE = (2, 4), (0.3, 0.6)
+#: Scene ``k`` is held out when ``k % 5`` is one of these (40 % of the scenes).
+HELDOUT_SLOTS = (0, 3)
+_TRIES = 40
+_SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
 
 
-@lru_cache(maxsize=len(GRAY_TEXTURES))
-def _texture(name: str) -> np.ndarray:
-    import skimage
+def scene_split_of(k: int) -> str:
+    """``"test"`` (held out) or ``"train"`` for scene ``k``.
 
-    path = Path(skimage.data_dir) / GRAY_TEXTURES[name]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the grayscale texture {name!r} is missing from the installed scikit-image")
-    arr = np.array(open_image(path), dtype=np.uint8)
-    arr.setflags(write=False)
-    return arr
-
-
-def load_scene_picture(name: str) -> np.ndarray:
-    """A picture of the scenes as ``H x W x 3`` uint8 RGB (a fresh, writable copy): a grayscale
-    texture of :data:`GRAY_TEXTURES`, or else a photograph of the world
-    (:func:`refine_iqa_lib.standin.world.load_photo`).
-
-    >>> load_scene_picture("chelsea").shape, load_scene_picture("moon").shape
-    ((300, 451, 3), (512, 512, 3))
+    >>> [scene_split_of(k) for k in range(6)]
+    ['test', 'train', 'train', 'test', 'train', 'test']
     """
-    if name in GRAY_TEXTURES:
-        return _texture(name).copy()
-    return load_photo(name)
+    return "test" if int(k) % 5 in HELDOUT_SLOTS else "train"
 
 
-@lru_cache(maxsize=1)
-def load_embedded_annotations(path: str | None = None) -> dict[str, list[SceneObject]]:
-    """Hand annotations of the embedded photographs: ``{photo: [SceneObject, ...]}`` (original pixels)."""
-    p = Path(path) if path else ANNOTATIONS_PATH
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: cannot read the embedded annotations ({e})") from e
-    out = {}
-    for name, entry in data.get("photos", {}).items():
-        if name not in SCENE_PHOTOS:
-            raise DataError(f"{p}: photo {name!r} is not an embedded photo; valid: {sorted(SCENE_PHOTOS)}")
-        w, h = int(entry["width"]), int(entry["height"])
-        objs = [SceneObject(str(o["name"]), check_box(o["bbox"], w, h, f"{p} photo {name!r} object {o['name']!r}"))
-                for o in entry["objects"]]
-        if len({o.name for o in objs}) != len(objs):
-            raise DataError(f"{p}: photo {name!r} repeats an object name")
-        out[name] = objs
-    return out
+def photo_window(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator, low: float = 0.45) -> np.ndarray:
+    """A window of ``photo`` with the aspect of ``size = (W, H)``, covering ``low``-100 % of the
+    largest such window (seeded place and scale), resized to ``size`` (Lanczos)."""
+    W, H = size
+    ph, pw = photo.shape[:2]
+    aspect = W / H
+    ww = min(pw, ph * aspect) * float(rng.uniform(low, 1.0))
+    wh = ww / aspect
+    x0, y0 = float(rng.uniform(0, pw - ww)), float(rng.uniform(0, ph - wh))
+    win = (int(round(x0)), int(round(y0)), int(round(x0 + ww)), int(round(y0 + wh)))
+    crop = np.ascontiguousarray(photo[win[1]:win[3], win[0]:win[2]])
+    return np.array(Image.fromarray(crop).resize((W, H), Image.LANCZOS), dtype=np.uint8), win
 
 
-#: Composite scenes: how many crops are pasted (inclusive range) and how large (longest side of the
-#: pasted crop as a fraction of the canvas's shorter side).
-COMPOSITE_PASTES = (2, 4)
-COMPOSITE_SCALE = (0.28, 0.6)
-COMPOSITE_TRIES = 40
+def paste_object(canvas: np.ndarray, oid: str, longest: float, x: int, y: int) -> tuple[int, int, int, int] | None:
+    """Alpha-blend cut-out ``oid``, resized so that its longer side is ``longest`` px, with its
+    top-left corner at ``(x, y)`` into ``canvas`` (in place); returns the tight box of its mask
+    (alpha > 0.5, half-open) or ``None`` when nothing of it is opaque."""
+    rgb, alpha = world.load_object(oid)
+    h, w = alpha.shape
+    f = float(longest) / max(w, h)
+    pw, ph = max(1, round(w * f)), max(1, round(h * f))
+    rgba = np.asarray(Image.fromarray(np.dstack([rgb, alpha])).resize((pw, ph), Image.LANCZOS), dtype=np.float32)
+    a = rgba[..., 3:] / 255.0
+    region = canvas[y:y + ph, x:x + pw].astype(np.float32)
+    canvas[y:y + ph, x:x + pw] = np.clip(np.rint(a * rgba[..., :3] + (1.0 - a) * region), 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(a[..., 0] > 0.5)
+    if not len(xs):
+        return None
+    return (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+
+
+def compose_scene(world_split: str, rng: np.random.Generator, image_size: int, max_pixels: int | None = None,
+                  min_box_side: int = MIN_BOX_SIDE, min_object_area: float = 0.0
+                  ) -> tuple[np.ndarray, list[SceneObject], dict]:
+    """One composite of ``world_split``'s photographs and cut-outs: ``(pixels, objects, meta)``
+    (see the module docstring); every random choice from ``rng``."""
+    photos, objs = world.photo_ids(world_split), world.object_ids(world_split)
+    if not photos or not objs:
+        raise ValueError(f"world split {world_split!r} has {len(photos)} photographs and {len(objs)} cut-outs; "
+                         "expected some of each")
+    bg = photos[int(rng.integers(len(photos)))]
+    aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5))))   # width / height of the canvas
+    W, H = fit_size(max(1, round(1000 * aspect)), 1000, image_size, max_pixels)
+    canvas, win = photo_window(world.load_photo(bg), (W, H), rng)
+    want = int(rng.integers(PASTES[0], PASTES[1] + 1))
+    objects: list[SceneObject] = []
+    frames: list[tuple[int, int, int, int]] = []
+    pasted = []
+    for _ in range(_TRIES):
+        if len(objects) >= want:
+            break
+        oid = objs[int(rng.integers(len(objs)))]
+        name = world.object_name(oid)
+        longest = float(rng.uniform(*PASTE_SCALE)) * min(W, H)
+        h, w = world.load_object(oid)[1].shape
+        f = longest / max(w, h)
+        pw, ph = max(1, round(w * f)), max(1, round(h * f))
+        if pw > W or ph > H or name in {o.name for o in objects}:
+            continue
+        x, y = int(rng.integers(0, W - pw + 1)), int(rng.integers(0, H - ph + 1))
+        frame = (x, y, x + pw, y + ph)
+        if any(intersection(frame, b) for b in frames):
+            continue
+        trial = canvas.copy()
+        box = paste_object(trial, oid, longest, x, y)
+        if box is None or box[2] - box[0] < min_box_side or box[3] - box[1] < min_box_side \
+                or box_area(box) < min_object_area * W * H:
+            continue
+        canvas = trial
+        frames.append(frame)
+        objects.append(SceneObject(name, box))
+        pasted.append({"object": oid, "name": name, "bbox": list(box)})
+    meta = {"world_split": world_split, "background": bg, "window": list(win), "pasted": pasted}
+    return canvas, objects, meta
 
 
 class EmbeddedSource(Source):
-    """The offline default: the annotated photographs, then composite scenes ``0, 1, 2, ...``."""
+    """The offline default: composite scenes ``0, 1, 2, ...`` with declared splits (module docstring)."""
 
     name = "embedded"
     bounded = False
 
     def __init__(self, image_size: int = 112, max_pixels: int | None = None, seed: int = 0,
-                 min_box_side: int = MIN_BOX_SIDE, min_object_area: float = 0.0):
+                 min_box_side: int = MIN_BOX_SIDE, min_object_area: float = 0.0, heldout: str = "test"):
+        if heldout not in ("test", "validation"):
+            raise ValueError(f"heldout {heldout!r}: expected 'test' or 'validation' (the world split of held-out scenes)")
         self.image_size = int(image_size)
         self.max_pixels = max_pixels
         self.seed = int(seed)
         self.min_box_side = int(min_box_side)
         self.min_object_area = float(min_object_area)
+        self.heldout = heldout
         self.skips = []
-        self.annotations = load_embedded_annotations()
-        self.photos = sorted(self.annotations)
-        self.backgrounds = sorted(SCENE_PHOTOS) + sorted(GRAY_TEXTURES)
         fit_size(1, 1, self.image_size)  # validates image_size
-        for name in self.backgrounds:  # decode once here; forked build workers inherit the cache
-            load_scene_picture(name)
 
     def __len__(self) -> int:
         return 2**31 - 1
 
     def candidates(self, n: int, seed: int) -> list[int]:
-        """The photographs first, then composites in order (index ``k`` is always the same scene)."""
+        """Scenes in order (index ``k`` is always the same scene)."""
         return list(range(n))
 
     def describe(self) -> dict:
-        return {"source": self.name, "pool": None, "photos": len(self.photos)}
+        return {"source": self.name, "pool": None, "world": "refine_iqa_lib.standin.world",
+                "photos": len(world.photo_ids()), "objects": len(world.object_ids()), "heldout": self.heldout,
+                "heldout_slots": list(HELDOUT_SLOTS), "catalogue": world.catalogue_digest()}
 
     def record(self, index: int) -> SourceRecord:
         if index < 0:
             raise IndexError(index)
-        if index < len(self.photos):
-            name = self.photos[index]
-            return SourceRecord(source_id=f"embedded:photo:{name}", objects=list(self.annotations[name]),
-                                array=load_scene_picture(name), where=f"embedded photo {name!r}", meta={"photo": name})
-        return self.composite(index - len(self.photos))
-
-    def composite(self, i: int) -> SourceRecord:
-        """Composite scene ``i``: a pure function of ``(seed, i)``."""
-        rng = np.random.default_rng([self.seed, 0xC0, int(i)])
-        bg_name = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-        bg = load_scene_picture(bg_name)
-        bh, bw = bg.shape[:2]
-        aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5))))  # width / height of the canvas
-        W, H = fit_size(max(1, round(1000 * aspect)), 1000, self.image_size, self.max_pixels)
-        # background window with the canvas's aspect ratio, 55-100% of the largest that fits
-        a = W / H
-        ww_max = min(bw, bh * a)
-        ww = ww_max * rng.uniform(0.55, 1.0)
-        wh = ww / a
-        x0 = rng.uniform(0, bw - ww)
-        y0 = rng.uniform(0, bh - wh)
-        win = (int(round(x0)), int(round(y0)), int(round(x0 + ww)), int(round(y0 + wh)))
-        canvas = resize_rgb(np.ascontiguousarray(bg[win[1]:win[3], win[0]:win[2]]), (W, H)).copy()
-        sx, sy = W / (win[2] - win[0]), H / (win[3] - win[1])
-
-        objects: list[SceneObject] = []
-        # the background photo's own annotated objects that lie fully inside the window
-        for o in self.annotations.get(bg_name, []):
-            x1, y1, x2, y2 = o.bbox
-            if x1 >= win[0] and y1 >= win[1] and x2 <= win[2] and y2 <= win[3]:
-                b = (round_half_up((x1 - win[0]) * sx), round_half_up((y1 - win[1]) * sy),
-                     round_half_up((x2 - win[0]) * sx), round_half_up((y2 - win[1]) * sy))
-                b = (max(0, b[0]), max(0, b[1]), min(W, b[2]), min(H, b[3]))
-                if self._big_enough(b, W, H):
-                    objects.append(SceneObject(o.name, b))
-
-        pool = [(p, o) for p in self.photos for o in self.annotations[p]]
-        want = int(rng.integers(COMPOSITE_PASTES[0], COMPOSITE_PASTES[1] + 1))
-        pasted = []
-        for _ in range(COMPOSITE_TRIES):
-            if len(pasted) >= want:
-                break
-            photo, obj = pool[int(rng.integers(len(pool)))]
-            L = rng.uniform(*COMPOSITE_SCALE) * min(W, H)
-            ow, oh = obj.bbox[2] - obj.bbox[0], obj.bbox[3] - obj.bbox[1]
-            f = L / max(ow, oh)
-            pw, ph = max(1, int(round(ow * f))), max(1, int(round(oh * f)))
-            px = int(rng.integers(0, W - pw + 1)) if pw <= W else -1
-            py = int(rng.integers(0, H - ph + 1)) if ph <= H else -1
-            if px < 0 or py < 0:
-                continue
-            box = (px, py, px + pw, py + ph)
-            if obj.name in {o.name for o in objects} or not self._big_enough(box, W, H):
-                continue
-            if any(intersection(box, o.bbox) for o in objects):
-                continue
-            crop = load_scene_picture(photo)[obj.bbox[1]:obj.bbox[3], obj.bbox[0]:obj.bbox[2]]
-            canvas[py:py + ph, px:px + pw] = resize_rgb(np.ascontiguousarray(crop), (pw, ph))
-            objects.append(SceneObject(obj.name, box))
-            pasted.append({"photo": photo, "object": obj.name, "bbox": list(box)})
-        return SourceRecord(source_id=f"embedded:composite:{i:06d}", objects=objects, array=canvas,
-                            where=f"embedded composite {i} (seed {self.seed})",
-                            meta={"background": bg_name, "window": list(win), "pasted": pasted})
-
-    def _big_enough(self, b: Sequence[int], W: int, H: int) -> bool:
-        return (b[2] - b[0] >= self.min_box_side and b[3] - b[1] >= self.min_box_side
-                and box_area(b) >= self.min_object_area * W * H)
-
-
+        split = scene_split_of(index)
+        world_split = self.heldout if split == "test" else "train"
+        rng = np.random.default_rng([self.seed, 0xC1, _SPLIT_CODE[world_split], int(index)])
+        canvas, objects, meta = compose_scene(world_split, rng, self.image_size, self.max_pixels, self.min_box_side,
+                                              self.min_object_area)
+        return SourceRecord(source_id=f"embedded:scene:{index:06d}", objects=objects, array=canvas,
+                            where=f"embedded scene {index} (seed {self.seed}, {world_split} pictures)",
+                            meta={"split": split, **meta})

@@ -7,11 +7,11 @@ default) or of what it did to the pixels (``fidelity``), see ``scoring.embedded_
 
 What is in it
 -------------
-* **Pictures.** Crops (70 %) of the photographs that ship inside scikit-image / scikit-learn
-  (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) and side-by-side composites of two crops (30 %), each cut
-  only from its split's own photographs (:func:`photo_splits`: two test photographs, one for
-  validation, the rest for training; a pixel-hash audit at build time fails on any shared
-  picture), resized to
+* **Pictures.** Crops (70 %) of the world's photographs (:mod:`refine_iqa_lib.standin.world`:
+  Debian wallpaper photographs and the scikit-image / scikit-learn ones) and side-by-side
+  composites of two crops (30 %), each cut only from its split's own photographs
+  (:func:`photo_splits`, the world's photograph split; a pixel-hash audit at build time fails on
+  any shared picture), resized to
   ``W x H`` with both sides drawn from the multiples of 28 in ``[56, scoring.embedded_image_size]``
   (so Qwen2.5-VL's 28-pixel merge grid fits exactly).
 * **Distortion.** A severity ``s`` drawn uniformly from 0-5. ``s = 0`` is the pristine crop;
@@ -123,11 +123,9 @@ __all__ = [
 #: The fixed, documented severity -> MOS map (training scale [0, 5)).
 SYNTHETIC_MOS = {"top": 4.5, "slope": 0.8, "noise_sd": 0.15, "low": 0.0, "high": 4.9}
 _SPLIT_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
-#: Source photographs per split (:func:`photo_splits`); the rest train.
-_PHOTOS_PER_SPLIT = {"test": 2, "validation": 1}
 _COMPOSITE_SHARE = 0.3
 _VOTES, _VOTE_SD = 100, 0.6
-_BUILD_VERSION = "2"   # 2: pictures of a split are cut from that split's own photographs
+_BUILD_VERSION = "3"   # 3: the world's photographs and photograph split
 _STAMP = "embedded_set.json"
 
 
@@ -176,22 +174,18 @@ def _crop(photo: np.ndarray, w: int, h: int, rng: np.random.Generator) -> np.nda
     return np.asarray(patch.resize((w, h), Image.Resampling.BOX), dtype=np.uint8)
 
 
-def photo_splits(seed: int = 0) -> dict[str, list[str]]:
-    """Which source photographs each split draws from: a seeded assignment of the embedded photos
-    (:data:`refine_iqa_lib.standin.scenes.SCENE_PHOTOS`) to test (2), validation (1) and training (the
-    rest), so that no photograph - and therefore no crop of one - is on both sides of a split.
+def photo_splits() -> dict[str, list[str]]:
+    """Which photographs each split of the set is cut from: the world's own photograph split
+    (:func:`refine_iqa_lib.standin.world.photo_ids`), so that no photograph - and therefore no crop
+    of one - is on two sides, and the scoring, perception and pre-training sides agree.
 
-    >>> s = photo_splits(0)
+    >>> s = photo_splits()
     >>> sorted(len(v) for v in s.values()), set(s["test"]).isdisjoint(s["training"])
-    ([1, 2, 5], True)
+    ([7, 9, 28], True)
     """
-    from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+    from refine_iqa_lib.standin.world import photo_ids
 
-    names = sorted(SCENE_PHOTOS)
-    order = [names[int(k)] for k in np.random.default_rng([int(seed), 0xF0]).permutation(len(names))]
-    n_test, n_val = _PHOTOS_PER_SPLIT["test"], _PHOTOS_PER_SPLIT["validation"]
-    return {"test": sorted(order[:n_test]), "validation": sorted(order[n_test:n_test + n_val]),
-            "training": sorted(order[n_test + n_val:])}
+    return {"test": photo_ids("test"), "validation": photo_ids("validation"), "training": photo_ids("train")}
 
 
 def _picture(i: int, seed: int, max_side: int, categories: list[str], names: list[str],
@@ -253,7 +247,7 @@ def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0
     from refine_iqa_lib.standin.world import load_photo
 
     categories = list(DISTORTIONS) if categories is None else list(categories)
-    names = photo_splits(seed)["training"]
+    names = photo_splits()["training"]
     crops = []
     for i in range(int(n_crops)):
         rng = np.random.default_rng([int(seed), 0xCA1, i])
@@ -333,6 +327,8 @@ def _png_bytes(img: np.ndarray) -> bytes:
 
 
 def _settings(cfg) -> dict:
+    from refine_iqa_lib.standin.world import catalogue_digest
+
     s = cfg.scoring
     from refine_iqa_lib.data.distortions import DISTORTIONS
 
@@ -351,7 +347,8 @@ def _settings(cfg) -> dict:
         raise ValueError(f"scoring.embedded_mos = {model!r}: expected one of {', '.join(EMBEDDED_MOS_MODELS)}")
     settings = {"n_images": int(s.embedded_n_images), "image_size": int(s.embedded_image_size),
                 "categories": cats, "seed": int(s.seed), "mos_map": SYNTHETIC_MOS,
-                "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION}
+                "split_shares": [list(x) for x in _SPLIT_SHARES], "version": _BUILD_VERSION,
+                "world": catalogue_digest()}
     if model != "severity":  # absent for the default, so that sets built before the key existed stay current
         from refine_iqa_lib.standin.fidelity import FIDELITY_MOS
 
@@ -406,7 +403,7 @@ def _write_embedded_set(root: Path, settings: dict, fp: str) -> None:
         split[order[start:stop]] = name
         start = stop
 
-    pools = photo_splits(settings["seed"])
+    pools = photo_splits()
     model = settings.get("embedded_mos", "severity")
     with atomic_dir(root) as tmp:
         img_dir = tmp / "1024x768"

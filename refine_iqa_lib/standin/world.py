@@ -66,7 +66,7 @@ from PIL import Image
 from refine_iqa_lib.io import atomic_dir, write_text
 
 __all__ = ["ASSETS", "PICTURES", "CATALOGUE", "DEBIAN_PACKAGES", "PACKAGE_PHOTOS", "PHOTO_SIDE", "OBJECT_SIDE",
-           "SPLITS", "catalogue", "photo_ids", "object_ids", "load_photo", "load_object", "object_name",
+           "SPLITS", "catalogue", "catalogue_digest", "photo_ids", "object_ids", "load_photo", "load_object", "object_name",
            "pixels_sha256", "assign_splits", "build_assets", "world_facts"]
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,12 @@ def catalogue() -> pd.DataFrame:
     for col in ("width", "height"):
         df[col] = df[col].astype(int)
     return df.set_index("id", drop=False)
+
+
+def catalogue_digest() -> str:
+    """A short SHA-256 of the committed catalogue (ids, splits and pixel hashes of every picture):
+    what a build's fingerprint holds so that a changed world invalidates what was built from it."""
+    return hashlib.sha256(CATALOGUE.read_bytes()).hexdigest()[:16]
 
 
 def _ids(kind: str, split: str | None) -> list[str]:
