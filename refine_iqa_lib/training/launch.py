@@ -32,8 +32,8 @@ import sys
 from pathlib import Path
 
 from refine_iqa_lib.config import Config, ConfigError, accelerate_config_path, load_config, save_config
-from refine_iqa_lib.io import repo_relative
 from refine_iqa_lib.data.iqa import DATASETS
+from refine_iqa_lib.io import repo_relative
 from refine_iqa_lib.models import REQUIRED_FILES
 from refine_iqa_lib.runs import FINAL_MARKER, STAGES, check_stage, default_run_dir, is_complete, uses_warmup
 from refine_iqa_lib.training.run import stage_settings
