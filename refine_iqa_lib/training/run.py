@@ -22,7 +22,9 @@ the "w/o Stage-1" ablation); ``init_path`` overrides both.
 TRL settings: a GRPO stage's TRL fields go to ``GRPOConfig`` through one mapping,
 :data:`TRL_FIELDS`; :class:`~refine_iqa_lib.training.trainer.RefineSettings` takes the rest of the
 same section by name; the dry-run summary and ``run_meta.json`` are read back from those two
-objects, never copied by hand.
+objects, never copied by hand. ``launch``'s vLLM and tracker settings go to TRL's own fields
+(:data:`LAUNCH_FIELDS`); at the start of a run :func:`runtime_config` keeps only what this machine
+has (vLLM, the trackers), saying in one line what it left out, and the run records what ran.
 
 Resuming (the default): the latest complete checkpoint of the run folder is loaded, after checking
 that it was written with the same training-relevant settings (a different configuration is an
