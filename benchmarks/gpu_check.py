@@ -34,8 +34,8 @@ teacher-forced for **every** rollout (``pd_raw_every = 1``: random rollouts are 
 gated PD would cost nothing). Printed per engine: s/step (median after the first step), the
 generation and PD seconds within it (PD's share), the peak memory torch allocated and the peak of
 the whole device (sampled every 50 ms). ``--engines vllm`` needs vLLM importable there (else that
-engine is reported as skipped). ``--rehearse`` runs the same path on CPU with a 1-layer copy and
-8-token completions (minutes on 2 cores): it checks the code, not the speed.
+engine is reported as skipped). ``--rehearse`` runs the same path on CPU with a 1-layer copy in
+fp32, G = 2 and 8-token completions: it checks the code, not the speed.
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def paper_step_settings(args) -> dict:
     """Depth, device and sizes of a ``--paper-step`` run (``--rehearse``: 1 layer and 1 vision block
-    on CPU, 8-token completions, 2 steps).
+    on CPU in fp32, G = 2, 8-token completions, 2 steps).
 
     >>> s = paper_step_settings(build_parser().parse_args(["--paper-step"]))
     >>> s["layers"], s["vision_depth"], s["device"], s["completion_len"], s["generations"], s["steps"]
@@ -154,7 +154,7 @@ def paper_step_settings(args) -> dict:
     """
     if args.rehearse:
         return {"layers": 1, "vision_depth": 1, "device": "cpu", "completion_len": min(8, args.completion_len),
-                "generations": args.generations, "steps": args.steps or 2}
+                "generations": min(2, args.generations), "steps": args.steps or 2}
     return {"layers": None, "vision_depth": None, "device": "cuda", "completion_len": args.completion_len,
             "generations": args.generations, "steps": args.steps or 3}
 
@@ -254,7 +254,8 @@ def paper_step_overrides(args, engine: str, folder: Path, labels: Path) -> dict:
            "stage2.pd_raw_every": 1, "stage2.no_think_every": 0,
            "launch.use_vllm": engine == "vllm", "launch.vllm_required": True, "launch.report_to": ["none"]}
     if s["device"] == "cpu":
-        out.update({"launch.use_cpu": True, "launch.bf16": False, "launch.accelerate_config": "cpu"})
+        out.update({"launch.use_cpu": True, "launch.bf16": False, "launch.accelerate_config": "cpu",
+                    "model.dtype": "float32"})
     return out
 
 

@@ -28,7 +28,8 @@ def test_arguments_and_settings(gpu_check):
                                                    "completion_len": 256, "generations": 8, "steps": 3}
     assert args.engines == "generate,vllm" and args.timeout == 300
     rehearse = gpu_check.paper_step_settings(gpu_check.build_parser().parse_args(["--paper-step", "--rehearse"]))
-    assert (rehearse["layers"], rehearse["device"], rehearse["completion_len"], rehearse["steps"]) == (1, "cpu", 8, 2)
+    assert (rehearse["layers"], rehearse["device"], rehearse["completion_len"], rehearse["generations"],
+            rehearse["steps"]) == (1, "cpu", 8, 2, 2)
     rows = [{"seconds": 30.0, "generation": 25.0, "pd": 1.0, "peak_allocated_gib": 40.0, "peak_device_gib": 50.0},
             {"seconds": 10.0, "generation": 7.0, "pd": 1.0, "peak_allocated_gib": 41.0, "peak_device_gib": 52.0}]
     got = gpu_check.summarise_steps(rows)
