@@ -437,8 +437,8 @@ def paper_step(args) -> int:
             continue
         results[engine] = {**summarise_steps(got["steps"]), "run_seconds": got["seconds"], "steps": got["steps"]}
         print(f"{engine}: {json.dumps(results[engine])}", flush=True)
-    shape = "1-layer rehearsal copy, CPU" if args.rehearse else "28 layers, 8.29 B parameters"
-    print(f"\n== one Stage-2 step, 7B-shaped ({shape}), random bf16 weights, LoRA r=64 (single_gpu), "
+    shape = "1-layer rehearsal copy, CPU, fp32" if args.rehearse else "28 layers, 8.29 B parameters, bf16"
+    print(f"\n== one Stage-2 step, 7B-shaped ({shape}), random weights, LoRA r=64 (single_gpu), "
           f"G = {s['generations']}, {s['completion_len']}-token completions, one 448x336 picture, PD on every "
           "rollout ==")
     print(f"{'engine':10s} {'s/step':>8s} {'generation':>11s} {'PD':>7s} {'PD share':>9s} "
