@@ -11,6 +11,8 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= tiny
+# machines the paper-scale training runs on (make dry-run NODES=2)
+NODES      ?= 1
 # pytest-xdist workers for make test (one per core; the smoke notebooks stay together on one)
 TEST_WORKERS ?= 2
 EXTRAS     ?= test
@@ -49,8 +51,9 @@ findings: $(STAMP)
 standin: $(STAMP)
 	$(PY) -m refine_iqa_lib.standin --profile $(PROFILE)
 
+# The paper profile's plan: generation engine, every command, every missing input (NODES=2: one command per node).
 dry-run: $(STAMP)
-	$(PY) -m refine_iqa_lib.reproduce --profile paper --dry-run
+	$(PY) -m refine_iqa_lib.reproduce --profile paper --dry-run --nodes $(NODES)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/

@@ -5,6 +5,7 @@
     refine-iqa score --model DIR INPUT... [--mode no_think|think] [--method prob|num] [--out FILE.csv|.json]
                      [--raw-orientation] [--pixel-limit N]
     refine-iqa evaluate --model DIR [--datasets koniq spaq ...] [--qbench] [--profile P] [--set k=v] [--out-dir DIR]
+        [--engine transformers|vllm]
     refine-iqa build ...       # = python -m refine_iqa_lib.data.build ...
     refine-iqa train ...       # = python -m refine_iqa_lib.training.cli ...
     refine-iqa reproduce ...   # = python -m refine_iqa_lib.reproduce ...
@@ -23,8 +24,12 @@ labels file (:func:`refine_iqa_lib.data.iqa.load_labels`) and prints SRCC / PLCC
 the folder once, runs :func:`refine_iqa_lib.evaluation.scoring_eval.evaluate_scoring` (and with
 ``--qbench`` :func:`refine_iqa_lib.evaluation.qbench.evaluate_qbench`) under the model name
 ``evaluated:<folder name>``, writes ``<results>/<profile>/evaluated/<name>/run_config.json`` (the
-model folder and a content hash of its files, decoding settings, seed, library versions) and
-Tables 3-4 with the folder's rows marked "evaluated here".
+model folder and a content hash of its files, decoding settings and generation engine, seed,
+library versions) and Tables 3-4 with the folder's rows marked "evaluated here". ``--engine vllm``
+generates every answer (think mode, numeric answers, Q-Bench) greedily with vLLM
+(:class:`refine_iqa_lib.vllm_engine.VLLMGreedy`, the ``launch.vllm_*`` memory and parallel
+settings); Eq. 8 still reads the policy (one teacher-forced forward in no-think mode). Without an
+importable vLLM it stops with a one-line error before loading anything.
 
 Exit codes: 0 done; 1 bad arguments, configuration or model folder; 2 some inputs could not be read or were
 refused. Progress lines go to the terminal (:func:`refine_iqa_lib.configure_command_logging`; with
@@ -191,10 +196,11 @@ def model_hash(folder: str | Path) -> dict:
 
 def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = None, qbench: bool = False,
                     modes: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-                    device: str | None = None) -> dict:
+                    device: str | None = None, engine: str = "transformers") -> dict:
     """Tables 3 (and with ``qbench`` 4) for any local Qwen2.5-VL folder; returns ``{"name",
     "scoring", "qbench", "run_config", "tables"}`` (records, the run_config.json path, the two
-    tables' rows of this folder)."""
+    tables' rows of this folder). ``engine``: what generates the answers, ``transformers`` or
+    ``vllm`` (:mod:`refine_iqa_lib.vllm_engine`; checked before the model is loaded)."""
     import torch
 
     from refine_iqa_lib.environment import package_versions
@@ -207,6 +213,12 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
     from refine_iqa_lib.models import check_model_dir, load_policy
     from refine_iqa_lib.runs import evaluated_name, result_stem
 
+    from refine_iqa_lib.vllm_engine import ENGINES, VLLMGreedy, require_vllm
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if engine == "vllm":
+        require_vllm("--engine vllm")
     folder = check_model_dir(Path(folder).expanduser().resolve())
     name = evaluated_name(folder)
     datasets = list(datasets or cfg.scoring.eval)
@@ -216,10 +228,20 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
     dtype = cfg.model.dtype if device else "float32"
     loaded = load_policy(folder, dtype=dtype, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
                          device=device)
+    generator = None
+    if engine == "vllm":
+        L = cfg.launch
+        eos = getattr(loaded[0].generation_config, "eos_token_id", None)  # what transformers would stop at
+        generator = VLLMGreedy(folder, loaded[1], eos_token_id=eos, dtype=cfg.model.dtype,
+                               min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
+                               gpu_memory_utilization=L.vllm_gpu_memory_utilization,
+                               tensor_parallel_size=L.vllm_tensor_parallel_size,
+                               max_model_length=L.vllm_max_model_length, seed=cfg.seed)
     with using_image_rules(cfg):  # every picture opened by the config's images rules
         scoring = evaluate_scoring(cfg, name, datasets=datasets, modes=modes, methods=methods, loaded=loaded,
-                                   model_path=folder)
-        qb = evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder) if qbench else []
+                                   model_path=folder, engine=generator)
+        qb = (evaluate_qbench(cfg, name, modes=modes, loaded=loaded, model_path=folder, engine=generator)
+              if qbench else [])
     run_config = {
         "model": name, "model_folder": repo_relative(folder), "model_hash": model_hash(folder),
         "profile": cfg.profile, "seed": cfg.seed, "datasets": datasets, "qbench": bool(qbench),
@@ -227,7 +249,8 @@ def evaluate_folder(cfg, folder: str | Path, datasets: Sequence[str] | None = No
                      "batch_size": cfg.eval.batch_size, "modes": modes, "methods": methods, "dtype": dtype,
                      "device": str(device or "cpu"), "min_pixels": cfg.model.min_pixels,
                      "max_pixels": cfg.model.max_pixels, "eq8": "softmax over digits 0-4 at the answer's integer "
-                     "position, expectation + 0.5"},
+                     "position, expectation + 0.5",
+                     "engine": generator.settings if generator is not None else {"engine": "transformers"}},
         "eval": {"max_samples": cfg.eval.max_samples, "logistic_plcc": cfg.eval.logistic_plcc,
                  "qbench_root": cfg.eval.qbench_root, "qbench_split": cfg.eval.qbench_split,
                  "skip_unreadable": cfg.eval.skip_unreadable},
@@ -256,7 +279,7 @@ def _evaluate(args) -> int:
              list(args.datasets or cfg.scoring.eval), list(args.modes or cfg.eval.modes),
              list(args.methods or cfg.eval.methods), ", with Q-Bench" if args.qbench else "")
     got = evaluate_folder(cfg, args.model, datasets=args.datasets, qbench=args.qbench, modes=args.modes,
-                          methods=args.methods, device=args.device)
+                          methods=args.methods, device=args.device, engine=args.engine)
     print(f"evaluated {args.model} as {got['name']!r} (profile {cfg.profile}):")
     for r in got["scoring"]:
         print(f"  {r['dataset']:<10} {r['mode']:<8} {r['method']:<4} SRCC {_fmt(r.get('srcc'))}  "
@@ -335,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--raw-orientation", action="store_true",
                     help="use the pixels as stored, ignoring EXIF orientation (= --set images.exif_orientation=false)")
+    ev.add_argument("--engine", default="transformers", choices=["transformers", "vllm"],
+                    help="what generates the answers: transformers (default) or vllm (greedy, GPU, pip install "
+                         "-e .[vllm]); Eq. 8 always reads the policy")
 
     for name, (module, text) in DELEGATED.items():
         sub.add_parser(name, help=f"{text} (= python -m {module}; see refine-iqa {name} --help)", add_help=False)
@@ -355,10 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     from refine_iqa_lib.config import ConfigError
     from refine_iqa_lib.io import ImageReadError
+    from refine_iqa_lib.vllm_engine import VLLMUnavailableError
 
     try:
         return _score(args) if args.command == "score" else _evaluate(args)
-    except (ConfigError, FileNotFoundError, ImageReadError, KeyError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ImageReadError, KeyError, ValueError, VLLMUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -234,12 +234,27 @@ class StageConfig:
 class LaunchConfig:
     """How training jobs are launched (accelerate)."""
 
-    accelerate_config: str = "cpu"        # cpu | ddp | zero3 | zero3_cpu (files under configs/accelerate)
-    num_processes: int = 1
+    accelerate_config: str = "cpu"        # cpu | ddp | zero3 | zero3_multinode | zero3_cpu (configs/accelerate)
+    num_processes: int = 1                # processes (GPUs) per machine
+    num_machines: int = 1                 # machines (nodes); the world size is num_processes x num_machines.
+                                          # Each node's rank, the main node's address and port are read at
+                                          # launch from the scheduler's variables (training.launch.NODE_VARIABLES)
     parallel_runs: int = 1                # independent runs (the ablations) started at once; on CPU the
                                           # cores are split between them (>1 pays off only on CPU)
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"           # colocate | server
+    # Rollout generation through TRL's own GRPOConfig fields (training.run.LAUNCH_FIELDS). Teacher-forced
+    # PD and Eq. 8 always run through the policy itself.
+    use_vllm: bool = False                # generate rollouts with vLLM instead of transformers' generate
+    vllm_mode: str = "colocate"           # colocate (inside every training process) | server (trl vllm-serve)
+    vllm_required: bool = False           # vLLM cannot be imported: stop (true) or say so and use generate (false)
+    vllm_gpu_memory_utilization: float = 0.3  # colocate: share of each GPU's memory vLLM takes (TRL's default)
+    vllm_tensor_parallel_size: int = 1    # GPUs per vLLM engine (colocate: divides num_processes; server: its GPUs)
+    vllm_max_model_length: int = 0        # vLLM's context (prompt + completion tokens); 0 = the model's own
+    vllm_server_host: str = "0.0.0.0"     # server mode: where the trainer finds `trl vllm-serve`
+    vllm_server_port: int = 8000
+    # Live training curves: transformers' integrations, e.g. [tensorboard] (written to <run>/tensorboard),
+    # [wandb], [trackio], [tensorboard, wandb]; [none] = metrics.jsonl only. A tracker that is not
+    # installed is named in one line at the start of the run and left out.
+    report_to: list = field(default_factory=lambda: ["none"])
     bf16: bool = False
     gradient_checkpointing: bool = False
     use_cpu: bool = True
@@ -496,6 +511,9 @@ def _deep_merge(a: dict, b: dict) -> dict:
 MODES = ("no_think", "think")
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")     # TRL loss formulations the trainer supports
 EMBEDDED_MOS_MODELS = ("severity", "fidelity")     # scoring.embedded_mos: the embedded set's synthetic MOS
+#: launch.report_to values: transformers' reporting integrations, "all" (every one installed) or "none".
+TRACKERS = ("none", "all", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "dvclive", "swanlab",
+            "azure_ml", "codecarbon", "dagshub", "flyte", "neptune")
 _pos = lambda v: v > 0                                 # noqa: E731
 _ge = lambda n: (lambda v: v >= n)                     # noqa: E731
 _one_of = lambda opts: (lambda v: v in opts)           # noqa: E731
@@ -577,6 +595,14 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("launch.parallel_runs", _ge(1), ">= 1"),
     ("launch.vllm_mode", _one_of(("colocate", "server")), "one of colocate, server"),
     ("images.pixel_limit", _ge(1), ">= 1 pixel"),
+    ("launch.num_machines", _ge(1), ">= 1"),
+    ("launch.vllm_gpu_memory_utilization", lambda v: 0 < v <= 1, "a share of the GPU's memory in (0, 1]"),
+    ("launch.vllm_tensor_parallel_size", _ge(1), ">= 1"),
+    ("launch.vllm_max_model_length", _ge(0), ">= 0 tokens (0 = the model's own context length)"),
+    ("launch.vllm_server_port", lambda v: 1 <= v <= 65535, "a TCP port in 1-65535"),
+    ("launch.report_to", lambda v: bool(v) and all(x in TRACKERS for x in v)
+     and (len(v) == 1 or not {"none", "all"} & set(v)),
+     f"a list of trackers from {', '.join(TRACKERS)} ([none] or [all] alone)"),
     ("eval.batch_size", _ge(1), ">= 1"),
     ("eval.max_samples", _ge(0), ">= 0 (0 = all)"),
     ("eval.qbench_max_samples", _ge(0), ">= 0 (0 = eval.max_samples)"),
@@ -724,6 +750,14 @@ def check_values(cfg: Config) -> None:
         check_stage_rewards(cfg, stage)
     for name in cfg.scoring.custom:
         custom_labels(cfg, name)
+    L = cfg.launch
+    if L.use_vllm and L.vllm_mode == "colocate" and L.num_processes % L.vllm_tensor_parallel_size:
+        raise ConfigError(f"launch.vllm_tensor_parallel_size = {L.vllm_tensor_parallel_size}: expected a divisor of "
+                          f"launch.num_processes ({L.num_processes}); colocated vLLM engines span whole groups of "
+                          "one machine's processes", "launch.vllm_tensor_parallel_size")
+    if L.num_machines > 1 and L.use_cpu:
+        raise ConfigError(f"launch.num_machines = {L.num_machines}: expected 1 with launch.use_cpu (more than one "
+                          "machine runs on GPUs)", "launch.num_machines")
     if cfg.model.max_pixels < cfg.model.min_pixels:
         raise ConfigError(f"model.max_pixels = {cfg.model.max_pixels!r}: expected >= model.min_pixels "
                           f"({cfg.model.min_pixels})", "model.max_pixels")

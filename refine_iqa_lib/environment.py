@@ -9,7 +9,7 @@ import pandas as pd
 
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "numpy", "scipy",
             "pandas", "pillow", "opencv-python-headless", "scikit-image", "matplotlib", "seaborn",
-            "papermill", "ipywidgets", "jupyterlab", "deepspeed", "vllm")
+            "papermill", "ipywidgets", "jupyterlab", "deepspeed", "vllm", "tensorboard")
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str]:

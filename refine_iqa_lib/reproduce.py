@@ -18,7 +18,8 @@ it ran with that notebook's ``status``), rewritten after every notebook; noteboo
 runs are not listed. A rerun executes the interrupted notebook again from the top.
 
 ``--dry-run`` executes nothing: it checks that the model and data folders have what each step
-needs and prints every training command (``accelerate launch ...``) with its resolved settings.
+needs and prints the generation engine and every training command (``accelerate launch ...``)
+with its resolved settings; with ``--nodes N`` one command per node.
 """
 from __future__ import annotations
 
@@ -324,8 +325,10 @@ def dry_run(profile: str, overrides: dict | None = None) -> int:
         for p in step["problems"]:
             print(f"    - {p}")
             problems += 1
-        if step.get("command"):
-            print("    $ " + step["command"])
+        for note in step.get("notes", []):
+            print(f"    note: {note}")
+        for label, line in step.get("commands", []):
+            print(f"    {label + ' ' if label else ''}$ {line}")
     print(f"\n{problems} problem(s) found." if problems else "\nAll inputs present.")
     return 1 if problems else 0
 
@@ -348,12 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help="folder of NN_*.ipynb (default: notebooks/)")
     ap.add_argument("--dry-run", action="store_true", help="check inputs and print the commands only")
+    ap.add_argument("--nodes", type=int, default=None, metavar="N",
+                    help="machines the training runs on (launch.num_machines=N; N > 1 also selects the multi-node "
+                         "ZeRO-3 config); with --dry-run, prints each node's command")
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
     args = ap.parse_args(argv)
     configure_command_logging()
     try:
         overrides = _parse_sets(args.sets)
-        load_config(args.profile, overrides)
+        cfg = load_config(args.profile, overrides)
+        if args.nodes is not None:
+            from refine_iqa_lib.training.launch import node_overrides
+
+            overrides.update(node_overrides(args.nodes, cfg))
+            load_config(args.profile, overrides)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

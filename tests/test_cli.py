@@ -116,6 +116,7 @@ def test_evaluate_embedded_sets_writes_run_config_and_evaluated_rows(tiny_model_
     assert rc["model_hash"]["sha256"] == cli.model_hash(tiny_model_dir)["sha256"]
     assert "model.safetensors" in rc["model_hash"]["files"] and "config.json" in rc["model_hash"]["files"]
     assert rc["seed"] == 0 and rc["decoding"]["greedy"]["do_sample"] is False and rc["versions"]["transformers"]
+    assert rc["decoding"]["engine"] == {"engine": "transformers"}
     t3 = pd.read_csv(out / "tables" / "table3_smoke.csv")
     row = t3[t3["source"] == "evaluated here (smoke)"]          # long CSV: one row per table cell
     assert row["Models"].unique().tolist() == ["tiny-seed0 (w/o think)"]
@@ -123,6 +124,20 @@ def test_evaluate_embedded_sets_writes_run_config_and_evaluated_rows(tiny_model_
     assert float(srcc.iloc[0]) == pytest.approx(rec["srcc"], abs=5e-4)
     t4 = pd.read_csv(out / "tables" / "table4_smoke.csv")
     assert t4.loc[t4["source"] == "evaluated here (smoke)", "Models"].nunique() == 1
+
+
+def test_evaluate_with_the_vllm_engine_and_no_vllm_is_a_one_line_error(tiny_model_dir, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: --engine vllm would run")
+    out = tmp_path / "results"
+    code = cli.main(["evaluate", "--model", str(tiny_model_dir), "--profile", "smoke", "--engine", "vllm",
+                     "--set", f"paths.work_dir={tmp_path / 'work'}", "--out-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_ERROR
+    assert err.startswith("error: --engine vllm: vLLM is not installed") and err.count("\n") == 1, err
+    assert not out.exists() and not (tmp_path / "work").exists()          # stopped before loading anything
 
 
 def test_evaluate_names_a_folder_that_is_not_a_model(tmp_path, capsys):

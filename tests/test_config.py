@@ -66,9 +66,9 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_accelerate_configs_ship_with_the_package():
-    for name in ("cpu", "ddp", "zero3", "zero3_cpu"):
+    for name in ("cpu", "ddp", "zero3", "zero3_cpu", "zero3_multinode"):
         assert accelerate_config_path(name).is_file()
-    with pytest.raises(ConfigError, match="valid: \\['cpu', 'ddp', 'zero3', 'zero3_cpu'\\]"):
+    with pytest.raises(ConfigError, match="valid: \\['cpu', 'ddp', 'zero3', 'zero3_cpu', 'zero3_multinode'\\]"):
         accelerate_config_path("tpu")
 
 
@@ -112,6 +112,13 @@ def test_accelerate_configs_ship_with_the_package():
     ("warmup.learning_rate", 0, "expected > 0"),
     ("launch.num_processes", 0, "expected >= 1"),
     ("launch.vllm_mode", "remote", "expected one of colocate, server"),
+    ("launch.vllm_gpu_memory_utilization", 1.5, "expected a share of the GPU's memory in (0, 1]"),
+    ("launch.vllm_tensor_parallel_size", 0, "expected >= 1"),
+    ("launch.vllm_max_model_length", -1, "expected >= 0 tokens"),
+    ("launch.vllm_server_port", 70000, "expected a TCP port in 1-65535"),
+    ("launch.report_to", ["tensorbord"], "expected a list of trackers from none, all, tensorboard, wandb, trackio"),
+    ("launch.report_to", ["none", "wandb"], "([none] or [all] alone)"),
+    ("launch.num_machines", 0, "expected >= 1"),
     ("model.dtype", "int4", "expected one of float32, bfloat16, float16, auto"),
 ])
 def test_impossible_settings_fail_at_load_naming_key_value_rule_and_the_override(key, value, rule):
@@ -180,3 +187,11 @@ def test_a_profile_without_a_required_reward_fails_naming_it(tmp_path):
     cfg.stage1.rewards = {"grounding": 1.0}
     with pytest.raises(ConfigError, match=r"expected \['stage1', 'format'\] among them .* missing \['stage1', 'format'\]"):
         check_stage_rewards(cfg, "1")
+def test_launch_settings_that_cannot_work_together_fail_at_load():
+    with pytest.raises(ConfigError, match=r"launch.vllm_tensor_parallel_size = 3: expected a divisor of "
+                                          r"launch.num_processes \(8\)"):
+        load_config("paper", {"launch.vllm_tensor_parallel_size": 3})
+    assert load_config("paper", {"launch.vllm_tensor_parallel_size": 3, "launch.vllm_mode": "server"})  # own GPUs
+    with pytest.raises(ConfigError, match=r"launch.num_machines = 2: expected 1 with launch.use_cpu"):
+        load_config("smoke", {"launch.num_machines": 2})
+    assert load_config("smoke", ["launch.report_to=tensorboard,wandb"]).launch.report_to == ["tensorboard", "wandb"]

@@ -176,7 +176,7 @@ def test_training_precheck_and_dataset_use_the_opener(pictures, gray):
 def test_dataset_adapters_and_evaluate_precheck_follow_the_same_rules(pictures, smoke_cfg):
     from refine_iqa_lib.config import load_config
     from refine_iqa_lib.data.sources import DataError, SourceRecord
-    from refine_iqa_lib.evaluation.scoring_eval import usable_images
+    from refine_iqa_lib.evaluation.results import usable_images
 
     with pytest.raises(DataError, match="aspect ratio 1333.3:1") as e:
         SourceRecord("x", [], path=pictures / "c_thin_3x4000.png", where="t").load()

@@ -157,14 +157,19 @@ def qbench_intervals(df: pd.DataFrame, seed: int = 0, n_resamples: int = 2000, c
 
 
 def predict_qbench(model, processor, questions: pd.DataFrame, mode: str, batch_size: int = 8,
-                   max_new_tokens: int = 32, desc: str = "qbench") -> pd.DataFrame:
+                   max_new_tokens: int = 32, desc: str = "qbench", engine=None) -> pd.DataFrame:
     """Greedy answers for the questions (``load_qbench``'s columns); adds ``completion``,
-    ``pred_index``, ``pred`` (text or None) and ``correct``."""
+    ``pred_index``, ``pred`` (text or None) and ``correct``. ``engine``: another greedy generator
+    with the same call (e.g. :class:`refine_iqa_lib.vllm_engine.VLLMGreedy`) instead of the model."""
     from refine_iqa_lib.generation import greedy_generate
 
     prompts = [qbench_prompt(q, c, mode) for q, c in zip(questions["question"], questions["candidates"])]
-    texts = greedy_generate(model, processor, list(questions["image"]), prompts, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, desc=desc)
+    if engine is not None:
+        texts = engine.generate(list(questions["image"]), prompts, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, desc=desc)
+    else:
+        texts = greedy_generate(model, processor, list(questions["image"]), prompts, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, desc=desc)
     out = questions.copy()
     out["completion"] = texts
     out["pred_index"] = [parse_choice(t, c) for t, c in zip(texts, questions["candidates"])]
@@ -205,10 +210,11 @@ def qbench_result_path(cfg: Config, model: str, mode: str) -> Path:
 
 
 def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None = None, loaded=None,
-                    overwrite: bool = True, model_path=None) -> list[dict]:
+                    overwrite: bool = True, model_path=None, engine=None) -> list[dict]:
     """Answer the Q-Bench questions with ``model`` in each mode (default ``eval.modes``); write and
     return one record per mode. ``loaded``: an already loaded ``(model, processor)``;
-    ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``)."""
+    ``model_path``: the folder of an ``evaluated:<folder>`` model (see ``evaluate_scoring``);
+    ``engine``: the greedy generator that answers (see :func:`predict_qbench`)."""
     from refine_iqa_lib.evaluation.results import (ci_method, eval_model_path, is_current, load_eval_model,
                                                    predictions_dir, usable_images, write_record)
     from refine_iqa_lib.io import read_json, repo_relative
@@ -228,7 +234,7 @@ def evaluate_qbench(cfg: Config, model: str = "s2", modes: Sequence[str] | None 
     path = repo_relative(model_path if model_path is not None else eval_model_path(cfg, name))
     for mode in modes:
         pred = predict_qbench(policy, processor, questions, mode, cfg.eval.batch_size, cfg.eval.max_new_tokens,
-                              desc=f"{name} qbench {mode}")
+                              desc=f"{name} qbench {mode}", engine=engine)
         rec = {"model": name, "mode": mode, "profile": cfg.profile, "split": cfg.eval.qbench_split,
                "n": int(len(pred)), "accuracy": qbench_accuracy(pred),
                "ci": {"accuracy": qbench_intervals(pred, cfg.seed, cfg.eval.ci_resamples, cfg.eval.ci_level)},

@@ -57,7 +57,7 @@ from refine_iqa_lib.evaluation.results import (
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci
 from refine_iqa_lib.io import ImageRules, read_json, repo_relative, subsample, write_text
 from refine_iqa_lib.method.scoring import score_images
-from refine_iqa_lib.prompts import check_mode
+from refine_iqa_lib.prompts import check_mode, scoring_prompt
 from refine_iqa_lib.runs import normalise_model_name, result_stem
 
 __all__ = ["METHOD_SPELLING", "FALLBACK_PREDICTION", "method_name", "scoring_result_path", "load_scoring_set",
@@ -144,7 +144,8 @@ def scoring_intervals(cfg: Config, pred: np.ndarray, mos: np.ndarray, plcc_kind:
 
 def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | None = None,
                      modes: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-                     loaded=None, overwrite: bool = True, model_path: str | os.PathLike | None = None) -> list[dict]:
+                     loaded=None, overwrite: bool = True, model_path: str | os.PathLike | None = None,
+                     engine=None) -> list[dict]:
     """Score ``datasets`` (default ``scoring.eval``) with ``model`` in every mode x method
     (defaults ``eval.modes`` / ``eval.methods``); write and return one record per combination.
 
@@ -153,6 +154,10 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     is read back instead of recomputed.
     ``model_path``: the weights folder of an ``evaluated:<folder>`` model (any local Qwen2.5-VL
     checkpoint, see ``refine-iqa evaluate``); the project's own names find their folder themselves.
+    ``engine``: a greedy generator with :func:`refine_iqa_lib.generation.greedy_generate`'s call
+    (e.g. :class:`refine_iqa_lib.vllm_engine.VLLMGreedy`); it makes every generated answer (think
+    mode, numeric answers), once per dataset and mode, and Eq. 8 forces them through the policy.
+    The no-think Eq. 8 path is one teacher-forced forward of the policy whatever the engine.
     """
     name = normalise_model_name(model)
     datasets = list(datasets or cfg.scoring.eval)
@@ -176,11 +181,17 @@ def evaluate_scoring(cfg: Config, model: str = "s2", datasets: Sequence[str] | N
     for dataset, (df, split) in sets.items():
         df, unreadable = bad[dataset]
         made: dict[str, list[str]] = {}
+        if engine is not None:  # every answer that is generated, from the engine (same prompt and budget)
+            for mode in dict.fromkeys(mo for ds, mo, me in todo if ds == dataset and (mo == "think" or me == "num")):
+                made[mode] = engine.generate(list(df["image"]), [scoring_prompt(mode)] * len(df),
+                                             max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                             desc=f"{name} {dataset} {mode}")
         for ds, mode, method in todo:
             if ds != dataset:
                 continue
             got = predict_scores(policy, processor, list(df["image"]), mode, method, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens, generations=made.get(mode) if mode == "think" else None,
+                                 cfg.eval.max_new_tokens,
+                                 generations=made.get(mode) if mode == "think" or method == "num" else None,
                                  rules=ImageRules.from_config(cfg))
             if method == "num" and mode == "think":
                 made[mode] = got["text"].astype(str).tolist()

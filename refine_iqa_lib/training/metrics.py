@@ -7,6 +7,14 @@ statistics, the trainer's ``refine/*`` and ``adv/*`` metrics, loss, learning rat
 resume :func:`truncate_metrics` drops the rows after the checkpoint the run restarts from, so the
 file never holds a step twice.
 
+The same rows reach the trackers of ``launch.report_to`` (TensorBoard, wandb, trackio, ...):
+every value is logged through TRL's ``Trainer.log`` (the ``refine/*`` metrics through TRL's
+``log_metric`` hook, validation through
+:meth:`~refine_iqa_lib.training.trainer.RefineGRPOTrainer.log_step_metric`), which hands one row to
+every callback, this file's and the trackers' alike. :func:`missing_trackers` names the requested
+trackers that are not installed; :func:`point_trackers_at_run` puts TensorBoard's event files in
+``<run_dir>/tensorboard``.
+
 Readers: :func:`read_metrics` (a DataFrame of the step rows), :func:`curve` (one named curve,
 optionally smoothed), :func:`first_last_means` (mean over the first and last 10 % of the steps - the
 "is it learning" check), and :data:`CURVES`, the names used by the notebooks' plots. Validation
@@ -28,7 +36,7 @@ from refine_iqa_lib.io import append_jsonl, read_jsonl, write_jsonl
 
 __all__ = ["METRICS_FILE", "CURVES", "MetricsJSONLCallback", "read_metrics", "curve", "first_last_means",
            "first_last_windows", "truncate_metrics", "last_wall_time", "plot_curves", "ConsoleSummaryCallback",
-           "quiet_console"]
+           "quiet_console", "missing_trackers", "point_trackers_at_run"]
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +266,35 @@ def quiet_console(trainer, label: str) -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ConsoleSummaryCallback(label))
+
+
+def missing_trackers(report_to) -> list[str]:
+    """The trackers of ``report_to`` (``launch.report_to``) that are not installed here, by
+    transformers' own list of available integrations (``none`` and ``all`` are never missing).
+
+    >>> missing_trackers(["none"]), missing_trackers(["all"])
+    ([], [])
+    """
+    from transformers.integrations import get_available_reporting_integrations
+
+    wanted = [t for t in report_to if t not in ("none", "all")]
+    if not wanted:
+        return []
+    available = set(get_available_reporting_integrations())
+    return [t for t in wanted if t not in available]
+
+
+def point_trackers_at_run(trainer, run_dir: str | Path, subdir: str = "tensorboard") -> Path | None:
+    """Write TensorBoard's event files to ``<run_dir>/<subdir>`` (transformers' default is a dated
+    folder under ``output_dir``, here the checkpoints folder) unless ``TENSORBOARD_LOGGING_DIR`` is
+    set. Returns the folder, or None when the trainer has no TensorBoard callback."""
+    import os
+
+    from transformers.integrations import TensorBoardCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, TensorBoardCallback):
+            if not os.environ.get("TENSORBOARD_LOGGING_DIR"):
+                cb.logging_dir = str(Path(run_dir) / subdir)
+            return Path(cb.logging_dir)
+    return None

@@ -22,7 +22,9 @@ the "w/o Stage-1" ablation); ``init_path`` overrides both.
 TRL settings: a GRPO stage's TRL fields go to ``GRPOConfig`` through one mapping,
 :data:`TRL_FIELDS`; :class:`~refine_iqa_lib.training.trainer.RefineSettings` takes the rest of the
 same section by name; the dry-run summary and ``run_meta.json`` are read back from those two
-objects, never copied by hand.
+objects, never copied by hand. ``launch``'s vLLM and tracker settings go to TRL's own fields
+(:data:`LAUNCH_FIELDS`); at the start of a run :func:`runtime_config` keeps only what this machine
+has (vLLM, the trackers), saying in one line what it left out, and the run records what ran.
 
 Resuming (the default): the latest complete checkpoint of the run folder is loaded, after checking
 that it was written with the same training-relevant settings (a different configuration is an
@@ -42,7 +44,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from refine_iqa_lib.config import Config, ConfigError, overrides_of, save_config
+from refine_iqa_lib.config import Config, ConfigError, load_config, overrides_of, save_config
 from refine_iqa_lib.io import (read_json, read_jsonl, repo_relative, seed_everything, using_image_rules, write_json,
                               write_jsonl)
 from refine_iqa_lib.models import check_model_dir
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TRL_FIELDS", "FINGERPRINT_EXCLUDED", "resolve_init", "stage_fingerprint", "find_resume_checkpoint",
            "trl_kwargs", "grpo_config", "stage_settings", "stage_checks", "stage_command", "clean_run_dir",
-           "last_complete_checkpoint", "run_stage"]
+           "last_complete_checkpoint", "run_stage", "runtime_config", "LAUNCH_FIELDS", "TENSORBOARD_DIR"]
 
 #: StageConfig field -> ``GRPOConfig`` field: the one place a stage's TRL settings are named.
 TRL_FIELDS = {
@@ -67,12 +69,19 @@ TRL_FIELDS = {
     "gradient_accumulation_steps": "gradient_accumulation_steps", "save_steps": "save_steps",
     "save_total_limit": "save_total_limit", "logging_steps": "logging_steps", "seed": "seed",
 }
-#: LaunchConfig field -> ``GRPOConfig`` field.
+#: LaunchConfig field -> ``GRPOConfig`` field (TRL's own names: vLLM generation and the trackers).
 LAUNCH_FIELDS = {"use_cpu": "use_cpu", "bf16": "bf16", "gradient_checkpointing": "gradient_checkpointing",
-                 "use_vllm": "use_vllm", "vllm_mode": "vllm_mode"}
+                 "use_vllm": "use_vllm", "vllm_mode": "vllm_mode",
+                 "vllm_gpu_memory_utilization": "vllm_gpu_memory_utilization",
+                 "vllm_tensor_parallel_size": "vllm_tensor_parallel_size",
+                 "vllm_max_model_length": "vllm_max_model_length",  # 0 -> None (the model's own context)
+                 "vllm_server_host": "vllm_server_host", "vllm_server_port": "vllm_server_port",
+                 "report_to": "report_to"}
 #: Fixed ``GRPOConfig`` settings of every GRPO stage.
-TRL_FIXED = dict(save_strategy="steps", report_to="none", log_completions=False, remove_unused_columns=False,
+TRL_FIXED = dict(save_strategy="steps", log_completions=False, remove_unused_columns=False,
                  dataloader_num_workers=0, shuffle_dataset=True, disable_tqdm=True)
+#: Where a run's TensorBoard event files go (``launch.report_to: [tensorboard]``), inside the run folder.
+TENSORBOARD_DIR = "tensorboard"
 #: StageConfig keys left out of the resume fingerprint: they do not change what a run computes.
 FINGERPRINT_EXCLUDED = {"save_steps", "save_total_limit", "logging_steps", "enabled", "init_path", "init_from",
                         "pd_raw_every", "eval_every", "eval_samples", "keep_best"}  # metrics/validation only
@@ -263,7 +272,10 @@ def trl_kwargs(cfg: Config, stage, run_dir: str | os.PathLike = ".") -> dict:
     kwargs = {trl: getattr(s, ours) for ours, trl in TRL_FIELDS.items()}
     kwargs.update({trl: getattr(cfg.launch, ours) for ours, trl in LAUNCH_FIELDS.items()})
     kwargs.update(TRL_FIXED, output_dir=str(Path(run_dir) / "checkpoints"),
-                  per_device_train_batch_size=int(s.prompts_per_step) * int(s.num_generations))
+                  per_device_train_batch_size=int(s.prompts_per_step) * int(s.num_generations),
+                  run_name=f"{cfg.profile}-{Path(run_dir).resolve().name}")
+    kwargs["vllm_max_model_length"] = int(kwargs["vllm_max_model_length"]) or None
+    kwargs["report_to"] = "none" if list(kwargs["report_to"]) == ["none"] else list(kwargs["report_to"])
     if cfg.launch.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kwargs["ddp_backend"] = "gloo"
     return kwargs
@@ -289,11 +301,13 @@ def stage_settings(cfg: Config, stage) -> str:
     r = RefineSettings.from_stage(stage_section(cfg, stage), stage)
     length = f"max_steps={kw['max_steps']}" if kw["max_steps"] > 0 else f"epochs={kw['num_train_epochs']}"
     L = cfg.launch
+    procs = (f"processes={L.num_processes * L.num_machines} ({L.num_machines} machines x {L.num_processes}, "
+             if L.num_machines > 1 else f"processes={L.num_processes} (")
     return (f"mode={r.mode} G={kw['num_generations']} prompts/step={kw['per_device_train_batch_size'] // kw['num_generations']} "
             f"{length} lr={kw['learning_rate']} ({kw['lr_scheduler_type']}) beta={kw['beta']} loss={kw['loss_type']} "
             f"PD={r.use_pd} PM={r.use_pm} variant={r.variant} T={kw['temperature']} top_p={kw['top_p']} "
-            f"top_k={kw['top_k']} max_completion={kw['max_completion_length']} processes={L.num_processes} "
-            f"({L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})"
+            f"top_k={kw['top_k']} max_completion={kw['max_completion_length']} {procs}"
+            f"{L.accelerate_config}{', vLLM ' + L.vllm_mode if L.use_vllm else ''})"
             + (f" LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} "
                f"targets={','.join(cfg.lora.target_modules)}{' +vision' if cfg.lora.vision else ''}"
                if cfg.lora.enabled else ""))
@@ -485,28 +499,77 @@ def _run_warmup(cfg: Config, run_dir: Path, resume: bool, callbacks: list) -> Pa
                   build_dataset=lambda: warmup_dataset(cfg), build_trainer=build_trainer, meta=meta)
 
 
+def runtime_config(cfg: Config) -> tuple[Config, dict]:
+    """``cfg`` as this machine runs it, and ``{"engine", "notes"}``: the rollout engine
+    (:func:`refine_iqa_lib.vllm_engine.training_engine`: where the configured vLLM cannot be used,
+    ``launch.use_vllm`` becomes false and one line says why, or ``launch.vllm_required`` stops the
+    run with :class:`~refine_iqa_lib.vllm_engine.VLLMUnavailableError`) and the trackers of
+    ``launch.report_to`` that are installed (one line names those left out). The main process logs
+    the lines; ``run_config.yaml`` and the resume fingerprint record what runs.
+
+    >>> from refine_iqa_lib.config import load_config
+    >>> cfg, info = runtime_config(load_config("smoke"))
+    >>> cfg.launch.use_vllm, info
+    (False, {'engine': 'transformers generate', 'notes': []})
+    """
+    from accelerate import PartialState
+
+    from refine_iqa_lib.training.metrics import missing_trackers
+    from refine_iqa_lib.vllm_engine import training_engine
+
+    choice = training_engine(cfg)
+    changes, notes = {}, []
+    if choice.fallback:
+        changes["launch.use_vllm"] = False
+        notes.append(choice.fallback)
+    missing = missing_trackers(cfg.launch.report_to)
+    if missing:
+        kept = [t for t in cfg.launch.report_to if t not in missing] or ["none"]
+        changes["launch.report_to"] = kept
+        notes.append(f"[trackers] launch.report_to: {', '.join(missing)} not installed here (pip install "
+                     f"{' '.join(missing)}); left out, reporting to {', '.join(kept)} "
+                     "(metrics.jsonl is always written)")
+    if PartialState().is_main_process:
+        for note in notes:
+            log.info("%s", note)
+    return (load_config(cfg, changes) if changes else cfg), {"engine": choice.engine, "notes": notes}
+
+
 def _run_grpo(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list) -> Path:
     from refine_iqa_lib.training.data import stage1_dataset, stage2_dataset
+    from refine_iqa_lib.training.metrics import point_trackers_at_run
     from refine_iqa_lib.training.trainer import RefineGRPOTrainer, RefineSettings
 
     s = stage_section(cfg, stage)
     refine = RefineSettings.from_stage(s, stage, advantages_dir=run_dir / "advantages")
+    configured = cfg
+    cfg, runtime = runtime_config(cfg)   # the engine and trackers this machine has (one line each if not)
 
     def build_trainer(model, processor, dataset, cbs):
+        val = None
         if stage == "2" and s.eval_every > 0:
             from refine_iqa_lib.training.validation import ValidationCallback
 
-            cbs = [*cbs, ValidationCallback(cfg, run_dir, processor)]
+            val = ValidationCallback(cfg, run_dir, processor)
+            cbs = [*cbs, val]
         peft = {}
         if cfg.lora.enabled:
             from refine_iqa_lib.training.lora import peft_config
 
             peft = {"peft_config": peft_config(cfg)}
-        return RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
-                                 processing_class=processor, callbacks=cbs, refine=refine, **peft)
+        trainer = RefineGRPOTrainer(model=model, args=grpo_config(cfg, stage, run_dir), train_dataset=dataset,
+                                    processing_class=processor, callbacks=cbs, refine=refine, **peft)
+        if val is not None:
+            val.trainer = trainer
+        point_trackers_at_run(trainer, run_dir, TENSORBOARD_DIR)
+        return trainer
 
     def meta(init, how, fp, trainer, dataset):
-        return _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset), trainer.model)
+        out = _run_meta(cfg, stage, init, how, refine, fp, trainer.args, len(dataset), trainer.model)
+        out["generation"] = {"engine": runtime["engine"], "configured": "vLLM " + configured.launch.vllm_mode
+                             if configured.launch.use_vllm else "transformers generate", "notes": runtime["notes"]}
+        out["report_to"] = list(cfg.launch.report_to)
+        return out
 
     return _train(cfg, stage, run_dir, resume, callbacks, seed=s.seed,
                   build_dataset=lambda: stage1_dataset(cfg) if stage == "1" else stage2_dataset(cfg),

@@ -363,6 +363,11 @@ class RefineGRPOTrainer(GuardedStepMixin, CheckpointLoadMixin, GRPOTrainer):
         reward.__name__ = reward.__qualname__ = task_reward.__name__
         return reward
 
+    def log_step_metric(self, name: str, value: float) -> None:
+        """Add ``value`` to this step's logged metrics: TRL averages them into the step's ``log`` row,
+        which reaches ``metrics.jsonl`` and every ``report_to`` tracker (validation uses it)."""
+        self._metrics["train"][name].append(float(value))
+
     # ------------------------------------------------------------------ no-think samples
     def _sample_no_think(self, prompts: list, inputs: list[dict]) -> tuple[list[str], list[list[int]]]:
         """One sampled no-think completion per rollout (TRL's own generation path and settings):

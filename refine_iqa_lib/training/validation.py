@@ -25,6 +25,11 @@ torch RNG (the sampling of the next rollouts draws exactly what it would have dr
 settings are left out of the resume fingerprint. Every process computes it (a ZeRO-3 shard needs
 all of them); the main process writes the row.
 
+The three values also go into the step's logged metrics through the trainer
+(:meth:`~refine_iqa_lib.training.trainer.RefineGRPOTrainer.log_step_metric`, when the run hands
+its trainer to the callback as ``trainer``), so the trackers of ``launch.report_to`` draw the
+validation curve beside the training curves (TensorBoard: ``train/val/srcc``).
+
 ``stage2.keep_best``: when a validation SRCC beats every earlier one, the policy is saved to
 ``<run>/best/`` (atomically; ``best/refine_best.json``, written inside the folder before it is
 renamed into place, holds the step and the validation row). For a LoRA run the folder holds
@@ -119,6 +124,7 @@ class ValidationCallback(TrainerCallback):
         self.every, self.keep_best = int(cfg.stage2.eval_every), bool(cfg.stage2.keep_best)
         self.frame = validation_frame(cfg) if frame is None else frame
         self.best: float | None = None
+        self.trainer = None   # set by the run: validation values then join the step's logged metrics
         log.info("[val] every %d steps on %d pictures (%s)%s", self.every, len(self.frame),
                  ", ".join(f"{d} {sp}" for d, sp in self.frame[["dataset", "split"]].drop_duplicates().values),
                  "; keeping the best-SRCC weights in best/" if self.keep_best else "")
@@ -141,6 +147,10 @@ class ValidationCallback(TrainerCallback):
         row = {"kind": "val", "step": int(state.global_step), "epoch": _finite(state.epoch),
                **{k: (_finite(v) if k in ("val/srcc", "val/plcc", "val/answer") else v) for k, v in row.items()},
                "stage": "2"}
+        if self.trainer is not None:
+            for key in ("val/srcc", "val/plcc", "val/answer"):
+                if row[key] is not None:
+                    self.trainer.log_step_metric(key, row[key])
         srcc = row["val/srcc"]
         better = self.keep_best and srcc is not None and (self.best is None or srcc > self.best)
         if state.is_world_process_zero:
