@@ -1,6 +1,8 @@
 """The claims table: built from prediction files only, paired over matched ids, one verdict rule."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,7 +87,8 @@ def test_claims_from_planted_effects(cfg):
     _metrics(cfg, rng)
     df = C.build_claims(cfg)
     assert list(df.columns) == C.COLUMNS
-    assert list(df.columns[:9]) == ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "seeds", "verdict"]
+    assert list(df.columns) == ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "n_better", "n_worse",
+                                "p_value", "seeds", "verdict", "degenerate", "note"]
     by = df.set_index("claim")
     verdicts = by["verdict"].to_dict()
 
@@ -127,7 +130,8 @@ def test_claims_from_planted_effects(cfg):
     back = pd.read_csv(csv)
     assert list(back.columns) == C.COLUMNS and len(back) == len(df)
     text = md.read_text()
-    assert "*supports*: the whole interval lies on the paper's side of 0" in text and "| claim " in text
+    assert "*supports*: the whole interval" in text and "McNemar's exact test" in text and "| claim " in text
+    assert re.search(r"\| better / worse +\| p +\|", text)
     assert C.build_claims(cfg, write=False).equals(df)  # seeded: the same table again
 
 
