@@ -3,7 +3,7 @@
     python -m refine_iqa_lib.findings --profile tiny [--seeds 0 1 2] [--set key=value ...] [--out DIR]
 
 ``make reproduce`` runs one seed; a verdict from one seed cannot tell a mechanism from the luck of
-one run. This command (issue 13, part 5):
+one run. This command:
 
 1. builds (or reuses) the profile's data and base in its ``paths.work_dir`` - the perception
    dataset, the scoring splits, the Q-Bench stand-in and, for the stand-in, its warm-up (the
@@ -18,8 +18,10 @@ one run. This command (issue 13, part 5):
    evaluation subsets and bootstrap seeds come from the top-level ``seed``, which stays fixed);
 3. :func:`refine_iqa_lib.evaluation.claims.build_claims_over_seeds` writes ``CLAIMS.md``,
    ``claims_<profile>.csv`` (mean over seeds, two-stage bootstrap interval over seeds and items,
-   per-seed values and verdicts) and ``claims_per_seed_<profile>.csv`` to ``--out``
-   (``results/findings/``), with ``timings.json`` (seconds per step and seed).
+   the exact test on all seeds' items, per-seed values and verdicts) and ``claims_per_seed_<profile>.csv``
+   to ``--out`` (``results/findings/``), with ``timings.json`` (seconds per step and seed). Every seed
+   is judged on the same test items, matched by id: a seed whose evaluation lacks or adds items
+   stops the command with an error naming the claim, the seed and the items.
 
 Runs and evaluations that already finished are reused (each seed's folder resumes), so an
 interrupted ``make findings`` continues where it stopped.

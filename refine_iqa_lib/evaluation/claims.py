@@ -130,13 +130,12 @@ class _Inputs:
                 from refine_iqa_lib.evaluation.scoring_eval import FALLBACK_PREDICTION
 
                 pred = np.where(np.isfinite(pred), pred, FALLBACK_PREDICTION)
-            if method != "prob" or not f["parsed"].all():
-                failed.append(f"{m} ({mode}, {method}) {int((~f['parsed']).sum())}/{len(f)}")
+            failed.append(f"{m} ({mode}, {method}) {int((~f['parsed']).sum())}/{len(f)}")
             if is_constant(pred):
                 self.degenerate.append(f"{m} ({mode}, {method}) gives every image the same score ({pred[0]:g}): "
                                        "its SRCC and PLCC count as 0")
             preds.append(pred)
-        if failed:
+        if "num" in (a[2], b[2]) or not (fa["parsed"].all() and fb["parsed"].all()):   # parse-failure rates
             self.notes.append("unparsable answers (scored the fallback): " + ", ".join(failed))
         return correlation_difference(preds[0], preds[1], fa["mos"].to_numpy(dtype=float), statistic,
                                       items=list(fa.index), **self.kw)
