@@ -254,7 +254,8 @@ def test_a_constant_predictor_loses_and_is_named(cfg):
         r = C.build_claims(cfg, write=False).set_index("claim").loc[
             "Probability-based beats numeric inference (Table 6 row 3, KonIQ)"]
         assert r["verdict"] == "supports" and r["ci_low"] > 0 and r["n"] == N_PICTURES
-        assert r["degenerate"] == "s2 (no_think, num) gives every image the same score (2.5): its SRCC and PLCC count as 0"
+        assert r["degenerate"] == ("s2 (no_think, num) gives every image the same score (2.5): its SRCC and PLCC "
+                                   "count as 0")
         assert (f"unparsable answers (scored the fallback): s2 (no_think, prob) 0/{N_PICTURES}, "
                 f"s2 (no_think, num) {N_PICTURES}/{N_PICTURES}") in r["note"]
         assert np.isnan(r["p_value"]) and pd.isna(r["n_better"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from refine_iqa_lib.evaluation.statistics import (COUNTS_ONLY, MCNEMAR, N_RESAMPLES, SIGN_FLIP, ar1_curves, average_ranks,
-                                                  bootstrap_ci, correlation_difference, curve_difference_ci,
+from refine_iqa_lib.evaluation.statistics import (COUNTS_ONLY, MCNEMAR, N_RESAMPLES, SIGN_FLIP, ar1_curves,
+                                                  average_ranks, bootstrap_ci, correlation_difference, curve_difference_ci,
                                                   format_interval, interval_record, is_constant, judge, mean_difference,
                                                   paired_difference_ci, paired_mean_difference, pooled_over_seeds,
                                                   sign_flip_test, srcc_stat, verdict, window_difference)

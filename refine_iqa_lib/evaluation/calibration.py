@@ -173,7 +173,8 @@ def _scenarios(sizes: dict, rhos, power: bool, margin: float) -> list[tuple]:
          _hard_vs_easy(im, s["hard"], 0.0, 0.0), None),
         ("hard_vs_easy", True, "the same +10 pp gain on Hard and Easy", "none", im,
          _hard_vs_easy(im, s["hard"], 0.1, 0.1), None),
-        ("keeps", True, "S1 +30 pp over base; each S2 answer S1's or base's, 1/2 each", "none", im, _keeps(im, 0.5), None),
+        ("keeps", True, "S1 +30 pp over base; each S2 answer S1's or base's, 1/2 each", "none", im,
+         _keeps(im, 0.5), None),
         ("srcc", True, f"both predictors SRCC {BASE_SRCC}", "none", pics,
          _correlation(pics, "srcc", BASE_SRCC, BASE_SRCC), None),
         ("srcc_plcc_mean", True, f"both predictors SRCC {BASE_SRCC}", "none", pics,
@@ -181,8 +182,8 @@ def _scenarios(sizes: dict, rhos, power: bool, margin: float) -> list[tuple]:
         ("equivalence", True, f"SRCC {BASE_SRCC + margin:.2f} vs {BASE_SRCC}: difference at the margin", "none", pics,
          _correlation(pics, "srcc", BASE_SRCC + margin, BASE_SRCC, "equivalent", margin), None),
     ]
-    out += [("curve", True, f"flat AR(1) curve, rho = {r}", "none", steps, None, _curve(steps, k, r, "flat", 0, "greater"))
-            for r in rhos]
+    out += [("curve", True, f"flat AR(1) curve, rho = {r}", "none", steps, None,
+             _curve(steps, k, r, "flat", 0, "greater")) for r in rhos]
     out += [("two_curves", True, f"two flat AR(1) curves, rho = {r}", "none", 2 * steps, None,
              _two_curves(steps, k, r, 0.0)) for r in rhos]
     if not power:
@@ -196,8 +197,10 @@ def _scenarios(sizes: dict, rhos, power: bool, margin: float) -> list[tuple]:
         ("hard_vs_easy", False, "no gain on Easy", "+20 pp on Hard", im, _hard_vs_easy(im, s["hard"], 0.2, 0.0), None),
         ("keeps", False, "S1 +30 pp over base", "S2 keeps 60 % of S1's answers", im, _keeps(im, 0.6), None),
         ("keeps", False, "S1 +30 pp over base", "S2 keeps 75 % of S1's answers", im, _keeps(im, 0.75), None),
-        ("srcc", False, f"base SRCC {BASE_SRCC}", "+0.02 SRCC", pics, _correlation(pics, "srcc", BASE_SRCC + 0.02, BASE_SRCC), None),
-        ("srcc", False, f"base SRCC {BASE_SRCC}", "+0.05 SRCC", pics, _correlation(pics, "srcc", BASE_SRCC + 0.05, BASE_SRCC), None),
+        ("srcc", False, f"base SRCC {BASE_SRCC}", "+0.02 SRCC", pics,
+         _correlation(pics, "srcc", BASE_SRCC + 0.02, BASE_SRCC), None),
+        ("srcc", False, f"base SRCC {BASE_SRCC}", "+0.05 SRCC", pics,
+         _correlation(pics, "srcc", BASE_SRCC + 0.05, BASE_SRCC), None),
         ("srcc_plcc_mean", False, f"base SRCC {BASE_SRCC}", "+0.02 SRCC", pics,
          _correlation(pics, "srcc_plcc_mean", BASE_SRCC + 0.02, BASE_SRCC), None),
         ("srcc_plcc_mean", False, f"base SRCC {BASE_SRCC}", "+0.05 SRCC", pics,
@@ -208,8 +211,8 @@ def _scenarios(sizes: dict, rhos, power: bool, margin: float) -> list[tuple]:
     for r in rhos:
         out += [("curve", False, f"AR(1) noise, rho = {r}", "linear rise of 2 noise SD", steps, None,
                  _curve(steps, k, r, "linear", 2.0, "greater")),
-                ("curve", False, f"AR(1) noise, rho = {r}", "collapse by 2 noise SD (exp, scale 15 % of the run)", steps,
-                 None, _curve(steps, k, r, "collapse", 2.0, "less")),
+                ("curve", False, f"AR(1) noise, rho = {r}", "collapse by 2 noise SD (exp, scale 15 % of the run)",
+                 steps, None, _curve(steps, k, r, "collapse", 2.0, "less")),
                 ("two_curves", False, f"AR(1) noise, rho = {r}", "one run 1 noise SD higher", 2 * steps, None,
                  _two_curves(steps, k, r, 1.0))]
     return out

@@ -348,6 +348,8 @@ def _compute(c: Claim, inputs: _Inputs) -> tuple[Interval, list[str], list[str]]
         iv, missing = c.compute(inputs), ""
     except (FileNotFoundError, KeyError) as e:
         iv, missing = Interval(float("nan"), float("nan"), float("nan"), 0), f"missing: {e}"
+    except ValueError as e:       # malformed values (an answer that is not 0/1, ...): say which claim
+        raise ValueError(f"{c.claim}: {e}") from e
     notes = [missing] if missing else []
     notes += inputs.notes
     if iv.method:
@@ -420,7 +422,8 @@ def _notes(df: pd.DataFrame) -> list[str]:
 
 def _counts(df: pd.DataFrame) -> list[str]:
     """``better / worse`` items of each row (empty where the measure has no per-item values)."""
-    return [f"{int(b)} / {int(w)}" if not (pd.isna(b) or pd.isna(w)) else "" for b, w in zip(df["n_better"], df["n_worse"])]
+    return [f"{int(b)} / {int(w)}" if not (pd.isna(b) or pd.isna(w)) else ""
+            for b, w in zip(df["n_better"], df["n_worse"])]
 
 
 def format_p(p) -> str:
@@ -442,8 +445,8 @@ RULE_TEXT = [
     "input is missing. A difference of right/wrong answers (description, Q-Bench, and the Hard-Easy and \"keeps\"",
     "contrasts built from them) must also pass an exact test at 5 % (`p`: McNemar's exact test on the discordant",
     "pairs, an exact sign-flip test for the contrasts), and any difference of per-item values must rest on at least",
-    f"{MIN_DISCORDANT} items that differ between the models (`better / worse`: the items on which it goes the paper's way /",
-    "the other way); otherwise it is inconclusive. A training curve's window difference uses a moving-block standard",
+    f"{MIN_DISCORDANT} items that differ between the models (`better / worse`: the items on which it goes the paper's",
+    "way / the other way); otherwise it is inconclusive. A training curve's window difference uses a moving-block standard",
     "error on the curve's residuals around a quadratic trend (blocks as long as the residuals' autocorrelation, at",
     "least a window) and a critical value simulated on flat AR(1) curves of the same length with that",
     "autocorrelation, so that a flat, slowly wandering curve is not read as a trend. A model that gives every image",
@@ -457,7 +460,8 @@ def claims_markdown(df: pd.DataFrame, profile: str) -> str:
     """The claims table as ``CLAIMS.md`` shows it: ``value [low, high]``, the items for and against, p and the rule."""
     shown = pd.DataFrame({
         "claim": df["claim"], "paper": df["paper"], "measure": df["measure"],
-        "ours [95 % CI]": [format_interval(v, lo, hi, 3) or "—" for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
+        "ours [95 % CI]": [format_interval(v, lo, hi, 3) or "—"
+                           for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
         "n": df["n"], "better / worse": _counts(df), "p": [format_p(p) for p in df["p_value"]],
         "seeds": df["seeds"], "verdict": df["verdict"], "note": _notes(df)})
     counts = df["verdict"].value_counts()

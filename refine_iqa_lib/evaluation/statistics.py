@@ -178,7 +178,8 @@ def zero_if_constant(statistic: str | Callable) -> Callable:
 
     def counted(pred, mos, axis: int = -1):
         out = np.asarray(stat(pred, mos, axis=axis), dtype=float)
-        flat = (np.ptp(np.asarray(pred, dtype=float), axis=axis) == 0) & (np.ptp(np.asarray(mos, dtype=float), axis=axis) > 0)
+        flat = ((np.ptp(np.asarray(pred, dtype=float), axis=axis) == 0)
+                & (np.ptp(np.asarray(mos, dtype=float), axis=axis) > 0))
         return np.where(flat, 0.0, out)
 
     counted.__name__ = f"{getattr(stat, '__name__', 'statistic')}_zero_if_constant"
@@ -514,7 +515,8 @@ def retained_share_difference(later, gained, base, binary: bool, n_resamples: in
     """
     cols = [np.asarray(x, dtype=float).ravel() for x in (later, gained, base)]
     if len({c.size for c in cols}) != 1:
-        raise ValueError(f"retained_share_difference: {[c.size for c in cols]} values; expected the same items for all three")
+        raise ValueError(f"retained_share_difference: {[c.size for c in cols]} values; expected the same items "
+                         "for all three")
     if binary:
         for name, col in zip(("later", "gained", "base"), cols):
             _binary(col, f"retained_share_difference ({name})")
@@ -796,6 +798,10 @@ def curve_difference_ci(x, window: int, y=None, window_y: int | None = None, n_r
 # pooling over seeds
 
 
+def _first_ids(ids: list[str], shown: int = 5) -> str:
+    return ", ".join(ids[:shown]) + (", ..." if len(ids) > shown else "")
+
+
 def _check_same_items(intervals: Sequence[Interval], labels: Sequence) -> None:
     """Every interval that names its items names the same ones, in the same order, as the first."""
     named = [iv.items is not None for iv in intervals]
@@ -813,9 +819,9 @@ def _check_same_items(intervals: Sequence[Interval], labels: Sequence) -> None:
         extra = sorted(set(iv.items) - set(ref))
         what = []
         if lost:
-            what.append(f"lacks {len(lost)} item(s) of seed {labels[0]} ({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})")
+            what.append(f"lacks {len(lost)} item(s) of seed {labels[0]} ({_first_ids(lost)})")
         if extra:
-            what.append(f"has {len(extra)} item(s) seed {labels[0]} lacks ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})")
+            what.append(f"has {len(extra)} item(s) seed {labels[0]} lacks ({_first_ids(extra)})")
         if not what:
             what.append("holds the same items in another order")
         raise ValueError(f"pooled_over_seeds: seed {lab} " + " and ".join(what) + "; seeds are pooled over the same "
