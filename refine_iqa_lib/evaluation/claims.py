@@ -223,6 +223,7 @@ def _paper_t3(mode_label: str, dataset: str) -> float:
 def claims_spec(dataset: str = "koniq") -> list[Claim]:
     """The claims, in the paper's order; scoring claims on ``dataset`` (the first evaluated set)."""
     ds3, ds56 = _ds_header(dataset, T3_DATASETS), _ds_header(dataset, T56_DATASETS)
+
     def hard_minus_easy(i: _Inputs) -> Interval:
         ids_h, (h1, h0) = i.perception(("s1", "base"), "description", D.HARD)
         ids_e, (e1, e0) = i.perception(("s1", "base"), "description", D.EASY)
@@ -446,13 +447,13 @@ RULE_TEXT = [
     "contrasts built from them) must also pass an exact test at 5 % (`p`: McNemar's exact test on the discordant",
     "pairs, an exact sign-flip test for the contrasts), and any difference of per-item values must rest on at least",
     f"{MIN_DISCORDANT} items that differ between the models (`better / worse`: the items on which it goes the paper's",
-    "way / the other way); otherwise it is inconclusive. A training curve's window difference uses a moving-block standard",
-    "error on the curve's residuals around a quadratic trend (blocks as long as the residuals' autocorrelation, at",
-    "least a window) and a critical value simulated on flat AR(1) curves of the same length with that",
-    "autocorrelation, so that a flat, slowly wandering curve is not read as a trend. A model that gives every image",
-    "the same score counts as SRCC = PLCC = 0 (`degenerate`). \"Differ little\" is an equivalence: supports when the",
-    f"interval lies inside ±{EQUIVALENCE_MARGIN} SRCC, contradicts when wholly outside. On synthetic data without an",
-    "effect this rule gives a verdict at most about 5 % of the time (`refine_iqa_lib.evaluation.calibration`).",
+    "way / the other way); otherwise it is inconclusive. A training curve's window difference uses a moving-block",
+    "standard error on the curve's residuals around a quadratic trend (blocks as long as the residuals'",
+    "autocorrelation, at least a window) and a critical value simulated on flat AR(1) curves of the same length with",
+    "that autocorrelation, so that a flat, slowly wandering curve is not read as a trend. A model that gives every",
+    "image the same score counts as SRCC = PLCC = 0 (`degenerate`). \"Differ little\" is an equivalence: supports",
+    f"when the interval lies inside ±{EQUIVALENCE_MARGIN} SRCC, contradicts when wholly outside. On synthetic data",
+    "without an effect this rule gives a verdict at most about 5 % of the time (`refine_iqa_lib.evaluation.calibration`).",
 ]
 
 
