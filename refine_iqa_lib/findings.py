@@ -18,8 +18,10 @@ one run. This command:
    evaluation subsets and bootstrap seeds come from the top-level ``seed``, which stays fixed);
 3. :func:`refine_iqa_lib.evaluation.claims.build_claims_over_seeds` writes ``CLAIMS.md``,
    ``claims_<profile>.csv`` (mean over seeds, two-stage bootstrap interval over seeds and items,
-   per-seed values and verdicts) and ``claims_per_seed_<profile>.csv`` to ``--out``
-   (``results/findings/``), with ``timings.json`` (seconds per step and seed).
+   the exact test on all seeds' items, per-seed values and verdicts) and ``claims_per_seed_<profile>.csv``
+   to ``--out`` (``results/findings/``), with ``timings.json`` (seconds per step and seed). Every seed
+   is judged on the same test items, matched by id: a seed whose evaluation lacks or adds items
+   stops the command with an error naming the claim, the seed and the items.
 
 Runs and evaluations that already finished are reused (each seed's folder resumes), so an
 interrupted ``make findings`` continues where it stopped.

@@ -1,6 +1,8 @@
 """The claims table: built from prediction files only, paired over matched ids, one verdict rule."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,7 +87,8 @@ def test_claims_from_planted_effects(cfg):
     _metrics(cfg, rng)
     df = C.build_claims(cfg)
     assert list(df.columns) == C.COLUMNS
-    assert list(df.columns[:9]) == ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "seeds", "verdict"]
+    assert list(df.columns) == ["claim", "paper", "measure", "value", "ci_low", "ci_high", "n", "n_better", "n_worse",
+                                "p_value", "seeds", "verdict", "degenerate", "note"]
     by = df.set_index("claim")
     verdicts = by["verdict"].to_dict()
 
@@ -127,7 +130,8 @@ def test_claims_from_planted_effects(cfg):
     back = pd.read_csv(csv)
     assert list(back.columns) == C.COLUMNS and len(back) == len(df)
     text = md.read_text()
-    assert "*supports*: the whole interval lies on the paper's side of 0" in text and "| claim " in text
+    assert "*supports*: the whole interval" in text and "McNemar's exact test" in text and "| claim " in text
+    assert re.search(r"\| better / worse +\| p +\|", text)
     assert C.build_claims(cfg, write=False).equals(df)  # seeded: the same table again
 
 
@@ -199,3 +203,94 @@ def test_claims_rows_select_by_reference(cfg):
     assert list(rows.columns) == ["claim", "measure", "ours [95 % CI]", "n", "verdict", "note"]
     assert rows.loc[0, "verdict"] == "supports" and "[" in rows.loc[0, "ours [95 % CI]"]
     assert not C.claims_paths(cfg)[0].exists()   # nothing written
+
+
+def _description(cfg, models: dict, categories=None):
+    """Perception files whose description values are ``models[name]`` (grounding = the same values)."""
+    out = cfg.work_dir / "eval" / "perception"
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(next(iter(models.values())))
+    cats = categories or [D.DISTORTIONS[i % len(D.DISTORTIONS)] for i in range(n)]
+    ids = [f"im{i:04d}" for i in range(n)]
+    for name, values in models.items():
+        pd.concat([pd.DataFrame({"image_id": ids, "category": cats, "value": values, "task": "description"}),
+                   pd.DataFrame({"image_id": ids, "category": cats, "value": values, "task": "grounding"})]
+                  ).to_csv(out / f"{name}__images.csv", index=False)
+
+
+def test_four_discordant_images_decide_nothing(cfg):
+    """1,003 images on which S1 and the base disagree on 4, the base right on all 4: the interval lies below 0
+    (the old rule said 'contradicts'); McNemar's exact p is 0.125, so the row is inconclusive and says why."""
+    base = np.r_[np.ones(4), np.tile([1.0, 0.0], 499), [1.0]]
+    s1 = np.r_[np.zeros(4), base[4:]]
+    _description(cfg, {"base": base, "s1": s1, "s2": s1})
+    by = C.build_claims(cfg, write=False).set_index("claim")
+    r = by.loc["Stage-1 raises description accuracy (Table 1)"]
+    assert r["ci_high"] < 0                                       # the interval alone would contradict
+    assert (r["n_better"], r["n_worse"], r["p_value"], r["verdict"]) == (0, 4, 0.125, "inconclusive")
+    assert "4 item(s) differ between the models: under 10, no verdict" in r["note"]
+    hard = by.loc["Stage-1's gains are larger on Hard than on Easy distortions (Table 1)"]
+    keeps = by.loc["S2 keeps most of S1's perception: description (Table 1)"]
+    assert hard["verdict"] == keeps["verdict"] == "inconclusive"
+    assert hard["n_better"] + hard["n_worse"] == 4 and keeps["n_worse"] == 4
+    assert np.isnan(by.loc["Stage-1 raises grounding IoU (Table 2)", "p_value"])    # IoU: the interval decides
+
+
+def test_a_constant_predictor_loses_and_is_named(cfg):
+    """Every numeric answer unparsable and scored 2.5 (Table 6 row 3): SRCC and PLCC of the constant predictor
+    count as 0, so probability-based inference is judged better, and the row names the degenerate model and
+    the parse failures; scores dropped by eval.unparsable=drop are scored the fallback as well."""
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(0, 5, N_PICTURES)
+    out = cfg.work_dir / "eval" / "scoring"
+    out.mkdir(parents=True)
+    images = [f"/x/p{i}.png" for i in range(N_PICTURES)]
+    prob = mos + rng.normal(0, 2.0, N_PICTURES)
+    pd.DataFrame({"image": images, "mos": mos, "pred": prob, "pred_used": prob}).to_csv(
+        out / "s2__koniq__no_think__prob.csv", index=False)
+    for used in (2.5, np.nan):                                     # fallback, then drop
+        pd.DataFrame({"image": images, "mos": mos, "pred": np.nan, "pred_used": used}).to_csv(
+            out / "s2__koniq__no_think__num.csv", index=False)
+        r = C.build_claims(cfg, write=False).set_index("claim").loc[
+            "Probability-based beats numeric inference (Table 6 row 3, KonIQ)"]
+        assert r["verdict"] == "supports" and r["ci_low"] > 0 and r["n"] == N_PICTURES
+        assert r["degenerate"] == ("s2 (no_think, num) gives every image the same score (2.5): its SRCC and PLCC "
+                                   "count as 0")
+        assert (f"unparsable answers (scored the fallback): s2 (no_think, prob) 0/{N_PICTURES}, "
+                f"s2 (no_think, num) {N_PICTURES}/{N_PICTURES}") in r["note"]
+        assert np.isnan(r["p_value"]) and pd.isna(r["n_better"])
+    text = C.claims_markdown(C.build_claims(cfg, write=False), "smoke")
+    assert "degenerate: s2 (no_think, num) gives every image the same score" in text
+
+
+def test_seeds_over_different_items_are_an_error(tmp_path):
+    cfgs = {}
+    for seed in (0, 1):
+        cfgs[seed] = load_config("smoke", {"paths.work_dir": str(tmp_path / f"s{seed}" / "work"),
+                                           "paths.results_dir": str(tmp_path / f"s{seed}" / "results")})
+        _perception(cfgs[seed], np.random.default_rng(seed))
+    out = cfgs[1].work_dir / "eval" / "perception"
+    for name in ("base", "s1", "s2"):       # seed 1 evaluated without three images
+        df = pd.read_csv(out / f"{name}__images.csv")
+        df[~df["image_id"].isin(["im0000", "im0001", "im0002"])].to_csv(out / f"{name}__images.csv", index=False)
+    with pytest.raises(ValueError, match=r"Stage-1 raises description accuracy \(Table 1\): pooled_over_seeds: seed 1 "
+                                         r"lacks 3 item\(s\) of seed 0 \(im0000, im0001, im0002\)"):
+        C.build_claims_over_seeds(cfgs)
+
+
+def test_a_flat_wandering_curve_is_not_a_collapse(cfg):
+    """Think tokens that only wander (AR(1), rho = 0.9, no trend) over 150 logged steps: no verdict."""
+    from refine_iqa_lib.evaluation.statistics import ar1_curves
+
+    rng = np.random.default_rng(3)
+    runs = model_paths(cfg)
+    for name in ("s2", "s2_no_pd"):
+        think = 40 + 8 * ar1_curves(0.9, (150,), rng)
+        write_jsonl(runs[name] / "metrics.jsonl", [{"kind": "step", "step": s + 1, "refine/think_tokens": float(t)}
+                                                   for s, t in enumerate(think)])
+    by = C.build_claims(cfg, write=False).set_index("claim")
+    for claim in ("Without PD the think collapses during training (Table 6 row 1)",
+                  "Without PD the think ends shorter than with it (Table 6 row 1)"):
+        assert by.loc[claim, "verdict"] == "inconclusive", by.loc[claim].to_dict()
+        assert "moving-block t" in by.loc[claim, "note"]
+    assert by.loc["Without PD the think collapses during training (Table 6 row 1)", "n"] == 150

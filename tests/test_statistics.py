@@ -1,12 +1,19 @@
-"""Bootstrap intervals (against scipy.stats.bootstrap), the paired difference, the verdict rule."""
+"""Bootstrap intervals (against scipy.stats.bootstrap), the paired difference, the exact tests of paired
+answers, the curve rule, the verdict rule."""
 from __future__ import annotations
+
+import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from refine_iqa_lib.evaluation.statistics import (bootstrap_ci, format_interval, interval_record, paired_difference_ci,
-                                                  srcc_stat, verdict)
+from refine_iqa_lib.evaluation.statistics import (COUNTS_ONLY, MCNEMAR, N_RESAMPLES, SIGN_FLIP, ar1_curves,
+                                                  average_ranks, bootstrap_ci, correlation_difference, curve_difference_ci,
+                                                  format_interval, interval_record, is_constant, judge, mean_difference,
+                                                  paired_difference_ci, paired_mean_difference, pooled_over_seeds,
+                                                  sign_flip_test, srcc_stat, verdict, window_difference)
 
 
 def test_mean_interval_is_scipy_percentile_bootstrap():
@@ -137,3 +144,142 @@ def test_independent_samples_may_differ_in_size():
     assert iv.n == 130 and iv.value == pytest.approx(hard.mean() - easy.mean()) and iv.low > 0
     with pytest.raises(ValueError, match="unequal length"):
         bootstrap_ci((hard, easy), "srcc")
+
+
+# --------------------------------------------------------------------------------------------
+# exact tests of paired answers, the verdict rule, constant predictors, curves, pooling by item id
+
+
+def test_average_ranks_are_scipys_on_a_batch_with_ties():
+    x = np.random.default_rng(3).integers(0, 7, size=(50, 40)).astype(float)
+    assert np.array_equal(average_ranks(x, axis=-1), stats.rankdata(x, axis=-1))
+    assert np.array_equal(average_ranks(x.T, axis=0), stats.rankdata(x.T, axis=0))
+
+
+def test_sign_flip_test_is_mcnemar_for_answers_and_exact_for_contrasts():
+    rng = np.random.default_rng(0)
+    a, b = rng.binomial(1, 0.6, 300), rng.binomial(1, 0.5, 300)
+    t = sign_flip_test((a - b) / 300)
+    up, down = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    assert (t.n_positive, t.n_negative, t.method) == (up, down, MCNEMAR)
+    assert t.p_value == pytest.approx(stats.binomtest(up, up + down, 0.5).pvalue, rel=1e-12)
+    # two magnitudes (s2 - (s1 + base) / 2 of 0/1 answers): the p of all 2^m sign patterns, by brute force
+    c = np.array([0.5, 0.5, -0.5, 0.5, 1.0, 1.0, -1.0, 0.5, 0.0, 1.0, 0.5])
+    nz = c[c != 0]
+    signs = np.array(list(itertools.product((-1, 1), repeat=nz.size)))
+    brute = float((np.abs(signs @ np.abs(nz)) >= abs(c.sum()) - 1e-12).mean())
+    got = sign_flip_test(c)
+    assert got.method == SIGN_FLIP and got.p_value == pytest.approx(brute, rel=1e-12)
+    assert (got.n_positive, got.n_negative) == (8, 2)
+    with pytest.raises(ValueError, match="magnitudes"):
+        sign_flip_test([0.1, 0.2, 0.3])
+    assert np.isnan(sign_flip_test([0.1, -0.2, 0.3], exact=False).p_value)
+
+
+def test_a_handful_of_discordant_pairs_is_never_a_verdict():
+    """1,003 images, S1 and the base disagreeing on 4 (the base right on all 4): the percentile interval
+    lies below 0 (the old 'contradicts'), McNemar's exact p is 0.125: inconclusive."""
+    base = np.r_[np.ones(4), np.tile([1.0, 0.0], 499), [1.0]]
+    s1 = np.r_[np.zeros(4), base[4:]]
+    d = paired_mean_difference(s1, base, binary=True, seed=0)
+    assert d.high < 0 and verdict(d.low, d.high) == "contradicts"        # the interval alone would decide
+    assert (d.test.n_positive, d.test.n_negative, d.test.p_value) == (0, 4, 0.125)
+    assert judge(d) == "inconclusive"
+    five = paired_mean_difference(np.r_[np.ones(5), base[5:]], np.r_[np.zeros(5), base[5:]], binary=True, seed=0)
+    assert five.low > 0 and five.test.p_value == 0.0625 and judge(five) == "inconclusive"
+    two = paired_mean_difference([1.0, 1.0], [0.0, 0.0], binary=True, seed=0)
+    assert (two.low, two.high) == (1.0, 1.0) and judge(two) == "inconclusive"   # a [1, 1] interval on 2 items
+    # 12 discordant pairs, 11 one way: p = 0.006 and the interval agrees
+    many = paired_mean_difference(np.r_[np.ones(11), 0.0, base[12:]], np.r_[np.zeros(11), 1.0, base[12:]],
+                                  binary=True, seed=0)
+    assert many.test.p_value < 0.01 and many.low > 0 and judge(many) == "supports"
+    assert many.test.oriented("greater") == (11, 1) and many.test.oriented("less") == (1, 11)
+    with pytest.raises(ValueError, match="0/1"):
+        paired_mean_difference([0.5, 1.0], [0.0, 1.0], binary=True)
+
+
+def test_continuous_differences_need_ten_items_that_differ():
+    x = np.linspace(0.1, 0.9, 200)
+    few = x.copy()
+    few[:6] += 0.5                                                  # 6 images differ, all up
+    d = paired_mean_difference(few, x, binary=False, seed=0)
+    assert d.low > 0 and np.isnan(d.test.p_value) and d.test.method == COUNTS_ONLY
+    assert judge(d) == "inconclusive"
+    more = x.copy()
+    more[:12] += 0.5
+    assert judge(paired_mean_difference(more, x, binary=False, seed=0)) == "supports"
+
+
+def test_a_constant_predictor_counts_zero_and_loses():
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(0, 5, 300)
+    good, flat = mos + rng.normal(0, 2.0, 300), np.full(300, 2.5)
+    # without the rule the difference is undefined and nothing can be decided
+    assert np.isnan(paired_difference_ci((good, mos), (flat, mos), "srcc", seed=0).value)
+    d = correlation_difference(good, flat, mos, "srcc_plcc_mean", seed=0)
+    assert d.value == pytest.approx(0.5 * (stats.spearmanr(good, mos).statistic + stats.pearsonr(good, mos).statistic))
+    assert d.low > 0 and judge(d) == "supports" and judge(d, "less") == "contradicts"
+    same = correlation_difference(flat, flat.copy(), mos, "srcc", seed=0)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0) and judge(same) == "inconclusive"
+    assert is_constant(flat) and not is_constant(good)
+
+
+def test_curve_rule_stays_near_5_percent_on_flat_autocorrelated_curves():
+    """Flat AR(1) curves as long as the tiny profile's Stage-2 run, the claims' 10 % windows, 1,000 curves
+    per autocorrelation: the verdict rate stays <= 7 % (Monte-Carlo error about +-1.4 %), where resampling
+    the windows' steps as independent gives 9.5 % / 36.5 % / 74 %."""
+    from refine_iqa_lib.config import load_config
+    from refine_iqa_lib.evaluation.claims import WINDOW
+
+    steps = int(load_config("tiny").stage2.max_steps)
+    k = max(1, round(steps * WINDOW))
+    rng = np.random.default_rng(2024)
+    rates = {}
+    for rho in (0.0, 0.6, 0.9):
+        x, y = ar1_curves(rho, (1000, steps), rng), ar1_curves(rho, (1000, steps), rng)
+        one, two = window_difference(x, k), window_difference(x, k, y, k)
+        rates[rho] = tuple(float(((o["low"] > 0) | (o["high"] < 0)).mean()) for o in (one, two))
+    print("flat AR(1) curves, verdict rate (one curve, two curves):", rates)
+    assert all(r <= 0.07 for pair in rates.values() for r in pair), rates
+    # the rule it replaces: the two windows' steps resampled as independent
+    old = [bootstrap_ci((c[-k:], c[:k]), mean_difference, paired=False, n_resamples=500, seed=i)
+           for i, c in enumerate(ar1_curves(0.6, (150, steps), rng))]
+    assert np.mean([verdict(iv.low, iv.high) != "inconclusive" for iv in old]) > 0.2
+
+
+def test_curve_difference_ci_finds_a_collapse_and_refuses_short_curves():
+    rng = np.random.default_rng(1)
+    t = np.linspace(0, 1, 150)
+    think = 60 - 50 * (1 - np.exp(-t / 0.15)) + 3 * ar1_curves(0.5, (150,), rng)
+    iv = curve_difference_ci(think, 15)
+    assert iv.value == pytest.approx(think[-15:].mean() - think[:15].mean())
+    assert iv.high < 0 and judge(iv, "less") == "supports" and "moving-block" in iv.method
+    assert len(iv.distribution) == N_RESAMPLES and np.isfinite(iv.distribution).all()
+    full = 60 + 3 * ar1_curves(0.5, (150,), rng)
+    two = curve_difference_ci(think, 15, full, 15)
+    assert two.n == 300 and judge(two, "less") == "supports"
+    short = curve_difference_ci(think[::30], 1)
+    assert np.isnan(short.low) and judge(short) == "inconclusive" and "too short" in short.method
+
+
+def test_pooling_over_seeds_checks_item_ids_and_pools_the_exact_test():
+    rng = np.random.default_rng(0)
+    ids = [f"im{i}" for i in range(200)]
+    seeds = []
+    for _ in range(3):
+        b = rng.binomial(1, 0.5, 200)
+        a = np.where(rng.random(200) < 0.1, 1, b)
+        seeds.append(paired_mean_difference(a, b, binary=True, seed=0, items=ids))
+    pooled = pooled_over_seeds(seeds, labels=[0, 1, 2])
+    assert pooled.test.n_positive == sum(s.test.n_positive for s in seeds)
+    assert pooled.test.n_negative == sum(s.test.n_negative for s in seeds)
+    assert pooled.test.method == MCNEMAR and pooled.items == tuple(ids) and judge(pooled) == "supports"
+    lacking = paired_mean_difference(np.ones(197), np.zeros(197), binary=True, seed=0, items=ids[3:])
+    with pytest.raises(ValueError, match=r"seed 7 lacks 3 item\(s\) of seed 0 \(im0, im1, im2\)"):
+        pooled_over_seeds([seeds[0], seeds[1], lacking], labels=[0, 4, 7])
+    reordered = replace(seeds[1], items=tuple(reversed(ids)))
+    with pytest.raises(ValueError, match="same items in another order"):
+        pooled_over_seeds([seeds[0], reordered], labels=[0, 1])
+    unnamed = replace(seeds[1], items=None)
+    with pytest.raises(ValueError, match="do not name their items"):
+        pooled_over_seeds([seeds[0], unnamed], labels=[0, 1])

@@ -38,16 +38,19 @@ def perception_values(pred_dir: str | Path, model: str, task: str = "description
                         index=df["image_id"].astype(str).to_numpy())
 
 
-def scoring_values(pred_dir: str | Path, model: str, dataset: str, mode: str, method: str) -> pd.DataFrame:
-    """``pred`` (the prediction the correlations used) and ``mos`` per image, indexed by image path;
-    images whose prediction was dropped (``eval.unparsable: drop``) are left out."""
+def scoring_values(pred_dir: str | Path, model: str, dataset: str, mode: str, method: str,
+                   keep_dropped: bool = False) -> pd.DataFrame:
+    """``pred`` (the prediction the correlations used), ``mos`` and ``parsed`` (the answer held a
+    number; always true for ``prob``) per image, indexed by image path. Images whose prediction was
+    dropped (``eval.unparsable: drop``) are left out, or kept with a NaN ``pred`` when ``keep_dropped``."""
     path = _need(Path(pred_dir) / "scoring" / f"{model}__{dataset}__{mode}__{method}.csv",
                  f"per-image scores of {model!r} ({dataset}, {mode}, {method})")
     df = pd.read_csv(path)
     pred = df["pred_used"] if "pred_used" in df.columns else df["pred"]
-    out = pd.DataFrame({"pred": pred.to_numpy(dtype=float), "mos": df["mos"].to_numpy(dtype=float)},
+    out = pd.DataFrame({"pred": pred.to_numpy(dtype=float), "mos": df["mos"].to_numpy(dtype=float),
+                        "parsed": np.isfinite(df["pred"].to_numpy(dtype=float))},
                        index=df["image"].astype(str))
-    return out[np.isfinite(out["pred"])]
+    return out if keep_dropped else out[np.isfinite(out["pred"])]
 
 
 def qbench_values(pred_dir: str | Path, model: str, mode: str) -> pd.DataFrame:
