@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+from refine_iqa_lib.standin.world import photo_ids
 from refine_iqa_lib.standin.world import load_photo
 from refine_iqa_lib.data.distortions import DISTORTIONS, VARIANTS, distort
 
@@ -24,7 +24,7 @@ SIZE = (512, 384)  # width, height (KonIQ's 512x384)
 
 
 def _photos(n: int) -> list[np.ndarray]:
-    return [cv2.resize(load_photo(name), SIZE, interpolation=cv2.INTER_AREA) for name in SCENE_PHOTOS[:n]]
+    return [cv2.resize(load_photo(name), SIZE, interpolation=cv2.INTER_AREA) for name in photo_ids()[:n]]
 
 
 def _png(img: np.ndarray) -> bytes:

@@ -87,6 +87,10 @@ class PerceptionConfig:
     categories: list = field(default_factory=list)  # distortion pool; [] = all 12
     severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
     options: str = "paper"                # answer pools: paper (12 types, 5 severities, every distractor) | compact
+    # how the paper pools' options are listed: fixed (types in the engine's order, severities slight ->
+    # very severe, objects left to right) | shuffled (seeded). The stand-in cannot bind a letter to a
+    # shuffled option (measured in standin/pretrain_data.py), so fixed is the default at both scales.
+    option_order: str = "fixed"
                                           # (object distractors: the max_objects largest objects, less same-name
                                           # ones and those mostly inside the target's box)
     n_options: int = 4                    # options per multiple-choice question in the compact layout
@@ -161,13 +165,12 @@ class PretrainConfig:
 
     n_samples: int = 6000
     image_size: int = 112                 # longest side of the pictures shown (a multiple of 28)
-    task_shares: dict = field(default_factory=lambda: {"name_object": 0.15, "object_box": 0.2,
-                                                       "distortion_type": 0.25, "distortion_severity": 0.15,
-                                                       "rate_attribute": 0.25})
-    think_share: float = 0.5              # share of samples in think mode (the rest: no-think)
-    n_options: int = 4                    # options of name_object (the distortion tasks list every family / word)
+    task_shares: dict = field(default_factory=lambda: {"name_object": 0.1, "object_name": 0.0, "object_box": 0.0,
+                                                       "distortion_type": 0.28, "distortion_severity": 0.17,
+                                                       "distortion_box": 0.2, "rate_attribute": 0.25})
+    think_share: float = 0.35             # share of samples in think mode (the rest: no-think)
     pristine_share: float = 0.08          # distortion_type: share of undistorted pictures (answer "none")
-    region_share: float = 0.5             # share of distortions confined to a random rectangle (never an object box)
+    region_share: float = 0.6             # share of distortions confined to a random rectangle (never an object box)
     composite_share: float = 0.5          # distortion / rating pictures that are composite scenes (the rest: photo windows)
     # rate_attribute's attributes (standin.pretrain_data.ATTRIBUTES)
     attributes: list = field(default_factory=lambda: ["bright", "colourful", "sharp", "contrasty", "undistorted"])
@@ -536,6 +539,7 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("perception.max_objects", _ge(1), ">= 1"),
     ("perception.n_options", _ge(2), ">= 2 options per question"),
     ("perception.options", _one_of(("paper", "compact")), "one of paper, compact"),
+    ("perception.option_order", _one_of(("fixed", "shuffled")), "fixed or shuffled (how the paper pools' options are listed)"),
     ("perception.samples_per_image", _pos, "> 0"),
     ("perception.test_forms", _subset(("fr", "nr")), "a non-empty list of fr, nr"),
     ("perception.sample_modes", _subset(MODES), "a non-empty list of no_think, think"),
@@ -549,10 +553,9 @@ VALUE_RULES: tuple[tuple[str, Any, str], ...] = (
     ("pretrain.image_size", lambda v: v >= 56 and v % 28 == 0, "a multiple of 28, at least 56 (Qwen2.5-VL patches)"),
     ("pretrain.task_shares", lambda v: bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                       and x >= 0 for x in v.values()) and sum(v.values()) > 0,
-     "a mapping task -> share >= 0 with a positive sum (tasks: name_object, object_box, distortion_type, "
-     "distortion_severity, rate_attribute)"),
+     "a mapping task -> share >= 0 with a positive sum (tasks: name_object, object_name, object_box, "
+     "distortion_type, distortion_severity, distortion_box, rate_attribute)"),
     ("pretrain.think_share", _unit, "a share in [0, 1]"),
-    ("pretrain.n_options", _ge(2), ">= 2 options per question"),
     ("pretrain.pristine_share", _unit, "a share in [0, 1]"),
     ("pretrain.region_share", _unit, "a share in [0, 1]"),
     ("pretrain.composite_share", _unit, "a share in [0, 1]"),

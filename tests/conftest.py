@@ -59,3 +59,15 @@ def damaged_images(tmp_path):
             p.write_bytes(cut)
             out["bad"].append(str(p))
     return out
+
+
+def photo_objects(name: str):
+    """Hand-annotated objects of an installed photograph (``tests/data/photo_objects.json``): a list
+    of :class:`refine_iqa_lib.data.sources.SceneObject` in the photograph's pixels."""
+    import json
+    from pathlib import Path
+
+    from refine_iqa_lib.data.sources import SceneObject
+
+    data = json.loads((Path(__file__).parent / "data" / "photo_objects.json").read_text())["photos"][name]
+    return [SceneObject(o["name"], tuple(o["bbox"])) for o in data["objects"]]

@@ -16,8 +16,8 @@ from refine_iqa_lib.data.build import build_perception_dataset, main
 from refine_iqa_lib.data.review import ReviewPanel
 from refine_iqa_lib.data.sources import DataError
 from refine_iqa_lib.data.stage1 import load_perception_images, load_stage1_dataset
-from refine_iqa_lib.standin.scenes import load_embedded_annotations
 from refine_iqa_lib.standin.world import load_photo
+from conftest import photo_objects
 
 REQUIRED = ["id", "image", "reference", "task", "form", "mode", "prompt", "options", "answer", "bbox",
             "category", "severity", "object", "split", "image_id"]
@@ -167,7 +167,7 @@ def _write_user_images(folder):
     """A JSONL source with one good image and one of each kind of bad input."""
     folder.mkdir()
     photo = load_photo("coffee")
-    objs = [o.to_dict() for o in load_embedded_annotations()["coffee"]]
+    objs = [o.to_dict() for o in photo_objects("coffee")]
     Image.fromarray(photo).save(folder / "good.png")
     Image.fromarray(photo).convert("L").save(folder / "gray.png")
     Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 200, np.uint8)])).save(folder / "rgba.png")

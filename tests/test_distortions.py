@@ -15,7 +15,7 @@ import refine_iqa_lib.data.distortions as D
 from refine_iqa_lib.data.distortions import (ALLOWED_PAIRS, DISTORTIONS, EASY, HARD, SEVERITIES, VARIANTS, distort,
                                         distort_pair, distort_pair_with_info, distort_with_info, strength,
                                         to_rgb_uint8)
-from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+from refine_iqa_lib.standin.world import photo_ids
 from refine_iqa_lib.standin.world import load_photo
 
 ALL_VARIANTS = [(c, v) for c in DISTORTIONS for v in VARIANTS[c]]
@@ -205,7 +205,7 @@ def test_jpeg2000_roughly_hits_its_psnr_target():
 # --------------------------------------------------------------------------- strength rises with severity
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return [_photo(n, 144) for n in SCENE_PHOTOS[:5]]
+    return [_photo(n, 144) for n in photo_ids()[:5]]
 
 
 @pytest.mark.parametrize("category,variant", ALL_VARIANTS)

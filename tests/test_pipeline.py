@@ -15,8 +15,8 @@ from refine_iqa_lib.data.pipeline import (QUALITY_SCORERS, PipelineParams, apply
                                           register_quality_scorer, standardise, scene_split,
                                           technical_quality, valid_distractors)
 from refine_iqa_lib.data.sources import DataError, SceneObject, SourceRecord
-from refine_iqa_lib.standin.scenes import load_embedded_annotations
 from refine_iqa_lib.standin.world import load_photo
+from conftest import photo_objects
 
 
 def test_technical_quality_orders_defects():
@@ -106,8 +106,7 @@ def _scene(objs, array=None, path=None):
 
 
 def test_process_scene_end_to_end_and_deterministic():
-    ann = load_embedded_annotations()
-    rec = _scene(list(ann["motorcycle_left"]), array=load_photo("motorcycle_left"))
+    rec = _scene(photo_objects("motorcycle_left"), array=load_photo("motorcycle_left"))
     params = PipelineParams(max_pixels=112 * 112)
     a, b = process_scene(3, rec, params), process_scene(3, rec, params)
     assert a.reached == ["decoded", "quality", "objects"]
@@ -125,7 +124,7 @@ def test_process_scene_end_to_end_and_deterministic():
 
 def test_process_scene_bad_inputs(tmp_path):
     photo = load_photo("coffee")
-    objs = list(load_embedded_annotations()["coffee"])
+    objs = list(photo_objects("coffee"))
     Image.fromarray(photo).save(tmp_path / "ok.png")
     data = (tmp_path / "ok.png").read_bytes()
     (tmp_path / "trunc.png").write_bytes(data[:1000])

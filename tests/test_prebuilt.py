@@ -10,7 +10,8 @@ import pytest
 
 from refine_iqa_lib.config import load_config
 from refine_iqa_lib.runs import is_complete
-from refine_iqa_lib.standin.prebuilt import PREBUILT_FILE, export_prebuilt, key_hash, warmup_key, warmup_settings
+from refine_iqa_lib.standin.prebuilt import (MANIFEST_FILE, PREBUILT_FILE, export_prebuilt, key_hash, warmup_key,
+                                            warmup_settings)
 from refine_iqa_lib.training.run import resolve_init, run_stage, stage_fingerprint
 
 
@@ -39,6 +40,9 @@ def test_the_regenerating_command_writes_a_committed_folder(cfg, exported):
     init, _ = resolve_init(cfg, "warmup")
     assert stamp["key_hash"] == key_hash(warmup_key(cfg, init)) and stamp["key"]["data"]["rows"] == 6
     assert "prebuilt" not in stamp["key"]["warmup"] and "save_steps" not in stamp["key"]["warmup"]
+    assert {"python", "torch", "numpy", "pillow", "scipy"} <= set(stamp["versions"])    # the stack it was made with
+    manifest = (exported / MANIFEST_FILE).read_text().splitlines()
+    assert manifest[0] == "id,text,pixels" and len(manifest) - 1 == stamp["key"]["data"]["samples"]
 
 
 def test_a_matching_key_is_adopted_without_training(cfg, exported, tmp_path, caplog):
@@ -58,7 +62,45 @@ def test_a_different_key_trains_and_names_the_difference(cfg, exported, tmp_path
     with caplog.at_level(logging.INFO, logger="refine_iqa_lib"):
         run = run_stage(other, "warmup", run_dir=tmp_path / "run", resume=True)
     assert is_complete(run) and (run / "checkpoints").exists()
-    assert "differs in: warmup.learning_rate" in caplog.text and "make standin" in caplog.text
+    assert "settings or model: warmup.learning_rate" in caplog.text and "make standin" in caplog.text
+
+
+def test_the_key_holds_pixels_not_file_bytes_and_a_change_is_named(cfg, exported, tmp_path, caplog):
+    """Re-encoding every pre-training picture (same pixels, other bytes, as an encoder update does)
+    keeps the key; changing one picture's pixels changes it, and the log names that sample."""
+    import numpy as np
+    from PIL import Image
+
+    from refine_iqa_lib.io import read_jsonl
+    from refine_iqa_lib.standin.pretrain_data import pretrain_dir
+
+    init, _ = resolve_init(cfg, "warmup")
+    before = warmup_key(cfg, init)
+    from refine_iqa_lib.standin.pretraining import warmup_frame
+
+    rows = read_jsonl(pretrain_dir(cfg) / "samples.jsonl")
+    used = warmup_frame(cfg)["id"][0]                       # a sample the warm-up trains on
+    row = next(r for r in rows if r["id"] == used)
+    first = pretrain_dir(cfg) / row["images"][0]
+    original = first.read_bytes()
+    try:
+        for r in rows:
+            path = pretrain_dir(cfg) / r["images"][0]
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+            Image.fromarray(arr).save(path, format="PNG", compress_level=9)
+        assert first.read_bytes() != original and warmup_key(cfg, init) == before
+        with Image.open(first) as im:
+            arr = np.array(im)
+        arr[0, 0] = 255 - arr[0, 0]
+        Image.fromarray(arr).save(first)
+        assert warmup_key(cfg, init)["data"]["sha256"] != before["data"]["sha256"]
+        with caplog.at_level(logging.INFO, logger="refine_iqa_lib"):
+            run = run_stage(cfg, "warmup", run_dir=tmp_path / "run", resume=True)
+        assert is_complete(run) and (run / "checkpoints").exists()
+        assert f"{used} {first.name} (pixels)" in caplog.text and "samples differ" in caplog.text
+    finally:
+        first.write_bytes(original)
 
 
 def test_a_missing_folder_trains_and_the_switch_is_off_by_default(cfg, tmp_path, caplog):
@@ -76,8 +118,8 @@ def test_export_refuses_an_unfinished_run(cfg, tmp_path):
 
 
 def test_the_tiny_profiles_settings_still_match_the_committed_key():
-    """The committed base is adopted only on an exact key: the tiny profile's warm-up settings (with
-    the retired recipe fields held fixed), model and launch parts are those it was trained with.
+    """The committed base is adopted only on an exact key: the tiny profile's warm-up settings,
+    model and launch parts are those it was trained with.
     (The data part needs the tiny build; it is checked whenever `make reproduce` adopts the base.)"""
     tiny = load_config("tiny")
     committed = json.loads((tiny.resolve(tiny.warmup.prebuilt) / PREBUILT_FILE).read_text())["key"]

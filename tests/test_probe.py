@@ -12,7 +12,7 @@ from refine_iqa_lib.data.audit import audit_splits
 from refine_iqa_lib.data.distortions import DISTORTIONS
 from refine_iqa_lib.standin.scoring_set import photo_splits
 from refine_iqa_lib.standin.probe import (
-    PRISTINE, PROBE_SITES, leave_one_photo_out, linear_probe, probe_images, probe_report, probe_table, selection_score,
+    PRISTINE, PROBE_SITES, linear_probe, probe_images, probe_report, probe_table,
     vision_features, visible_families,
 )
 
@@ -75,7 +75,7 @@ def test_probe_images_cover_every_cell_and_are_deterministic():
 
 
 def test_train_and_test_pictures_come_from_disjoint_photographs():
-    splits = photo_splits(0)
+    splits = photo_splits()
     img_tr, y_tr = probe_images(0, 5, 56, "training")
     img_te, y_te = probe_images(0, 2, 56, "test")
     assert set(y_tr["photo"]) == set(splits["training"]) and set(y_te["photo"]) == set(splits["test"])
@@ -172,35 +172,6 @@ def test_tokenizer_corpus_switch_keeps_the_default_and_shortens_thinks(tiny_mode
     assert [len(pretrain(d)["input_ids"]) for d in ("0", "12")] == [1, 2]   # digits stay single tokens
     with pytest.raises(ValueError, match="expected one of"):
         build_tiny_model(tmp_path / "bad", arch={"tokenizer_corpus": "wiki"})
-
-
-def test_leave_one_photo_out_holds_each_photograph_out_and_scores_designs():
-    # a severity planted on photographs a and b, none on photograph c (the family is invisible
-    # there): c's fold fails, the others pass - what one pooled score would average away
-    rng = np.random.default_rng(1)
-    y = pd.concat([_labels(6, ("blur",), photo=ph) for ph in ("a", "b", "c")], ignore_index=True)
-    seen = np.where(y["photo"] == "c", 0.0, 1.0)
-    x = np.c_[seen * y["severity"] + rng.normal(0, 0.2, len(y)), rng.normal(size=(len(y), 3))]
-    t = leave_one_photo_out({"post_merger": x}, y, n_resamples=50)
-    assert t["fold"].tolist() == ["a", "b", "c"] and set(t["family"]) == {"blur"}
-    srcc = t.set_index("fold")["srcc"]
-    assert srcc["a"] > 0.7 and srcc["b"] > 0.7 and abs(srcc["c"]) < 0.5, srcc.to_dict()
-    assert (t["n_test"] == 36).all() and (t["n_train"] == 72).all()
-    score = selection_score(t)
-    # one family: the worst fold is the tiebreak, and every fold's weakest family is that family
-    assert score == {"score": 2, "of": 3, "tiebreak": round(float(srcc.min()), 4),
-                     "weakest": round(float(srcc.mean()), 4), "mean": round(float(srcc.mean()), 4), "folds": 3}
-    # a validation table without a fold column counts as one more fold
-    val = t[t["fold"] == "a"].drop(columns="fold")
-    assert selection_score([t, val])["folds"] == 4 and selection_score([t, val])["score"] == 3
-    with pytest.raises(ValueError, match="photo"):
-        leave_one_photo_out({"x": x}, y.drop(columns="photo"))
-    with pytest.raises(ValueError, match=">= 2"):
-        leave_one_photo_out({"x": x[:36]}, y.head(36))
-    with pytest.raises(ValueError, match="no probe rows"):
-        selection_score(t, where="pre_merger")
-    with pytest.raises(ValueError, match="linear_probe rows"):
-        selection_score(pd.DataFrame({"a": [1]}))
 
 
 def test_condition_vision_tower_constants_can_be_overridden(tiny_model_dir):

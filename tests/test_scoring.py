@@ -12,13 +12,13 @@ from PIL import Image
 from refine_iqa_lib import prompts
 from refine_iqa_lib.method import scoring
 from refine_iqa_lib.method.scoring import count_unparsed, digit_token_ids, expected_score, score_images
-from refine_iqa_lib.standin.scenes import SCENE_PHOTOS
+from refine_iqa_lib.standin.world import photo_ids
 from refine_iqa_lib.standin.world import load_photo
 
 
 @pytest.fixture(scope="module")
 def images():
-    return [Image.fromarray(load_photo(n)).resize((64 + 8 * i, 96 - 8 * i)) for i, n in enumerate(SCENE_PHOTOS[:5])]
+    return [Image.fromarray(load_photo(n)).resize((64 + 8 * i, 96 - 8 * i)) for i, n in enumerate(photo_ids()[:5])]
 
 
 def test_expected_score_known_values():

@@ -13,7 +13,7 @@ from PIL import Image
 from refine_iqa_lib.data.build import make_source
 from refine_iqa_lib.data.sources import (CocoSource, DataError, JsonlSource, SceneObject, SourceRecord, check_box,
                                          fit_size, intersection, keep_largest_per_name, read_rgb, scale_box)
-from refine_iqa_lib.standin.scenes import SCENE_PHOTOS, EmbeddedSource, load_embedded_annotations
+from refine_iqa_lib.standin.scenes import EmbeddedSource
 from refine_iqa_lib.standin.world import load_photo
 
 
@@ -212,25 +212,13 @@ def test_jsonl_source(tmp_path):
 
 
 # --------------------------------------------------------------------------- embedded
-def test_embedded_annotations_are_sane():
-    ann = load_embedded_annotations()
-    assert sorted(ann) == sorted(SCENE_PHOTOS)
-    for name, objs in ann.items():
-        h, w = load_photo(name).shape[:2]
-        assert 2 <= len(objs) <= 5 and len({o.name for o in objs}) == len(objs), name
-        for o in objs:
-            x1, y1, x2, y2 = o.bbox
-            assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h, (name, o)
-            assert (x2 - x1) * (y2 - y1) < 0.9 * w * h, (name, o)  # tight, not the whole photo
-
-
-def test_embedded_composites_deterministic_distinct_and_exact():
+def test_embedded_scenes_deterministic_distinct_and_exact():
     src = EmbeddedSource(112, 112 * 112, seed=0, min_object_area=0.02)
     a, b = src.record(20), EmbeddedSource(112, 112 * 112, seed=0, min_object_area=0.02).record(20)
     assert np.array_equal(a.array, b.array) and a.objects == b.objects
     assert not np.array_equal(EmbeddedSource(112, 112 * 112, seed=1).record(20).array, a.array)
     hashes, n_ok = set(), 0
-    for i in range(8, 68):
+    for i in range(60):
         r = src.record(i)
         h, w = r.array.shape[:2]
         assert w % 28 == 0 and h % 28 == 0 and max(w, h) == 112 and r.array.dtype == np.uint8
@@ -239,20 +227,32 @@ def test_embedded_composites_deterministic_distinct_and_exact():
         for o in r.objects:
             x1, y1, x2, y2 = o.bbox
             assert 0 <= x1 and x2 <= w and 0 <= y1 and y2 <= h and x2 - x1 >= 8 and y2 - y1 >= 8
-        for p in r.meta["pasted"]:  # pasted crops: exactly the recorded box, overlapping nothing
-            assert p["bbox"] in [list(o.bbox) for o in r.objects]
-            assert all(intersection(p["bbox"], o.bbox) == 0 for o in r.objects if list(o.bbox) != p["bbox"])
+        assert [p["bbox"] for p in r.meta["pasted"]] == [list(o.bbox) for o in r.objects]
+        assert all(intersection(o.bbox, q.bbox) == 0 for o in r.objects for q in r.objects if o is not q)
         n_ok += len(r.objects) >= 2
         hashes.add(hashlib.sha1(r.array.tobytes()).hexdigest())
     assert len(hashes) == 60 and n_ok >= 57
 
 
-def test_embedded_photos_first_and_gray_backgrounds_used():
-    src = EmbeddedSource(112)
-    assert [src.record(i).meta["photo"] for i in range(8)] == sorted(SCENE_PHOTOS)
-    assert src.candidates(5, seed=3) == [0, 1, 2, 3, 4]
-    backgrounds = {src.record(8 + i).meta["background"] for i in range(80)}
-    assert {"brick", "grass", "camera"} & backgrounds
+@pytest.mark.parametrize("heldout", ["test", "validation"])
+def test_embedded_scenes_declare_their_side_and_draw_only_its_pictures(heldout):
+    """Two of every five scenes are held out; a held-out scene takes its photograph and cut-outs
+    from the world's held-out split only, a training scene from its training split only."""
+    from refine_iqa_lib.standin import world
+
+    src = EmbeddedSource(112, seed=3, heldout=heldout)
+    cat = world.catalogue()
+    sides = [src.record(k).meta["split"] for k in range(10)]
+    assert sides == ["test", "train", "train", "test", "train"] * 2
+    for k in range(40):
+        meta = src.record(k).meta
+        want = heldout if meta["split"] == "test" else "train"
+        assert meta["world_split"] == want
+        assert cat.at[meta["background"], "split"] == want
+        assert {cat.at[p["object"], "split"] for p in meta["pasted"]} <= {want}
+        assert [p["name"] for p in meta["pasted"]] == [world.object_name(p["object"]) for p in meta["pasted"]]
+    with pytest.raises(ValueError, match="heldout 'train'"):
+        EmbeddedSource(112, heldout="train")
 
 
 def test_make_source_errors(smoke_cfg):

@@ -33,10 +33,13 @@ def test_dataset_is_the_pretraining_samples_in_both_layouts(cfg):
     samples = read_jsonl(root / "samples.jsonl")
     assert len(samples) == cfg.pretrain.n_samples == 48     # smoke's pre-training set
     known = {(r["prompt"], r["completion"], str((root / r["images"][0]).resolve())) for r in samples}
+    from refine_iqa_lib.data.build import build_perception_dataset
+
+    build_perception_dataset(cfg, progress=False)   # the Stage-1 questions the base must never train on
     stage1_questions = set()
     for mode in ("think", "no_think"):
         stage1_questions |= set(stage1_frame(cfg, "train", mode=mode)["prompt"])
-    assert stage1_questions  # the perception build is there (the pre-training set is cut from it)
+    assert stage1_questions
     for row in ds:
         prompt, completion = row["prompt"][0]["content"], completion_to_text(row["completion"])
         image = row["images"][0]

@@ -331,7 +331,7 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
 
     sample_kw = dict(seed=p.seed, n_options=p.n_options, categories=params.categories,
                      severities=params.severities, samples_per_image=p.samples_per_image, fr_prob=p.fr_prob,
-                     test_forms=p.test_forms, modes=p.sample_modes, options=p.options)
+                     test_forms=p.test_forms, modes=p.sample_modes, options=p.options, option_order=p.option_order)
     samples = {s: [x for r in split_rows[s] for x in stage1.make_samples(r, s, **sample_kw)] for s in stage1.SPLITS}
 
     # ---- leak check: no picture (distorted image or pristine reference) on both sides, by pixel content

@@ -216,6 +216,21 @@ def pool_options(pool: Sequence[str], answer: str, rng: np.random.Generator) -> 
     return [options[i] for i in rng.permutation(len(options))], answer
 
 
+#: How the paper pools' options are listed (``perception.option_order``).
+OPTION_ORDERS = ("fixed", "shuffled")
+
+
+def _reading_order(row: dict):
+    """Sort key of object names by their box's centre, left to right (then top to bottom)."""
+    boxes = {o["name"]: o["bbox"] for o in row.get("objects", [])}
+    boxes.setdefault(row["object"], row["bbox"])
+
+    def key(name: str):
+        b = boxes.get(name, (0, 0, 0, 0))
+        return ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, name)
+    return key
+
+
 def format_options(options: Sequence[str]) -> str:
     """``A. first\\nB. second`` (Q-Bench convention).
 
@@ -258,13 +273,19 @@ def choose_tasks(rng: np.random.Generator, split: str, samples_per_image: float,
 def make_samples(row: dict, split: str, *, seed: int = 0, n_options: int = 4,
                  categories: Sequence[str] = D.DISTORTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5),
                  samples_per_image: float = 2.6, fr_prob: float = 0.5, test_forms: Sequence[str] = FORMS,
-                 modes: Sequence[str] = ("no_think",), options: str = "paper") -> list[dict]:
+                 modes: Sequence[str] = ("no_think",), options: str = "paper",
+                 option_order: str = "fixed") -> list[dict]:
     """The Stage-1 samples of one marked image (``row``: an ``images_*.jsonl`` row).
 
     ``options="paper"``: separate type and severity questions over the whole pools (the 12
     categories of ``categories``, the 5 severity names of ``severities``) and the object question
     over every distractor of the marked image; ``"compact"``: one type-and-severity question and an object
-    question with at most ``n_options`` options each."""
+    question with at most ``n_options`` options each. ``option_order`` (:data:`OPTION_ORDERS`) lists
+    the paper pools' options ``fixed`` (the types in ``categories``' order, the severities from
+    slight to very severe, the objects from left to right) or ``shuffled`` (seeded); the compact
+    layout's options are always shuffled. The random draws are the same either way."""
+    if option_order not in OPTION_ORDERS:
+        raise ValueError(f"perception.option_order {option_order!r}: expected one of {list(OPTION_ORDERS)}")
     if options not in TASK_SETS:
         raise ValueError(f"perception.options {options!r}: expected one of {list(TASK_SETS)}")
     scene_k, slot = int(row["scene"][1:]), int(row["id"].rsplit("_o", 1)[1])
@@ -277,13 +298,18 @@ def make_samples(row: dict, split: str, *, seed: int = 0, n_options: int = 4,
         if task == "type_severity":
             opts, answer = type_severity_options(steps, rng, n_options, categories, severities)
         elif task == "type":   # the first distortion of a combination is "the most noticeable" one
-            opts, answer = pool_options([category_label(c) for c in categories], category_label(steps[0][0]), rng)
+            pool = [category_label(c) for c in categories]
+            opts, answer = pool_options(pool, category_label(steps[0][0]), rng)
+            opts = pool if option_order == "fixed" else opts
         elif task == "severity":
-            opts, answer = pool_options([D.SEVERITIES[int(s) - 1] for s in sorted(severities)],
-                                        D.SEVERITIES[int(steps[0][1]) - 1], rng)
+            pool = [D.SEVERITIES[int(s) - 1] for s in sorted(severities)]
+            opts, answer = pool_options(pool, D.SEVERITIES[int(steps[0][1]) - 1], rng)
+            opts = pool if option_order == "fixed" else opts
         elif task == "object":
             opts, answer = object_options(row["object"], row["distractors"], rng,
                                           None if options == "paper" else n_options)
+            if option_order == "fixed" and options == "paper":
+                opts = sorted(opts, key=_reading_order(row))
         else:
             opts, answer = [], list(row["bbox"])
         letter = string.ascii_uppercase[opts.index(answer)] if opts else ""

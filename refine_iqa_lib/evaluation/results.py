@@ -167,8 +167,12 @@ def repo_relative_root(root: str) -> str:
 
 
 def write_record(path: Path, record: dict) -> Path:
-    """Write a result record atomically (NaN written as null)."""
-    return write_json(path, clean_number(dict(record)))
+    """Write a result record atomically (NaN written as null), with the versions of the packages
+    that decide its pixels and numbers (:func:`refine_iqa_lib.environment.numeric_versions`) under
+    ``versions``."""
+    from refine_iqa_lib.environment import numeric_versions
+
+    return write_json(path, clean_number({**dict(record), "versions": numeric_versions()}))
 
 
 def ci_method(cfg: Config, unit: str) -> dict:

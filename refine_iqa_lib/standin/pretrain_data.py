@@ -82,7 +82,8 @@ __all__ = ["TASKS", "ATTRIBUTES", "DEFAULT_ATTRIBUTES", "NONE_OPTION", "Pretrain
 
 log = logging.getLogger(__name__)
 
-TASKS = ("name_object", "object_box", "distortion_type", "distortion_severity", "rate_attribute")
+TASKS = ("name_object", "object_name", "object_box", "distortion_type", "distortion_severity", "distortion_box",
+         "rate_attribute")
 #: The distortion_type option of an undistorted picture.
 NONE_OPTION = "none"
 #: attribute -> (adjective in the question, statistic of pixel_stats, monotone map to [0, 5)).
@@ -102,21 +103,34 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
 DEFAULT_ATTRIBUTES = tuple(ATTRIBUTES)
 _MAPS = {"mean_luma": lambda v: 5.0 * v, "colourfulness": lambda v: 5.0 * v / (v + 50.0),
          "sharpness": lambda v: 5.0 * v, "contrast": lambda v: 10.0 * v, "severity": lambda v: 4.9 - 0.98 * v}
-_BUILD_VERSION = "2"
+_BUILD_VERSION = "3"
 _STAMP = "pretrain_set.json"
 _RATE_DISTORT_SHARE = 0.6
 #: A distortion confined to a region covers this share of the picture (uniform).
-REGION_AREA = (0.25, 0.7)
+REGION_AREA = (0.1, 0.5)
 
 #: The question texts of the tasks (``{box}``: ``[x1, y1, x2, y2]``; ``{name}``: an object name).
-NAME_QUESTION = "Which object is inside the box {box}?"
-BOX_QUESTION = "Give the bounding box of the {name}."
+WHICH_QUESTION = "Which object is inside the box {box}?"
+NAME_QUESTION = "What is inside the box {box}? Answer with its name."
+NAME_LAYOUT = ("name", "where name is the object's name")
+BOX_QUESTION = "Give the bounding box of the {name} as [x1, y1, x2, y2] in pixels."
 TYPE_QUESTION = "Which distortion affects this picture?"
 SEVERITY_QUESTION = "How strong is the distortion in this picture?"
+WHERE_QUESTION = "Where is the distortion in this picture? Give its bounding box as [x1, y1, x2, y2] in pixels."
 
 
-def _rate_question(attribute: str) -> str:
-    return (f"How {ATTRIBUTES[attribute][0]} is this picture? Rate it with a number from 0.0 (not at all) "
+#: attribute -> (what is rated, the low end's word, the high end's word) of its second wording.
+_RATED = {"bright": ("brightness", "very dark", "very bright"), "colourful": ("colourfulness", "grey", "vivid"),
+          "sharp": ("sharpness", "very blurry", "very sharp"), "contrasty": ("contrast", "flat", "very contrasty"),
+          "undistorted": ("freedom from distortion", "heavily distorted", "undistorted")}
+
+
+def _rate_question(attribute: str, wording: int = 0) -> str:
+    """The rating question of ``attribute`` in one of two wordings (drawn per sample)."""
+    if wording:
+        what, low, high = _RATED[attribute]
+        return f"How would you rate the {what} of this picture? Give a number from 0.0 ({low}) to 4.9 ({high})."
+    return (f"How {ATTRIBUTES[attribute][0]} is this picture? Give a number from 0.0 (not at all) "
             "to 4.9 (extremely).")
 
 
@@ -132,13 +146,15 @@ def question_texts() -> list[str]:
     out = []
     families = [stage1.category_label(c) for c in D.DISTORTIONS] + [NONE_OPTION]
     for mode in MODES:
-        out.append(stage1.render_prompt(NAME_QUESTION.format(box="[12, 34, 56, 78]"), ["cat", "cup"], mode))
+        out.append(f"{NAME_QUESTION.format(box='[12, 34, 56, 78]')} {instruction(mode, *NAME_LAYOUT)}")
+        out.append(stage1.render_prompt(WHICH_QUESTION.format(box="[12, 34, 56, 78]"), ["cat", "cup"], mode))
         out.append(stage1.render_prompt(BOX_QUESTION.format(name="cat"), [], mode))
         out.append(stage1.render_prompt(TYPE_QUESTION, families, mode))
         out.append(stage1.render_prompt(SEVERITY_QUESTION, list(D.SEVERITIES), mode))
+        out.append(stage1.render_prompt(WHERE_QUESTION, [], mode))
         for v in VARIANTS:
             example, note = SCORE_PLACEHOLDER[v]
-            out += [f"{_rate_question(a)} {instruction(mode, example, note)}" for a in ATTRIBUTES]
+            out += [f"{_rate_question(a, w)} {instruction(mode, example, note)}" for a in ATTRIBUTES for w in (0, 1)]
     return out
 
 
@@ -217,13 +233,12 @@ def _allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _letter_options(answer: str, pool: Sequence[str], k: int | None, rng: np.random.Generator) -> tuple[list[str], str]:
-    """``answer`` and ``k - 1`` others of ``pool`` (all of them when ``k`` is None), shuffled."""
-    others = [x for x in dict.fromkeys(pool) if x != answer]
-    if k is not None:
-        others = [others[i] for i in sorted(rng.permutation(len(others))[: max(0, k - 1)])]
-    options = [answer] + others
-    options = [options[i] for i in rng.permutation(len(options))]
+def _letter_options(answer: str, pool: Sequence[str], order: str, rng: np.random.Generator) -> tuple[list[str], str]:
+    """Every entry of ``pool`` as options, listed in the pool's order (``order="fixed"``, as
+    Stage-1's ``perception.option_order``) or shuffled; returns ``(options, letter of answer)``."""
+    options = list(dict.fromkeys(pool))
+    if order != "fixed":
+        options = [options[i] for i in rng.permutation(len(options))]
     return options, string.ascii_uppercase[options.index(answer)]
 
 
@@ -236,7 +251,7 @@ def _sample(i: int, task: str, seed: int, settings: dict) -> tuple[dict, np.ndar
     rng = np.random.default_rng([seed, 0x9E, i])
     mode = "think" if float(rng.random()) < settings["think_share"] else "no_think"
     sid = f"pt{i:06d}"
-    objects_needed = task in ("name_object", "object_box")
+    objects_needed = task in ("name_object", "object_name", "object_box")
     img, objects, origin = draw_picture(rng, settings["image_size"], settings["max_pixels"], objects_needed,
                                         settings["composite_share"])
     shown = img
@@ -244,12 +259,16 @@ def _sample(i: int, task: str, seed: int, settings: dict) -> tuple[dict, np.ndar
                            "options": [], "answer_letter": ""}
     if task == "name_object":
         name, box = objects[int(rng.integers(len(objects)))]
-        here = {m for m, _ in objects}
-        options, letter = _letter_options(name, [x for x in settings["names"] if x not in here or x == name],
-                                          settings["n_options"], rng)
-        prompt = stage1.render_prompt(NAME_QUESTION.format(box=_box_text(box)), options, mode)
+        ordered = sorted(objects, key=lambda o: ((o[1][0] + o[1][2]) / 2, (o[1][1] + o[1][3]) / 2, o[0]))
+        options, letter = _letter_options(name, [o[0] for o in ordered], settings["option_order"], rng)
+        prompt = stage1.render_prompt(WHICH_QUESTION.format(box=_box_text(box)), options, mode)
         rec.update(options=options, answer=name, answer_letter=letter, object=name, box=list(box))
         answer = letter
+    elif task == "object_name":
+        name, box = objects[int(rng.integers(len(objects)))]
+        prompt = f"{NAME_QUESTION.format(box=_box_text(box))} {instruction(mode, *NAME_LAYOUT)}"
+        answer = name
+        rec.update(answer=name, object=name, box=list(box))
     elif task == "object_box":
         name, box = objects[int(rng.integers(len(objects)))]
         prompt = stage1.render_prompt(BOX_QUESTION.format(name=name), [], mode)
@@ -261,18 +280,23 @@ def _sample(i: int, task: str, seed: int, settings: dict) -> tuple[dict, np.ndar
             shown, category, severity, region = distort_picture(img, rng, settings["region_share"])
         label = NONE_OPTION if category == NONE_OPTION else stage1.category_label(category)
         options, letter = _letter_options(label, [stage1.category_label(c) for c in D.DISTORTIONS] + [NONE_OPTION],
-                                          None, rng)
+                                          settings["option_order"], rng)
         prompt = stage1.render_prompt(TYPE_QUESTION, options, mode)
         rec.update(options=options, answer=label, answer_letter=letter, category=category, severity=severity,
                    region=region)
         answer = letter
     elif task == "distortion_severity":
         shown, category, severity, region = distort_picture(img, rng, settings["region_share"])
-        options, letter = _letter_options(D.SEVERITIES[severity - 1], list(D.SEVERITIES), None, rng)
+        options, letter = _letter_options(D.SEVERITIES[severity - 1], list(D.SEVERITIES), settings["option_order"], rng)
         prompt = stage1.render_prompt(SEVERITY_QUESTION, options, mode)
         rec.update(options=options, answer=D.SEVERITIES[severity - 1], answer_letter=letter, category=category,
                    severity=severity, region=region)
         answer = letter
+    elif task == "distortion_box":
+        shown, category, severity, region = distort_picture(img, rng, 1.0)
+        prompt = stage1.render_prompt(WHERE_QUESTION, [], mode)
+        answer = _box_text(region)
+        rec.update(answer=answer, category=category, severity=severity, region=region)
     else:  # rate_attribute
         category, severity = NONE_OPTION, 0
         if float(rng.random()) < _RATE_DISTORT_SHARE:
@@ -280,7 +304,7 @@ def _sample(i: int, task: str, seed: int, settings: dict) -> tuple[dict, np.ndar
         attribute = settings["attributes"][int(rng.integers(len(settings["attributes"])))]
         target = attribute_target(attribute, pixel_stats(shown), severity)
         example, note = SCORE_PLACEHOLDER[settings["variant"]]
-        prompt = f"{_rate_question(attribute)} {instruction(mode, example, note)}"
+        prompt = f"{_rate_question(attribute, int(rng.integers(2)))} {instruction(mode, example, note)}"
         text = format_mos_text(target, settings["variant"])
         answer = answer_text(text, settings["variant"])
         rec.update(answer=text, attribute=attribute, target=round(target, 6), category=category, severity=severity)
@@ -296,11 +320,10 @@ def _settings(cfg) -> dict:
     unknown = [a for a in attributes if a not in ATTRIBUTES]
     if unknown or not attributes:
         raise ValueError(f"pretrain.attributes {attributes}: expected a non-empty list of {list(ATTRIBUTES)}")
-    names = sorted({world.object_name(o) for o in world.object_ids("train")})
     return {"image_size": int(p.image_size), "max_pixels": cfg.model.max_pixels, "think_share": float(p.think_share),
-            "n_options": int(p.n_options), "pristine_share": float(p.pristine_share),
+            "option_order": cfg.perception.option_order, "pristine_share": float(p.pristine_share),
             "region_share": float(p.region_share), "composite_share": float(p.composite_share),
-            "attributes": attributes, "names": names, "variant": cfg.stage2.variant}
+            "attributes": attributes, "variant": cfg.stage2.variant}
 
 
 def _chunk(args) -> list[tuple[dict, bytes]]:
@@ -370,6 +393,7 @@ def heldout_images(cfg) -> dict[str, list[Path]]:
 def _fingerprint(cfg, n: int, seed: int) -> str:
     blob = {"version": _BUILD_VERSION, "pretrain": {k: v for k, v in asdict(cfg.pretrain).items() if k != "workers"},
             "n": n, "seed": seed, "variant": cfg.stage2.variant, "max_pixels": cfg.model.max_pixels,
+            "option_order": cfg.perception.option_order,
             "world": world.catalogue_digest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -53,7 +53,8 @@ def _pretrain_pool(cfg) -> pd.DataFrame:
     samples = read_jsonl(root / "samples.jsonl")
     if not samples:
         raise ValueError(f"{root / 'samples.jsonl'}: no pre-training sample; expected pretrain.n_samples >= 1 rows")
-    return pd.DataFrame([{"prompt_text": r["prompt"], "images": [str((root / p).resolve()) for p in r["images"]],
+    return pd.DataFrame([{"id": r["id"], "prompt_text": r["prompt"],
+                          "images": [str((root / p).resolve()) for p in r["images"]],
                           "completion_text": r["completion"], "kind": f"{r['task']}/{r['mode']}"} for r in samples])
 
 

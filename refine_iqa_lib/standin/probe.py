@@ -62,13 +62,12 @@ from PIL import Image
 from refine_iqa_lib.data.distortions import DISTORTIONS, distort
 from refine_iqa_lib.evaluation.statistics import bootstrap_ci, format_interval
 from refine_iqa_lib.io import open_image
-from refine_iqa_lib.standin.scenes import GRAY_TEXTURES, SCENE_PHOTOS, load_scene_picture
 from refine_iqa_lib.standin.scoring_set import photo_splits
 from refine_iqa_lib.standin.world import load_photo
 
 __all__ = ["PROBE_SITES", "SPLITS", "PRISTINE", "VISIBLE_SRCC", "RIDGE_ALPHAS", "PIXEL_STATISTICS", "probe_images",
            "held_out_images", "training_images", "vision_features", "pixel_statistics", "linear_probe", "probe_report",
-           "visible_families", "srcc_lows", "probe_table", "leave_one_photo_out", "selection_score",
+           "visible_families", "srcc_lows", "probe_table",
            "PHOTO_SUFFIXES", "COPY_CORRELATION", "load_photo_folder"]
 
 #: Where features can be taken, in the order the tower computes them.
@@ -98,12 +97,12 @@ def _square_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.n
 
 
 def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: str = "training",
-                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0,
+                 families: Sequence[str] = DISTORTIONS,
                  photos: Mapping[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], pd.DataFrame]:
     """Pictures of one split for the probe: ``n_per_cell`` crops, each pristine and distorted.
 
     Crop ``k`` is cut from photograph ``k mod P`` of the split's ``P`` photographs
-    (``photo_splits(split_seed)[split]``), at a seeded random place and scale, and resized to
+    (``photo_splits()[split]``), at a seeded random place and scale, and resized to
     ``size x size``; it is then shown pristine and with each family of ``families`` at severities
     1-5 (whole-image :func:`~refine_iqa_lib.data.distortions.distort`, its variant drawn by the
     seed). Returns ``(images, labels)``: ``images`` H x W x 3 uint8 arrays and a DataFrame with one
@@ -127,7 +126,7 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
     if unknown:
         raise ValueError(f"unknown families {unknown}; expected names of DISTORTIONS {DISTORTIONS}")
     if photos is None:
-        names, split_code = photo_splits(split_seed)[split], SPLITS.index(split)
+        names, split_code = photo_splits()[split], SPLITS.index(split)
         load = load_photo
     else:
         names, split_code = sorted(photos), len(SPLITS) + SPLITS.index(split)   # "training": len(SPLITS), as before
@@ -147,17 +146,16 @@ def probe_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, split: st
     return images, pd.DataFrame(rows)
 
 
-def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, families: Sequence[str] = DISTORTIONS,
-                    split_seed: int = 0, extra_photos: Mapping[str, np.ndarray] | None = None
+def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, families: Sequence[str] = DISTORTIONS, extra_photos: Mapping[str, np.ndarray] | None = None
                     ) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The probe's training side: :func:`probe_images` of the training photographs, then, if
     given, of ``extra_photos`` (name -> H x W x 3 uint8, e.g.
     :func:`load_photo_folder`; ``n_per_cell`` crops per cell of them
     too). An extra photograph named like an embedded one raises ``ValueError``."""
-    images, labels = probe_images(seed, n_per_cell, size, "training", families, split_seed)
+    images, labels = probe_images(seed, n_per_cell, size, "training", families)
     if not extra_photos:
         return images, labels
-    embedded = {n for names in photo_splits(split_seed).values() for n in names}
+    embedded = {n for names in photo_splits().values() for n in names}
     clash = sorted(set(extra_photos) & embedded)
     if clash:
         raise ValueError(f"extra photographs {clash}: names of embedded photographs; expected other photographs")
@@ -166,7 +164,7 @@ def training_images(seed: int = 0, n_per_cell: int = 24, size: int = 112, famili
 
 
 def held_out_images(seed: int = 0, n_per_cell: int = 12, size: int = 112, split: str = "test",
-                    families: Sequence[str] = DISTORTIONS, split_seed: int = 0,
+                    families: Sequence[str] = DISTORTIONS,
                     photos: Mapping[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], pd.DataFrame, str]:
     """The probe's held-out side: :func:`probe_images` of ``split``'s photographs (``"validation"``
     or ``"test"``), or of your own ``photos`` (name -> H x W x 3 uint8) cut as a held-out side;
@@ -174,8 +172,8 @@ def held_out_images(seed: int = 0, n_per_cell: int = 12, size: int = 112, split:
     if split not in ("validation", "test"):
         raise ValueError(f"split {split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
     if photos is not None:
-        return (*probe_images(seed, n_per_cell, size, "test", families, split_seed, photos=photos), "own")
-    return (*probe_images(seed, n_per_cell, size, split, families, split_seed), split)
+        return (*probe_images(seed, n_per_cell, size, "test", families, photos=photos), "own")
+    return (*probe_images(seed, n_per_cell, size, split, families), split)
 
 
 #: File endings :func:`load_photo_folder` reads.
@@ -197,9 +195,9 @@ def load_photo_folder(folder: str | Path, min_side: int = 112) -> dict[str, np.n
     with :func:`refine_iqa_lib.io.open_image`. Nothing is dropped silently: a file that does not
     decode, one whose shorter side is below ``min_side`` pixels (the probe crops squares of at
     least that size), two files with one stem, and a copy of an embedded photograph (its 32 x 32
-    grey thumbnail correlates above :data:`COPY_CORRELATION` with one of
-    :data:`~refine_iqa_lib.standin.scenes.SCENE_PHOTOS` / :data:`~refine_iqa_lib.standin.scenes.GRAY_TEXTURES`,
-    which also catches a resized or re-encoded copy; a crop of one is not caught) each make it
+    grey thumbnail correlates above :data:`COPY_CORRELATION` with one of the world's photographs
+    (:func:`refine_iqa_lib.standin.world.photo_ids`), which also catches a resized or re-encoded copy;
+    a crop of one is not caught) each make it
     raise ``ValueError`` naming every
     such file and what was expected. Record each photograph's licence next to it: the project
     never redistributes them.
@@ -215,7 +213,9 @@ def load_photo_folder(folder: str | Path, min_side: int = 112) -> dict[str, np.n
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no photographs (expected files ending in {', '.join(PHOTO_SUFFIXES)})")
-    embedded = {name: _thumbnail(load_scene_picture(name)) for name in sorted([*SCENE_PHOTOS, *GRAY_TEXTURES])}
+    from refine_iqa_lib.standin.world import photo_ids
+
+    embedded = {name: _thumbnail(load_photo(name)) for name in photo_ids()}
     photos: dict[str, np.ndarray] = {}
     problems: list[str] = []
     for path in files:
@@ -574,78 +574,6 @@ def srcc_lows(table: pd.DataFrame, where: str = "post_merger") -> dict[str, floa
     return {str(f): float(v) for f, v in zip(t["family"], t["srcc_low"])}
 
 
-def leave_one_photo_out(features, y: pd.DataFrame, families: Sequence[str] | None = None, seed: int = 0,
-                        n_resamples: int = 300, alphas: Sequence[float] = RIDGE_ALPHAS) -> pd.DataFrame:
-    """:func:`linear_probe` with each photograph of ``y`` held out in turn (fitted on the others).
-
-    A design instrument: one validation photograph is too few to choose a tower by (its interval
-    covers item noise, not the next photograph), so a design is compared on every training
-    photograph as well, each held out from a probe fitted on the rest - and the test photographs
-    stay untouched. ``features``, ``y``: as :func:`linear_probe` takes (``y`` needs a ``photo``
-    column, e.g. :func:`probe_images`' labels of the ``"training"`` split). Returns
-    :func:`linear_probe`'s rows with a ``fold`` column naming the held-out photograph (no
-    ``"all"`` rows).
-
-    >>> rng = np.random.default_rng(0)
-    >>> y = pd.DataFrame({"photo": np.repeat(["a", "b", "c"], 24), "family": "blur",
-    ...                   "severity": np.tile(np.arange(6), 12)})
-    >>> x = np.c_[y["severity"] + rng.normal(0, 0.3, 72), rng.normal(size=(72, 2))]
-    >>> t = leave_one_photo_out({"x": x}, y, n_resamples=50)
-    >>> t["fold"].tolist(), bool((t["srcc"] > 0.8).all())
-    (['a', 'b', 'c'], True)
-    """
-    y = _labels(y, "y")
-    if "photo" not in y.columns:
-        raise ValueError("y: expected a 'photo' column naming each picture's photograph (probe_images' labels)")
-    photos = list(dict.fromkeys(y["photo"]))
-    if len(photos) < 2:
-        raise ValueError(f"y holds {len(photos)} photograph(s) {photos}; expected >= 2 to hold one out")
-    sites = _as_sites(features, len(y), "features")
-    rows = []
-    for photo in photos:
-        held = (y["photo"] == photo).to_numpy()
-        t = linear_probe({w: x[~held] for w, x in sites.items()}, y[~held],
-                         {w: x[held] for w, x in sites.items()}, y[held], families=families,
-                         include_all=False, seed=seed, n_resamples=n_resamples, alphas=alphas)
-        rows.append(t.assign(fold=photo))  # the penalty chosen by leaving out the remaining photographs in turn
-    return pd.concat(rows, ignore_index=True)
-
-
-def selection_score(tables: Sequence[pd.DataFrame] | pd.DataFrame, where: str = "post_merger",
-                    threshold: float = VISIBLE_SRCC) -> dict[str, float]:
-    """How a tower design fares over held-out photographs: the criterion fixed before a design is
-    compared (settings are chosen by criteria fixed in advance, on held-out data that is not the
-    test split).
-
-    ``tables``: :func:`leave_one_photo_out` rows and/or :func:`linear_probe` rows on the
-    validation photograph (a ``fold`` column, or one fold per table). Returns ``score`` - the
-    number of (family, fold) pairs whose held-out SRCC point estimate reaches ``threshold`` -,
-    ``of`` (the pairs there are), ``tiebreak`` (the mean over families of the worst fold's SRCC),
-    ``weakest`` (the mean over folds of the weakest family's SRCC: what "every family visible"
-    turns on, and unlike ``score`` never at a ceiling) and ``mean`` (the mean SRCC over every
-    pair) and ``folds``.
-
-    >>> t = pd.DataFrame({"family": ["blur", "noise", "blur", "noise"], "where": "x",
-    ...                   "srcc": [0.9, 0.4, 0.7, 0.6], "fold": ["a", "a", "b", "b"]})
-    >>> selection_score(t, where="x")
-    {'score': 3, 'of': 4, 'tiebreak': 0.55, 'weakest': 0.5, 'mean': 0.65, 'folds': 2}
-    """
-    frames = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
-    parts = []
-    for k, t in enumerate(frames):
-        if not {"family", "where", "srcc"} <= set(t.columns):
-            raise ValueError(f"table {k}: expected linear_probe rows (columns family, where, srcc)")
-        t = t[(t["where"] == where) & (t["family"] != "all")]
-        parts.append(t.assign(fold=t["fold"] if "fold" in t.columns else f"table {k}"))
-    t = pd.concat(parts, ignore_index=True)
-    if t.empty:
-        raise ValueError(f"no probe rows at where={where!r}")
-    wide = t.pivot_table(index="family", columns="fold", values="srcc", aggfunc="first")
-    return {"score": int((wide >= threshold).sum().sum()), "of": int(wide.notna().sum().sum()),
-            "tiebreak": round(float(wide.min(axis=1).mean()), 4), "weakest": round(float(wide.min(axis=0).mean()), 4),
-            "mean": round(float(np.nanmean(wide.to_numpy())), 4), "folds": int(wide.shape[1])}
-
-
 def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     """The probe table for reading: one row per family, per site ``SRCC [low, high]`` and AUC."""
     out = pd.DataFrame(index=pd.Index(list(dict.fromkeys(table["family"])), name="family"))
@@ -658,7 +586,7 @@ def probe_table(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
 
 def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24, n_test: int = 12,
                  size: int = 112, where: Sequence[str] = ("pre_merger", "post_merger"),
-                 families: Sequence[str] = DISTORTIONS, split_seed: int = 0, n_resamples: int = 2000,
+                 families: Sequence[str] = DISTORTIONS, n_resamples: int = 2000,
                  batch_size: int = 64, model=None, processor=None, test_split: str = "test",
                  extra_train_photos: Mapping[str, np.ndarray] | None = None,
                  test_photos: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -679,13 +607,13 @@ def probe_report(model_dir: str | os.PathLike, seed: int = 0, n_train: int = 24,
     t0 = time.perf_counter()
     if model is None or processor is None:
         model, processor = load_policy(model_dir)
-    img_tr, y_tr = training_images(seed, n_train, size, families, split_seed, extra_train_photos)
+    img_tr, y_tr = training_images(seed, n_train, size, families, extra_train_photos)
     if test_split not in ("validation", "test"):
         raise ValueError(f"test_split {test_split!r}: expected 'validation' or 'test' (the probe is fitted on 'training')")
     clash = sorted(set(test_photos or ()) & set(y_tr["photo"]))
     if clash:
         raise ValueError(f"test photographs {clash}: also on the probe's training side; expected other photographs")
-    img_te, y_te, test_split = held_out_images(seed, n_test, size, test_split, families, split_seed, test_photos)
+    img_te, y_te, test_split = held_out_images(seed, n_test, size, test_split, families, test_photos)
     t1 = time.perf_counter()
     f_tr = vision_features(model, processor, img_tr, where, batch_size)
     f_te = vision_features(model, processor, img_te, where, batch_size)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 from refine_iqa_lib.config import Config, ConfigError, load_config, overrides_of, save_config
+from refine_iqa_lib.environment import numeric_versions
 from refine_iqa_lib.io import (read_json, read_jsonl, repo_relative, seed_everything, using_image_rules, write_json,
                               write_jsonl)
 from refine_iqa_lib.models import check_model_dir
@@ -438,7 +439,7 @@ def _train(cfg: Config, stage: str, run_dir: Path, resume: bool, callbacks: list
             cb.trainer = trainer
     quiet_console(trainer, f"stage{stage}" if stage != "warmup" else "warmup")
     if state.is_main_process:
-        write_json(run_dir / "run_meta.json", meta(init, how, fp, trainer, dataset))
+        write_json(run_dir / "run_meta.json", {**meta(init, how, fp, trainer, dataset), "versions": numeric_versions()})
 
     # 4. train, then save the final weights (the marker is written last)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
