@@ -18,6 +18,27 @@ def test_conda_environment_matches_make():
     assert torch_spec in pip
     assert f"-e .[{extras}]" in pip
     assert python == "python=3.11"
+    lock = re.search(r"^LOCK\s*:?=\s*(\S+)", make, re.M).group(1)
+    assert f"-c {lock}" in pip and "-c $(LOCK)" in make     # both install with the lock as constraints
+
+
+def test_the_lock_pins_every_dependency_but_torch():
+    """requirements-lock.txt pins (==) every package pyproject.toml asks for (the test extra
+    included), never torch or what torch itself requires (TORCH_SPEC chooses those)."""
+    import tomllib
+    from importlib.metadata import requires
+
+    lock = (ROOT / "requirements-lock.txt").read_text().splitlines()
+    pins = {ln.split("==")[0].lower().replace("_", "-"): ln.split("==")[1] for ln in lock
+            if ln and not ln.startswith("#")}
+    assert all("==" in ln for ln in lock if ln and not ln.startswith("#"))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    names = {re.split(r"[ <>=!~\[;]", w, maxsplit=1)[0].lower().replace("_", "-") for w in wanted}
+    assert names <= set(pins), sorted(names - set(pins))
+    torch_own = {re.split(r"[ <>=!~\[;(]", r, maxsplit=1)[0].lower() for r in (requires("torch") or [])
+                 if "extra ==" not in r}
+    assert "torch" not in pins and not ((torch_own - names) & set(pins)), sorted((torch_own - names) & set(pins))
 
 
 def test_ci_runs_exactly_readmes_test_command():

@@ -29,7 +29,7 @@ from refine_iqa_lib.data.sources import (MIN_BOX_SIDE, SceneObject, Source, Sour
 from refine_iqa_lib.standin import world
 
 __all__ = ["PASTES", "PASTE_SCALE", "HELDOUT_SLOTS", "scene_split_of", "photo_window", "paste_object",
-           "compose_scene", "EmbeddedSource"]
+           "compose_scene", "largest_object_scene", "EmbeddedSource"]
 
 #: Cut-outs pasted per scene (inclusive range) and their longer side as a fraction of the canvas's
 #: shorter side.
@@ -124,6 +124,17 @@ def compose_scene(world_split: str, rng: np.random.Generator, image_size: int, m
         pasted.append({"object": oid, "name": name, "bbox": list(box)})
     meta = {"world_split": world_split, "background": bg, "window": list(win), "pasted": pasted}
     return canvas, objects, meta
+
+
+def largest_object_scene(size: int, seed: int = 0, world_split: str = "train") -> tuple[np.ndarray, tuple]:
+    """A composite scene of ``size`` px (longest side) and the box of its largest object: what the
+    distortion grid figure shows (``seed`` draws the scene)."""
+    rng = np.random.default_rng([int(seed), 0x6D])
+    for _ in range(20):
+        canvas, objects, _ = compose_scene(world_split, rng, size)
+        if objects:
+            return canvas, max((o.bbox for o in objects), key=box_area)
+    raise ValueError(f"no scene with an object in 20 draws (size {size}, seed {seed})")
 
 
 class EmbeddedSource(Source):
