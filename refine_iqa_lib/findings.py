@@ -19,7 +19,8 @@ one run. This command:
 3. :func:`refine_iqa_lib.evaluation.claims.build_claims_over_seeds` writes ``CLAIMS.md``,
    ``claims_<profile>.csv`` (mean over seeds, two-stage bootstrap interval over seeds and items,
    the exact test on all seeds' items, per-seed values and verdicts) and ``claims_per_seed_<profile>.csv``
-   to ``--out`` (``results/findings/``), with ``timings.json`` (seconds per step and seed). Every seed
+   to ``--out`` (``results/findings/``), with ``learning_<profile>.csv`` (:func:`learning_table`: does
+   each GRPO stage learn, per seed and over seeds) and ``timings.json`` (seconds per step and seed). Every seed
    is judged on the same test items, matched by id: a seed whose evaluation lacks or adds items
    stops the command with an error naming the claim, the seed and the items.
 
@@ -39,11 +40,14 @@ from refine_iqa_lib import configure_command_logging
 from refine_iqa_lib.config import REPO_ROOT, Config, ConfigError, load_config
 from refine_iqa_lib.io import repo_relative, write_json
 
-__all__ = ["DEFAULT_SEEDS", "seed_config", "link_shared", "run_seed", "run_findings", "main"]
+__all__ = ["DEFAULT_SEEDS", "LEARNING_CURVES", "seed_config", "link_shared", "run_seed", "learning_table",
+           "run_findings", "main"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEEDS = (0, 1, 2)
+#: The task reward of each GRPO stage, whose first and last 10 % of steps :func:`learning_table` compares.
+LEARNING_CURVES = {"1": "stage-1 task", "2": "answer"}
 #: Folders of the work dir that every seed shares (data; the warm-up run is linked separately).
 _NOT_SHARED = ("runs", "eval", "findings")
 
@@ -126,6 +130,46 @@ def run_seed(cfg: Config, seed: int) -> dict[str, float]:
     return seconds
 
 
+def learning_table(cfgs: dict[int, Config]) -> "pd.DataFrame":
+    """Does each GRPO stage learn? For every seed (``{seed: config}``) and over seeds, per stage:
+    the share of groups that carry a learning signal (rewards not all equal: 1 - the
+    ``adv/zero_signal_groups`` curve) over the first 10 % of steps, the task reward
+    (:data:`LEARNING_CURVES`) over the first and the last 10 %, and their difference with its
+    interval - per seed :func:`~refine_iqa_lib.evaluation.statistics.curve_difference_ci` (a
+    moving-block standard error against the curve's own autocorrelated noise), over seeds
+    :func:`~refine_iqa_lib.evaluation.statistics.pooled_over_seeds` - and its verdict on "rises"
+    (:func:`~refine_iqa_lib.evaluation.statistics.judge`). Rows ``seed`` = ``all`` are the pooled ones."""
+    import numpy as np
+    import pandas as pd
+
+    from refine_iqa_lib.evaluation.statistics import curve_difference_ci, judge, pooled_over_seeds
+    from refine_iqa_lib.runs import default_run_dir
+    from refine_iqa_lib.training.metrics import curve, first_last_windows, read_metrics
+
+    rows = []
+    for stage, name in LEARNING_CURVES.items():
+        intervals, signals, firsts, lasts = [], [], [], []
+        for seed, scfg in cfgs.items():
+            df = read_metrics(default_run_dir(scfg, stage))
+            first, last = first_last_windows(df, name)
+            zero_first, _ = first_last_windows(df, "zero-signal groups")
+            iv = curve_difference_ci(curve(df, name).dropna().to_numpy(dtype=float), len(first))
+            signal = 1.0 - float(zero_first.mean())
+            intervals.append(iv)
+            signals.append(signal)
+            firsts.append(float(first.mean()))
+            lasts.append(float(last.mean()))
+            rows.append({"stage": stage, "curve": name, "seed": str(seed), "signal_first_10pct": signal,
+                         "first_10pct": float(first.mean()), "last_10pct": float(last.mean()), "difference": iv.value,
+                         "low": iv.low, "high": iv.high, "verdict": judge(iv, "greater"), "method": iv.method})
+        pooled = pooled_over_seeds(intervals, labels=list(cfgs))
+        rows.append({"stage": stage, "curve": name, "seed": "all", "signal_first_10pct": float(np.mean(signals)),
+                     "first_10pct": float(np.mean(firsts)), "last_10pct": float(np.mean(lasts)),
+                     "difference": pooled.value, "low": pooled.low, "high": pooled.high,
+                     "verdict": judge(pooled, "greater"), "method": pooled.method})
+    return pd.DataFrame(rows)
+
+
 def run_findings(cfg: Config, seeds=DEFAULT_SEEDS, out_dir: str | os.PathLike | None = None) -> Path:
     """Steps 1-3 of the module docstring; returns the output folder."""
     from refine_iqa_lib.evaluation.claims import build_claims_over_seeds
@@ -142,7 +186,11 @@ def run_findings(cfg: Config, seeds=DEFAULT_SEEDS, out_dir: str | os.PathLike | 
     for s in seeds:
         timings["per_seed"][str(s)] = run_seed(cfg, s)
         write_json(out / "timings.json", {**timings, "status": "running"})
-    table, _ = build_claims_over_seeds({s: seed_config(cfg, s) for s in seeds}, out)
+    cfgs = {s: seed_config(cfg, s) for s in seeds}
+    table, _ = build_claims_over_seeds(cfgs, out)
+    from refine_iqa_lib.io import write_text
+
+    write_text(out / f"learning_{cfg.profile}.csv", learning_table(cfgs).to_csv(index=False, float_format="%.6g"))
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     timings["verdicts"] = table["verdict"].value_counts().to_dict()
     write_json(out / "timings.json", {**timings, "status": "complete"})

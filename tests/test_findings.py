@@ -44,3 +44,34 @@ def test_findings_end_to_end_on_the_smoke_profile(tmp_path):
     assert "Stage-1 raises description" in claims and (out / "CLAIMS.md").is_file()
     with pytest.raises(Exception, match="distinct"):
         run_findings(cfg, seeds=[1, 1], out_dir=tmp_path / "again")
+
+
+def test_learning_table_says_which_stage_learns_per_seed_and_over_seeds(tmp_path):
+    """Stage-1's task reward rises on both seeds (supports), Stage-2's answer reward is flat noise
+    (inconclusive); the signal share is 1 - the zero-signal groups over the first 10 % of steps."""
+    import numpy as np
+
+    from refine_iqa_lib.findings import learning_table
+    from refine_iqa_lib.runs import default_run_dir
+
+    cfgs = {}
+    for seed in (0, 1):
+        cfg = load_config("smoke", {"paths.work_dir": str(tmp_path / f"w{seed}")})
+        rng = np.random.default_rng(seed)
+        for stage, key, trend in (("1", "rewards/stage1/mean", 0.6), ("2", "rewards/answer/mean", 0.0)):
+            run = default_run_dir(cfg, stage)
+            run.mkdir(parents=True)
+            steps = np.arange(1, 101)
+            values = 0.2 + trend * steps / 100 + rng.normal(0, 0.05, steps.size)
+            zero = np.where(steps <= 10, 0.25, 0.5)
+            (run / "metrics.jsonl").write_text("".join(
+                json.dumps({"kind": "step", "step": int(s), key: float(v), "adv/zero_signal_groups": float(z)}) + "\n"
+                for s, v, z in zip(steps, values, zero)))
+        cfgs[seed] = cfg
+    table = learning_table(cfgs)
+    one = table[(table["stage"] == "1")].set_index("seed")
+    two = table[(table["stage"] == "2")].set_index("seed")
+    assert list(one.index) == ["0", "1", "all"] and (one["verdict"] == "supports").all()
+    assert one.loc["all", "signal_first_10pct"] == pytest.approx(0.75)
+    assert 0.45 < one.loc["all", "difference"] < 0.65 and one.loc["all", "low"] > 0
+    assert two.loc["all", "verdict"] == "inconclusive" and two.loc["all", "low"] < 0 < two.loc["all", "high"]
