@@ -192,8 +192,8 @@ README_START, README_END = "<!-- ARTIFACT-MAP:START -->", "<!-- ARTIFACT-MAP:END
 
 def render_artifact_map() -> str:
     """The artifact map as the Markdown README shows (files named for the ``tiny`` profile)."""
-    t = artifact_table("tiny").drop(columns="status")
-    t["notebook"] = "`" + t["notebook"] + "`"
+    t = artifact_table("tiny").drop(columns=["status", "what"])
+    t["notebook"] = "`" + t["notebook"].str.replace("notebooks/", "", regex=False).str.replace(".ipynb", "", regex=False) + "`"
     t["function"] = "`" + t["function"].str.replace("refine_iqa_lib.", "", regex=False) + "`"
     t["results"] = t["results"].map(lambda r: "—" if r == "-" else f"`{r}`")
     return "## Artifact map\n\n" + t.to_markdown(index=False) + "\n"

@@ -45,8 +45,14 @@ FIGURE_CALL = re.compile(r"\b(plt\.subplots|plot_\w+|show_figure)\(")
 
 
 def _path_prefixes() -> list[tuple[str, str]]:
-    """(folder, replacement) pairs, longest first: the repository and the Python installation."""
-    pairs = {str(REPO_ROOT): ".", sys.prefix: "<python>", sys.base_prefix: "<python>"}
+    """(folder, replacement) pairs, longest first: the repository and the Python installation.
+
+    A Python installation inside the repository (``make``'s ``.venv``) keeps its relative path.
+    """
+    root = str(REPO_ROOT)
+    pairs = {prefix: "<python>" for prefix in (sys.prefix, sys.base_prefix)
+             if not (prefix + "/").startswith(root + "/")}
+    pairs[root] = "."
     return sorted(((k, v) for k, v in pairs.items() if k and k != "/"), key=lambda kv: -len(kv[0]))
 
 

@@ -12,6 +12,7 @@ names what differs); commit the folder it writes.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 import sys
 import time
@@ -41,8 +42,24 @@ def build_data(cfg) -> float:
     return time.perf_counter() - t0
 
 
-def build_standin(cfg, out_dir=None, resume: bool = True):
-    """Build the data, train the warm-up without the committed base and export it; returns the folder."""
+#: The committed base's informativeness on the validation split, written beside it by ``make standin``.
+INFORMATIVENESS_FILE = "informativeness_validation.csv"
+
+
+def describe_base(cfg, folder) -> Path:
+    """Measure a committed base on the validation split
+    (:func:`refine_iqa_lib.standin.informativeness.base_informativeness`) and write the table beside
+    it (:data:`INFORMATIVENESS_FILE`); returns the file."""
+    from refine_iqa_lib.io import write_text
+    from refine_iqa_lib.standin.informativeness import base_informativeness
+
+    table = base_informativeness(cfg, Path(folder) / "final", "validation")
+    return write_text(Path(folder) / INFORMATIVENESS_FILE, table.to_csv(index=False, float_format="%.6g"))
+
+
+def build_standin(cfg, out_dir=None, resume: bool = True, describe: bool = False):
+    """Build the data, train the warm-up without the committed base and export it (with
+    ``describe``, also its validation informativeness, :func:`describe_base`); returns the folder."""
     from refine_iqa_lib.standin.prebuilt import export_prebuilt
     from refine_iqa_lib.training.run import run_stage
 
@@ -52,7 +69,10 @@ def build_standin(cfg, out_dir=None, resume: bool = True):
     log.info("[standin] data ready in %.0f s", build_data(cfg))
     train_cfg = load_config(cfg, {"warmup.prebuilt": ""})
     run_dir = run_stage(train_cfg, "warmup", run_dir=cfg.work_dir / "runs" / "standin", resume=resume)
-    return export_prebuilt(cfg, run_dir, out_dir)
+    out = export_prebuilt(cfg, run_dir, out_dir)
+    if describe:
+        log.info("[standin] validation informativeness: %s", describe_base(cfg, out))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_command_logging()
     try:
         cfg = load_config(args.profile, args.sets)
-        out = build_standin(cfg, args.out, resume=args.resume)
+        out = build_standin(cfg, args.out, resume=args.resume, describe=True)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

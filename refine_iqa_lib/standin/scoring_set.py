@@ -240,7 +240,7 @@ def fidelity_gain_calibration(categories: list[str] | None = None, seed: int = 0
     distortion per crop and family.
 
     >>> fidelity_gain_calibration(["underexposure"], n_crops=8)
-    {'underexposure': 0.32}
+    {'underexposure': 0.29}
     """
     from refine_iqa_lib.data.distortions import DISTORTIONS, distort
     from refine_iqa_lib.standin.fidelity import FIDELITY_MOS, fidelity_features, fidelity_impairment
