@@ -164,7 +164,8 @@ def paper_processor(min_pixels: int = 3136, max_pixels: int = 151200):
     bounds) with its tokenizer grown to the 7B vocabulary: ids past the stand-in's own decode as
     ``<|tN|>``, so every id a random 7B-shaped model samples decodes (transformers and vLLM alike)."""
     from refine_iqa_lib.config import load_config
-    from refine_iqa_lib.models import PAPER_TEXT_ARCH, load_processor, resolve_model_path
+    from refine_iqa_lib.models import PAPER_TEXT_ARCH, load_processor
+    from refine_iqa_lib.runs import resolve_model_path
 
     processor = load_processor(resolve_model_path(load_config("smoke")), min_pixels=min_pixels, max_pixels=max_pixels)
     tok = processor.tokenizer

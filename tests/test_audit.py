@@ -35,19 +35,18 @@ def test_a_planted_copy_under_another_name_and_format_is_caught(tmp_path):
 
 
 def test_a_build_whose_split_breaks_a_scene_fails(tmp_path, monkeypatch):
-    """Plant a leak: a split that puts a scene's marked images on both sides shares its pristine
-    reference, and the build must stop."""
-    def leaky(keys, test_size, rng):
-        mask = np.zeros(len(keys), dtype=bool)
-        first = keys[0]
-        idx = [i for i, k in enumerate(keys) if k == first]
-        mask[idx[1:]] = True                                   # the same scene on both sides
-        mask[len(keys) - 1] = True
+    """Plant a leak: a split that puts one of a held-out scene's marked images on the training side
+    shares its pristine reference, and the build must stop."""
+    honest = build_module.declared_split_mask
+
+    def leaky(declared, *args):
+        mask = honest(declared, *args)
+        mask[int(np.flatnonzero(mask)[0])] = False                 # one held-out image moves to train
         return mask
 
     cfg = load_config("smoke", {"paths.work_dir": str(tmp_path / "w"), "paths.results_dir": str(tmp_path / "r"),
                                 "perception.n_images": 8, "perception.test_size": 2})
-    monkeypatch.setattr(build_module, "scene_split", leaky)
+    monkeypatch.setattr(build_module, "declared_split_mask", leaky)
     with pytest.raises(SplitOverlapError, match="train .* vs test .*shared by pixel content"):
         build_perception_dataset(cfg, progress=False)
 

@@ -127,8 +127,10 @@ def test_shuffled_pools_follow_the_perception_option_order(built):
 def test_modes_present_and_thinks_describe_the_shown_picture(built):
     _, out, rows = built
     counts = Counter(r["task"] for r in rows)
-    assert set(counts) == set(P.TASKS) and sum(counts.values()) == N
-    for task in P.TASKS:
+    cfg = built[0]
+    drawn = {t for t, share in dict(cfg.pretrain.task_shares).items() if share > 0}
+    assert set(counts) == drawn and sum(counts.values()) == N
+    for task in drawn:
         assert {r["mode"] for r in rows if r["task"] == task} == {"think", "no_think"}, task
     lengths = []
     for r in rows:
@@ -211,5 +213,5 @@ def test_undistorted_rates_the_distortion_strength(built):
     assert {r["attribute"] for r in rows} == {"undistorted"}
     for r in rows:
         assert abs(float(r["answer"]) - round(4.9 - 0.98 * r["severity"], 1)) < 0.051, r
-        assert "free of distortion" in r["prompt"]
+        assert "free of distortion" in r["prompt"] or "freedom from distortion" in r["prompt"], r["prompt"]
     assert {r["severity"] for r in rows} >= {0, 1, 5}

@@ -22,11 +22,12 @@ from refine_iqa_lib.standin.scoring_set import (
 
 #: Seven families, blur and noise among them (the MOS model must span at least six).
 FAMILIES = ["blur", "noise", "compression", "underexposure", "overexposure", "low_contrast", "desaturate"]
-#: The 30-picture smoke build (severity map) as made by the code before ``scoring.embedded_mos`` existed
-#: (commit f493a51): sha256 over the CSV / README bytes and the decoded PNG pixels (robust to PNG
-#: encoder versions), and the stamp's settings fingerprint.
-SEVERITY_CONTENT_SHA256 = "c635af3b0f71b5333023af84b3b74f354abad1c1542e3c10c9668842a34a9fd6"
-SEVERITY_FINGERPRINT = "f76caed5bdab3cc0"
+#: The 30-picture smoke build (severity map) of build version 3 (the world's photographs and
+#: photograph split): sha256 over the CSV / README bytes and the decoded PNG pixels (robust to PNG
+#: encoder versions), and the stamp's settings fingerprint. A change to either is a change to the
+#: embedded set, which must come with a new build version.
+SEVERITY_CONTENT_SHA256 = "202041503e5701da7696c277391e46a4c11a969c6ae9cc437af9e1bc69d35db7"
+SEVERITY_FINGERPRINT = "0dd3342ca81c0211"
 
 
 def _cfg(tmp_path, **over):
@@ -146,7 +147,7 @@ def test_roots_and_errors(built, tmp_path):
 def test_severity_default_is_unchanged(built):
     cfg, root = built
     assert cfg.scoring.embedded_mos == "severity"
-    assert _content_digest(root) == SEVERITY_CONTENT_SHA256            # files as before the key existed
+    assert _content_digest(root) == SEVERITY_CONTENT_SHA256            # files as pinned
     stamp = json.loads((root / "embedded_set.json").read_text())
     assert stamp["fingerprint"] == SEVERITY_FINGERPRINT and "embedded_mos" not in stamp["settings"]
     meta = pd.read_csv(root / "embedded_metadata.csv")

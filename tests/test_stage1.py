@@ -97,15 +97,31 @@ def test_paper_pools_ask_type_and_severity_over_the_whole_pools():
 
 @pytest.mark.parametrize("task", ["type", "severity", "object"])
 def test_right_letter_is_uniform_over_positions(task):
-    """Chi-square test of the right option's position over a build's worth of test images."""
+    """Chi-square test of the right option's position over a build's worth of test images, with the
+    options shuffled (``perception.option_order: shuffled``)."""
     from scipy.stats import chisquare
 
-    rows = [make_samples(_row(k), "test", test_forms=("nr",)) for k in range(1500)]
+    rows = [make_samples(_row(k), "test", test_forms=("nr",), option_order="shuffled") for k in range(1500)]
     hits = [next(s for s in samples if s["task"] == task) for samples in rows]
     k = len(hits[0]["options"])
     assert all(len(h["options"]) == k for h in hits)
     counts = np.bincount([h["options"].index(h["answer"]) for h in hits], minlength=k)
     assert chisquare(counts).pvalue > 0.001, counts
+
+
+def test_fixed_order_lists_each_pool_in_one_order():
+    """``option_order: fixed`` (the default): type and severity list their whole pool in the pool's
+    order, objects in reading order, so a letter always names the same option within an image."""
+    seen = {"type": set(), "severity": set()}
+    for k in range(200):
+        for s in make_samples(_row(k), "test", test_forms=("nr",)):
+            if s["task"] in seen:
+                seen[s["task"]].add(tuple(s["options"]))
+            if s["options"]:
+                assert s["answer_letter"] == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[s["options"].index(s["answer"])]
+    assert len(seen["type"]) == 1 and len(seen["severity"]) == 1
+    with pytest.raises(ValueError, match="option_order"):
+        make_samples(_row(0), "test", option_order="sorted")
 
 
 def test_train_mix_about_2_6_per_image():

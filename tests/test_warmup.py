@@ -47,7 +47,8 @@ def test_dataset_is_the_pretraining_samples_in_both_layouts(cfg):
         assert (prompt, completion, path) in known, (prompt, completion, path)   # a pre-training sample, verbatim
         task, mode = row["kind"].split("/")
         assert task in TASKS and format_reward(completion, mode) == 1.0
-        assert prompt not in stage1_questions and "How would you rate" not in prompt   # no Stage-1, no scoring MOS
+        # no Stage-1 question and never the quality question Stage-2 and the scoring evaluations ask
+        assert prompt not in stage1_questions and "overall visual quality" not in prompt
     assert len({r["kind"].split("/")[0] for r in ds}) >= 3
     assert {r["kind"].split("/")[1] for r in ds} == {"think", "no_think"}
     # batches may be grouped by length: the length must not depend on the target (else one batch = one answer)

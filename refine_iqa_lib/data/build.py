@@ -267,6 +267,19 @@ def _clean(out: Path, keep_parts: set[str] | None = None, keep_files: set[str] |
                 f.unlink(missing_ok=True)
 
 
+def declared_split_mask(declared: list, source_name: str, test_size: int, n_images: int) -> np.ndarray:
+    """The test mask of marked images whose source declares each one's side (``train`` / ``test``);
+    a source that declares some sides and not others, or too few held-out images, is an error."""
+    if not all(d in stage1.SPLITS for d in declared):
+        raise DataError(f"{source_name} source: some scenes declare a split and some do not "
+                        f"({sorted({str(d) for d in declared})}); expected every scene to declare train or test")
+    mask = np.array([d == "test" for d in declared], dtype=bool)
+    if int(mask.sum()) < test_size:
+        raise DataError(f"perception.test_size {test_size}: the {source_name} source's held-out scenes give "
+                        f"{int(mask.sum())} marked images; raise perception.n_images (now {n_images})")
+    return mask
+
+
 def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list | None = None, *,
                              progress: bool = True, workers: int | None = None) -> BuildReport:
     """Build (or finish building) Refine-Perception for ``cfg``; see the module docstring."""
@@ -311,13 +324,7 @@ def build_perception_dataset(cfg: Config | str = "tiny", overrides: dict | list 
     declared = [r.get("declared_split") for r in kept]
     if any(d is not None for d in declared):
         # a source that cuts each scene from split-specific pictures declares its side (the embedded one)
-        if not all(d in stage1.SPLITS for d in declared):
-            raise DataError(f"{source.name} source: some scenes declare a split and some do not "
-                            f"({sorted({str(d) for d in declared})}); expected every scene to declare train or test")
-        mask = np.array([d == "test" for d in declared], dtype=bool)
-        if int(mask.sum()) < p.test_size:
-            raise DataError(f"perception.test_size {p.test_size}: the {source.name} source's held-out scenes give "
-                            f"{int(mask.sum())} marked images; raise perception.n_images (now {p.n_images})")
+        mask = declared_split_mask(declared, source.name, p.test_size, p.n_images)
     else:
         # the split unit is the pristine picture's content: scenes whose stored originals are identical
         # (one file listed twice by a source, say) stay together

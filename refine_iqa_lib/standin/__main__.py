@@ -42,18 +42,14 @@ def build_data(cfg) -> float:
     return time.perf_counter() - t0
 
 
-#: The committed base's informativeness on the validation split, written beside it by ``make standin``.
-INFORMATIVENESS_FILE = "informativeness_validation.csv"
-
-
 def describe_base(cfg, folder) -> Path:
     """Measure a committed base on the validation split
     (:func:`refine_iqa_lib.standin.informativeness.base_informativeness`) and write the table beside
-    it (:data:`INFORMATIVENESS_FILE`); returns the file."""
+    it (:data:`refine_iqa_lib.standin.informativeness.INFORMATIVENESS_FILE`); returns the file."""
     from refine_iqa_lib.io import write_text
-    from refine_iqa_lib.standin.informativeness import base_informativeness
+    from refine_iqa_lib.standin.informativeness import INFORMATIVENESS_FILE, base_informativeness
 
-    table = base_informativeness(cfg, Path(folder) / "final", "validation")
+    table = base_informativeness(cfg, Path(folder) / "final", "validation", max_images=200, max_scoring=300)
     return write_text(Path(folder) / INFORMATIVENESS_FILE, table.to_csv(index=False, float_format="%.6g"))
 
 

@@ -45,7 +45,10 @@ import pandas as pd
 from refine_iqa_lib.config import Config, load_config
 
 __all__ = ["TARGETS", "COLUMNS", "target_met", "description_chance", "ratio_stat", "heldout_config",
-           "base_informativeness"]
+           "base_informativeness", "INFORMATIVENESS_FILE", "committed_informativeness"]
+
+#: The committed base's informativeness on the validation split, written beside it by ``make standin``.
+INFORMATIVENESS_FILE = "informativeness_validation.csv"
 
 #: metric -> (target text, test of the point value)
 TARGETS = {
@@ -212,4 +215,19 @@ def base_informativeness(cfg: Config, model_name_or_path="base", split: str = "v
                         "scoring_split": used, "max_images": int(max_images), "max_scoring": int(max_scoring),
                         "max_new_tokens": tokens, "n_incomplete_images": int(desc.attrs.get("n_incomplete", 0)),
                         "seconds": {k: round(v, 1) for k, v in seconds.items()}})
+    return table
+
+
+def committed_informativeness(cfg: Config) -> pd.DataFrame | None:
+    """The committed base's validation table (:data:`INFORMATIVENESS_FILE` in ``warmup.prebuilt``,
+    written by ``make standin``); ``None`` when the profile has no committed base or the file is absent."""
+    if not cfg.warmup.prebuilt:
+        return None
+    path = cfg.resolve(cfg.warmup.prebuilt) / INFORMATIVENESS_FILE
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = set(COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: expected the columns {list(COLUMNS)}, missing {sorted(missing)}")
     return table
