@@ -454,7 +454,7 @@ RULE_TEXT = [
     "image the same score counts as SRCC = PLCC = 0 (`degenerate`). \"Differ little\" is an equivalence: supports",
     f"when the interval lies inside ±{EQUIVALENCE_MARGIN} SRCC, contradicts when wholly outside. On synthetic data",
     "without an effect, at the tiny test sets' sizes, this rule gave a verdict in 0-6.1 % of the simulations of each",
-    "kind of claim (`refine_iqa_lib.evaluation.calibration`; the README lists the rates and the power).",
+    "kind of claim (`refine_iqa_lib.evaluation.calibration`; docs/claims.md lists the rates and the power).",
 ]
 
 
