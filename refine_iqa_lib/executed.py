@@ -14,7 +14,10 @@ run to run and nothing else:
 * identities: memory addresses (``at 0x7f...``) and pandas Styler ids (``T_3fa2c``);
 * paths: the repository folder becomes ``.`` and the Python installation ``<python>``; papermill's
   input and output paths outside the repository keep only the file name;
-* layout: consecutive stream outputs of one name are merged (how the kernel split them is timing).
+* layout: consecutive stream outputs of one name are merged (how the kernel split them is timing),
+  and the lines of jobs run at once (after the launcher's ``running N jobs, M at a time`` line,
+  each prefixed ``[job]``) are grouped by job, jobs in name order, each job's lines in their order
+  (how their lines interleave is timing).
 
 Execution counts, numbers, tables and figures are kept as they are. :func:`figure_gaps` lists what
 a folder of executed notebooks lacks: a numbered notebook with no executed copy, an error output, or
@@ -31,7 +34,7 @@ from typing import Any
 
 from refine_iqa_lib.io import REPO_ROOT, write_text
 
-__all__ = ["normalise_notebook", "normalise_file", "normalise_text", "figure_gaps", "FIGURE_CALL"]
+__all__ = ["normalise_notebook", "normalise_file", "normalise_text", "group_parallel_jobs", "figure_gaps", "FIGURE_CALL"]
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _TIMING_KEYS = ("start_time", "end_time", "duration")
@@ -106,6 +109,39 @@ def _normalise_output(out: dict) -> dict | None:
     return out
 
 
+_PARALLEL_HEADER = re.compile(r"^running \d+ jobs, \d+ at a time")
+_JOB_PREFIX = re.compile(r"^\[([^\]\s]+)\] ")
+
+
+def group_parallel_jobs(text: str) -> str:
+    r"""The lines after a ``running N jobs, M at a time`` line grouped by their ``[job]`` prefix
+    (jobs in name order, each job's lines in their order; unprefixed lines after them).
+
+    >>> print(group_parallel_jobs("x\nrunning 2 jobs, 2 at a time\n[b] 1\n[a] 1\n[b] 2\n[a] 2\ndone\n"), end="")
+    x
+    running 2 jobs, 2 at a time
+    [a] 1
+    [a] 2
+    [b] 1
+    [b] 2
+    done
+    """
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _PARALLEL_HEADER.match(line)), None)
+    if start is None:
+        return text
+    jobs: dict[str, list[str]] = {}
+    rest: list[str] = []
+    for line in lines[start + 1:]:
+        m = _JOB_PREFIX.match(line)
+        (jobs.setdefault(m.group(1), []) if m else rest).append(line)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    grouped = [line if line.endswith("\n") else line + "\n" for job in sorted(jobs) for line in jobs[job]]
+    out = "".join(lines[:start + 1] + grouped + rest)
+    return out if text.endswith("\n") else out.rstrip("\n")
+
+
 def _merge_streams(outputs: list[dict]) -> list[dict]:
     merged: list[dict] = []
     for out in outputs:
@@ -142,7 +178,8 @@ def normalise_notebook(nb: dict) -> dict:
             cell["id"] = "injected-parameters"                # papermill gives it a random id
         if cell.get("cell_type") == "code":
             outputs = [_normalise_output(o) for o in cell.get("outputs", [])]
-            cell["outputs"] = _merge_streams([o for o in outputs if o is not None])
+            cell["outputs"] = [{**o, "text": group_parallel_jobs(o["text"])} if o.get("output_type") == "stream" else o
+                               for o in _merge_streams([o for o in outputs if o is not None])]
     return nb
 
 

@@ -14,6 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 from refine_iqa_lib.config import Config, load_config
+from refine_iqa_lib.io import repo_relative
 from refine_iqa_lib.runs import BASE_MODELS, model_paths
 
 __all__ = ["eval_header", "eval_config", "models_table", "show_models"]
@@ -44,7 +45,7 @@ def eval_config(profile: str | Config, overrides: dict | list | None = None) -> 
 def models_table(cfg: Config, names: Iterable[str], available: dict[str, Path]) -> pd.DataFrame:
     """One row per model of ``names``: its weights folder and whether it is in ``available``."""
     paths = model_paths(cfg)
-    return pd.DataFrame([{"model": m, "weights": str(paths[m]), "available": m in available} for m in names])
+    return pd.DataFrame([{"model": m, "weights": repo_relative(paths[m]), "available": m in available} for m in names])
 
 
 def show_models(cfg: Config, names: Iterable[str] = BASE_MODELS) -> dict[str, Path]:

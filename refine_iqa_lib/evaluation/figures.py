@@ -403,6 +403,6 @@ def figure_report(made: Mapping[str, Mapping[str, Path] | str]) -> pd.DataFrame:
         if isinstance(v, str):
             rows.append({"figure": name, "status": "not drawn", "detail": v})
         else:
-            rows.append({"figure": name, "status": "written", "detail": ", ".join(str(p) for p in v.values())})
+            rows.append({"figure": name, "status": "written", "detail": ", ".join(repo_relative(p) for p in v.values())})
     return pd.DataFrame(rows)
 
