@@ -71,3 +71,25 @@ def photo_objects(name: str):
 
     data = json.loads((Path(__file__).parent / "data" / "photo_objects.json").read_text())["photos"][name]
     return [SceneObject(o["name"], tuple(o["bbox"])) for o in data["objects"]]
+
+
+@pytest.fixture(autouse=True)
+def _library_logging_restored():
+    """Every test starts with the library's logging as a command line has it and leaves its level
+    as it found it: loggers a library's ``logging.config`` call disabled are enabled again, the
+    stdout handler is there, and the level is restored through ``setLevel`` (which also clears the
+    loggers' cached enabled-levels; restoring the bare attribute would leave child loggers dropping
+    INFO lines for the tests that follow on the same worker)."""
+    import logging
+
+    from refine_iqa_lib import _configure_library_logger
+
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name == "refine_iqa_lib" or name.startswith("refine_iqa_lib.")):
+            logger.disabled = False
+    _configure_library_logger()
+    lib = logging.getLogger("refine_iqa_lib")
+    level = lib.level
+    lib.setLevel(level)
+    yield
+    lib.setLevel(level)

@@ -97,14 +97,17 @@ def test_library_greedy_equals_greedy_by_hand(policies):
 
 
 def test_greedy_generate_batches_by_length_and_returns_input_order(policies, monkeypatch):
-    """Rows are batched shortest first, and every completion comes back at its own row."""
+    """Rows are batched shortest first (in tokens), and every completion comes back at its own row."""
     import refine_iqa_lib.generation as G
 
     _, (_, proc) = policies
     seen = []
 
+    def tokens(text):
+        return len(proc.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def echo(model, processor, texts, images, max_new_tokens):
-        seen.append([len(t) for t in texts])
+        seen.append([tokens(t) for t in texts])
         return [t[-12:] for t in texts]
 
     monkeypatch.setattr(G, "generate_greedy", echo)

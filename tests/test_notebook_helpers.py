@@ -5,6 +5,7 @@ import pandas as pd
 
 from refine_iqa_lib import notebook
 from refine_iqa_lib.config import load_config
+from refine_iqa_lib.io import repo_relative
 
 
 def test_eval_config_logs_the_header_and_widens_text_columns(caplog):
@@ -22,5 +23,5 @@ def test_show_models_lists_every_name_and_returns_those_with_weights(tmp_path, t
     shown = capsys.readouterr().out
     assert "s1" in shown and "s2" in shown and "False" in shown
     table = notebook.models_table(cfg, ["base", "s2"], models)
-    assert table.to_dict("list") == {"model": ["base", "s2"], "weights": [str(tiny_model_dir), str(tmp_path / "runs" / "stage2")],
+    assert table.to_dict("list") == {"model": ["base", "s2"], "weights": [repo_relative(tiny_model_dir), str(tmp_path / "runs" / "stage2")],
                                      "available": [True, False]}
