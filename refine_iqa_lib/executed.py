@@ -126,7 +126,7 @@ def group_parallel_jobs(text: str) -> str:
     [b] 2
     done
     """
-    lines = text.splitlines(keepends=True)
+    lines = (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if _PARALLEL_HEADER.match(line)), None)
     if start is None:
         return text
@@ -135,11 +135,8 @@ def group_parallel_jobs(text: str) -> str:
     for line in lines[start + 1:]:
         m = _JOB_PREFIX.match(line)
         (jobs.setdefault(m.group(1), []) if m else rest).append(line)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    grouped = [line if line.endswith("\n") else line + "\n" for job in sorted(jobs) for line in jobs[job]]
-    out = "".join(lines[:start + 1] + grouped + rest)
-    return out if text.endswith("\n") else out.rstrip("\n")
+    out = "".join(lines[:start + 1] + [line for job in sorted(jobs) for line in jobs[job]] + rest)
+    return out if text.endswith("\n") else out[:-1]
 
 
 def _merge_streams(outputs: list[dict]) -> list[dict]:
